@@ -1,0 +1,7 @@
+//! The kommit daemon and CLI as a library, so the tests crate can drive every part in process.
+//!
+//! See `ARCHITECTURE.md` for the code map. This crate holds glue (CLI, Git, Raft, the node
+//! agent loop); business rules live in `kommit-reconcilers`, formats in `kommit-schemas`, and
+//! every syscall in `kommit-runtime`.
+
+pub mod cli;

@@ -1,0 +1,47 @@
+//! `kommit`: the node daemon and the operator/auditor/CI command line.
+//!
+//! Every subcommand lives in its own module under `cli/`; this file only parses the
+//! command line and maps the outcome to an exit code.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use kommit_daemon::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "kommit",
+    version,
+    about = "A Kubernetes-shaped cluster where Git is the API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a desired-state repository, directory or file.
+    Validate(cli::validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0, and usage errors with exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Validate(args) => cli::validate::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kommit: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! kommit test support.
