@@ -1,6 +1,8 @@
 //! `kommit validate` as CI runs it: exit codes, output formats, paths relative to PATH,
 //! dot-directories skipped, symlinks, and the repository template.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -4,6 +4,8 @@
 //! each: every key deleted, an unknown key added to every mapping, and every value replaced by
 //! values of other types and edge values. For every document both sides must agree.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kommit_schemas::schema::accepts;
 use kommit_schemas::{Kind, Object};
 use serde_json::{json, Value};

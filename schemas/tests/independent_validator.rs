@@ -4,6 +4,8 @@
 //! Set `KOMMIT_SKIP_EXTERNAL=1` to skip when check-jsonschema is not installed; without that
 //! variable a missing tool is a failure, never a silent pass.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kommit_schemas::{validate, Kind, Limits, SourceTree};
 use std::path::{Path, PathBuf};
 use std::process::Command;

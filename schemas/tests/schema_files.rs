@@ -3,6 +3,8 @@
 //! `KOMMIT_BLESS=1 cargo test -p kommit-schemas --test schema_files` rewrites the files from
 //! the model after a deliberate model change.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kommit_schemas::schema::{embedded, generate_text};
 use kommit_schemas::Kind;
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! kind, and a table of invalid ones, one per check, each pinned to its exact
 //! `file:line:col: error: message`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kommit_schemas::{validate, Limits, SourceContent, SourceFile, SourceTree};
 use std::path::Path;
 use std::time::{Duration, Instant};
