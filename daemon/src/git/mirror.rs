@@ -267,9 +267,14 @@ impl Mirror {
                 }
             });
         let interrupt = AtomicBool::new(false);
-        let outcome = conn
+        let prepare = conn
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| fetch_err(boxed(e)))?
+            .map_err(|e| fetch_err(boxed(e)))?;
+        if prepare.ref_map().mappings.is_empty() {
+            // The remote has none of the refs (empty remote, or no notes/status yet).
+            return Ok(BTreeMap::new());
+        }
+        let outcome = prepare
             .receive(gix::progress::Discard, &interrupt)
             .map_err(|e| fetch_err(boxed(e)))?;
         let mut out = BTreeMap::new();

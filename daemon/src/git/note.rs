@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
+use super::loader::Diagnostic;
 use super::time::Timestamp;
 
 /// Largest note read back from Git.
@@ -183,6 +184,20 @@ impl StatusNote {
         }
     }
 
+    /// A `refused` note carrying the loader's diagnostics as `file:line:col: message`.
+    pub fn refused(commit: ObjectId, at: Timestamp, diagnostics: &[Diagnostic]) -> Self {
+        let mut n = StatusNote::new(commit, CommitState::Refused, at);
+        n.diagnostics = diagnostics.iter().map(diagnostic_line).collect();
+        n
+    }
+
+    /// A `superseded` note pointing at the commit that replaced this one.
+    pub fn superseded(commit: ObjectId, at: Timestamp, by: ObjectId) -> Self {
+        let mut n = StatusNote::new(commit, CommitState::Superseded, at);
+        n.superseded_by = Some(by.to_string());
+        n
+    }
+
     /// The annotated commit id.
     pub fn commit_id(&self) -> Result<ObjectId, NoteError> {
         if self.commit.len() != 40 {
@@ -242,6 +257,11 @@ impl StatusNote {
         }
         win
     }
+}
+
+/// A diagnostic as written in notes: `file:line:col: message`.
+pub fn diagnostic_line(d: &Diagnostic) -> String {
+    format!("{}:{}:{}: {}", d.path, d.line, d.col, d.message)
 }
 
 /// The tree of a notes commit, or the empty tree.

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -155,12 +156,15 @@ impl GitDaemon {
                 "--export-all",
                 "--enable=receive-pack",
                 "--listen=127.0.0.1",
+                "--init-timeout=2",
+                "--timeout=10",
                 &format!("--port={port}"),
                 &format!("--base-path={}", base.display()),
                 &base.display().to_string(),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("git daemon starts");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -183,10 +187,7 @@ impl GitDaemon {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             assert!(Instant::now() < deadline, "git daemon still listening");
@@ -201,11 +202,21 @@ impl GitDaemon {
     }
 }
 
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
+impl GitDaemon {
+    /// Kills the daemon and the per-connection children it forked (its process group).
+    fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", c.id())])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
