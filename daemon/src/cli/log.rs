@@ -163,7 +163,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut tmp = None;
     let repo = if is_url(&args.repo) {
         let branch = args.branch.clone().unwrap_or_else(|| "main".into());
-        let dir = std::env::temp_dir().join(format!("kommit-log-{}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("kommit-log-{}-{nanos}", std::process::id()));
         let mirror = Mirror::open(
             &dir,
             RemoteConfig {
