@@ -57,10 +57,7 @@ fn only_the_branch_and_notes_are_fetched() {
     let out = m.fetch().expect("fetch");
     assert_eq!(out.head, Some(oid(&c1)));
     assert!(out.notes.is_some());
-    let refs = git(
-        &m.path().to_path_buf(),
-        &["for-each-ref", "--format=%(refname)"],
-    );
+    let refs = git(m.path(), &["for-each-ref", "--format=%(refname)"]);
     let mut refs: Vec<&str> = refs.lines().collect();
     refs.sort();
     assert_eq!(refs, ["refs/heads/main", "refs/notes/kommit"]);

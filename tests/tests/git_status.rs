@@ -344,11 +344,7 @@ fn remote_down_then_restart_delivers_every_write_exactly_once() {
         let parts: Vec<&str> = spec.split('|').collect();
         let mirror = Mirror::open(
             parts[1],
-            kommit_daemon::git::mirror::RemoteConfig {
-                url: parts[2].to_owned(),
-                branch: "main".into(),
-                credentials: Default::default(),
-            },
+            kommit_daemon::git::mirror::RemoteConfig::new(parts[2], "main"),
         )
         .expect("mirror");
         let w = writer(mirror, Path::new(parts[0]), 10);
@@ -362,7 +358,7 @@ fn remote_down_then_restart_delivers_every_write_exactly_once() {
     }
 
     let f = Fixture::new();
-    let commits = vec![
+    let commits = [
         f.commit(&[("kommit.yaml", KOMMIT_YAML)], "one"),
         f.commit(&[("apps/a.yaml", "x: 1\n")], "two"),
         f.commit(&[("apps/b.yaml", "x: 2\n")], "three"),
@@ -410,11 +406,7 @@ fn remote_down_then_restart_delivers_every_write_exactly_once() {
     daemon = GitDaemon::start_on(f.dir.path(), daemon.port);
     let mirror = Mirror::open(
         &mirror_path,
-        kommit_daemon::git::mirror::RemoteConfig {
-            url: url.clone(),
-            branch: "main".into(),
-            credentials: Default::default(),
-        },
+        kommit_daemon::git::mirror::RemoteConfig::new(url.clone(), "main"),
     )
     .expect("mirror");
     let w = writer(mirror.clone(), &data, 10);
@@ -491,4 +483,81 @@ async fn writer_loop_coalesces_pushes() {
         10,
         "one commit per status change"
     );
+}
+
+/// Smart HTTPS (private CA) with basic auth: fetch with gix (credentials by callback, CA
+/// from config) and push with the git CLI (credentials and CA in its environment), through a
+/// server that refuses anonymous access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_https_with_basic_auth_fetches_and_pushes() {
+    use kommit_daemon::git::mirror::{Credentials, RemoteConfig};
+    let f = Fixture::new();
+    let c1 = f.commit(&[("kommit.yaml", KOMMIT_YAML)], "one");
+    let ca = f.dir.path().join("ca.pem");
+    let (addr, server) =
+        git_common::http::serve_tls(f.dir.path().to_owned(), "kommit", "t0ken", &ca).await;
+    let url = format!("https://{addr}/remote.git");
+    let open = |credentials: Credentials, ca_file: Option<std::path::PathBuf>, name: &str| {
+        Mirror::open(
+            f.dir.path().join(name),
+            RemoteConfig {
+                url: url.clone(),
+                branch: "main".into(),
+                credentials,
+                ca_file,
+            },
+        )
+        .expect("mirror")
+    };
+    let basic = Credentials::Basic {
+        username: "kommit".into(),
+        password: "t0ken".into(),
+    };
+    for (mirror, why) in [
+        (
+            open(Credentials::None, Some(ca.clone()), "anon.git"),
+            "anonymous",
+        ),
+        (
+            open(basic.clone(), None, "untrusted.git"),
+            "untrusted certificate",
+        ),
+        (
+            open(
+                Credentials::Basic {
+                    username: "kommit".into(),
+                    password: "wrong".into(),
+                },
+                Some(ca.clone()),
+                "wrong.git",
+            ),
+            "wrong password",
+        ),
+    ] {
+        let r = tokio::task::spawn_blocking(move || mirror.fetch())
+            .await
+            .expect("task");
+        assert!(r.is_err(), "{why} fetch must fail");
+    }
+
+    let mirror = open(basic, Some(ca.clone()), "auth.git");
+    let m = mirror.clone();
+    let fetched = tokio::task::spawn_blocking(move || m.fetch())
+        .await
+        .expect("task")
+        .expect("fetch");
+    assert_eq!(fetched.head, Some(oid(&c1)));
+
+    let data = f.dir.path().join("data-https");
+    let w = writer(mirror, &data, 10);
+    w.note(adopted(&c1, T0, &["n1"])).expect("queued");
+    w.status(node_change(&c1, T0, "n1")).expect("queued");
+    let round = w.round().await.expect("push over https");
+    assert!(matches!(round, Round::Pushed { .. }), "{round:?}");
+    assert_eq!(remote_note(&f.remote, &c1), adopted(&c1, T0, &["n1"]));
+    assert_eq!(
+        status_subjects(&f.remote),
+        vec![format!("kommit status for {c1}")]
+    );
+    server.abort();
 }

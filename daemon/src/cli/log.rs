@@ -10,7 +10,7 @@ use anyhow::Context;
 use gix::ObjectId;
 use serde::Serialize;
 
-use crate::git::mirror::{Credentials, Mirror, RemoteConfig};
+use crate::git::mirror::{Mirror, RemoteConfig};
 use crate::git::note::{self, StatusNote};
 use crate::git::NOTES_REF;
 
@@ -168,14 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         let dir = std::env::temp_dir().join(format!("kommit-log-{}-{nanos}", std::process::id()));
-        let mirror = Mirror::open(
-            &dir,
-            RemoteConfig {
-                url: args.repo.clone(),
-                branch: branch.clone(),
-                credentials: Credentials::None,
-            },
-        )?;
+        let mirror = Mirror::open(&dir, RemoteConfig::new(args.repo.clone(), branch.clone()))?;
         tmp = Some(dir);
         mirror
             .fetch()

@@ -72,6 +72,20 @@ pub struct RemoteConfig {
     pub branch: String,
     /// Authentication.
     pub credentials: Credentials,
+    /// A PEM file of extra trusted CA certificates for an https remote (a private forge).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RemoteConfig {
+    /// A remote without credentials or extra CA.
+    pub fn new(url: impl Into<String>, branch: impl Into<String>) -> Self {
+        RemoteConfig {
+            url: url.into(),
+            branch: branch.into(),
+            credentials: Credentials::None,
+            ca_file: None,
+        }
+    }
 }
 
 /// Errors of the mirror.
@@ -224,6 +238,38 @@ impl Mirror {
         }
     }
 
+    /// The repository's http transport options plus a reqwest client trusting `ca`.
+    fn http_options_with_ca(
+        &self,
+        repo: &gix::Repository,
+        ca: &Path,
+    ) -> Result<Box<dyn std::any::Any>, Box<dyn std::error::Error + Send + Sync>> {
+        use gix::protocol::transport::client::blocking_io::http;
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("reading CA file {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("parsing CA file {}: {e}", ca.display()))?;
+        let mut opts = repo
+            .transport_options(self.remote.url.as_str(), None)
+            .map_err(boxed)?
+            .and_then(|o| o.downcast::<http::Options>().ok())
+            .map(|o| *o)
+            .unwrap_or_default();
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(
+                move |mut builder: reqwest::blocking::ClientBuilder| {
+                    for cert in &certs {
+                        builder = builder.add_root_certificate(cert.clone());
+                    }
+                    Ok(builder)
+                },
+            )),
+            configure_request: None,
+        };
+        opts.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+        Ok(Box::new(opts))
+    }
+
     /// Fetches `refspecs` (each `+src:dst`) and returns the remote value of every source ref
     /// the remote has. Refs the remote lacks are simply absent from the map.
     pub fn fetch_refspecs(
@@ -266,6 +312,13 @@ impl Mirror {
                     _ => Ok(None),
                 }
             });
+        let conn = match &self.remote.ca_file {
+            None => conn,
+            Some(ca) => {
+                let opts = self.http_options_with_ca(&repo, ca).map_err(fetch_err)?;
+                conn.with_transport_options(opts)
+            }
+        };
         let interrupt = AtomicBool::new(false);
         let prepare = conn
             .prepare_fetch(gix::progress::Discard, Default::default())

@@ -170,18 +170,25 @@ pub fn git_command(mirror: &Mirror) -> Command {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "/bin/false")
+        .env_remove("GIT_SSL_NO_VERIFY")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE");
     let creds = &mirror.remote().credentials;
+    let mut config: Vec<(&str, String)> = Vec::new();
     if let Some((user, password)) = creds.basic() {
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env(
-                "GIT_CONFIG_VALUE_0",
-                format!("Authorization: Basic {token}"),
-            );
+        config.push(("http.extraHeader", format!("Authorization: Basic {token}")));
+    }
+    if let Some(ca) = &mirror.remote().ca_file {
+        // The environment variable wins over config in git, so set both.
+        cmd.env("GIT_SSL_CAINFO", ca);
+        config.push(("http.sslCAInfo", ca.display().to_string()));
+    }
+    cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (k, v)) in config.into_iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), v);
     }
     if let Some(ssh) = creds.ssh_command() {
         cmd.env("GIT_SSH_COMMAND", ssh);

@@ -301,11 +301,12 @@ mod tests {
         let body = br#"{"ref":"refs/heads/main"}"#;
         let good = sign("s3cret", body);
         let bad = sign("other", body);
-        let cases: Vec<(
-            Option<&str>,
-            Vec<(&str, String)>,
+        type Case<'a> = (
+            Option<&'a str>,
+            Vec<(&'a str, String)>,
             Result<Forge, WebhookError>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (None, vec![], Ok(Forge::Plain)),
             (
                 None,

@@ -2,13 +2,15 @@
 //! a bare repo as the remote, and a `git daemon` for the git:// transport.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod http;
+
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kommit_daemon::git::mirror::{Credentials, Mirror, RemoteConfig};
+use kommit_daemon::git::mirror::{Mirror, RemoteConfig};
 
 /// Runs git with host config ignored; panics with stderr on failure; returns trimmed stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -108,11 +110,7 @@ impl Fixture {
     pub fn mirror(&self, url: &str) -> Mirror {
         Mirror::open(
             self.dir.path().join(format!("data-{}/mirror.git", nonce())),
-            RemoteConfig {
-                url: url.to_owned(),
-                branch: "main".into(),
-                credentials: Credentials::None,
-            },
+            RemoteConfig::new(url, "main"),
         )
         .expect("mirror opens")
     }
