@@ -5,4 +5,5 @@
 //! every syscall in `kommit-runtime`.
 
 pub mod cli;
+pub mod fstree;
 pub mod git;

@@ -7,12 +7,20 @@ use kommit_daemon::git::heads::{self, Decision};
 use kommit_daemon::git::loader::{Limits, SourceContent};
 use kommit_daemon::git::read::{self, LoadError};
 
-const APP: &str = "apiVersion: v1\nkind: ConfigMap\n";
+const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n";
 
 #[test]
 fn fetch_and_read_through_file_url_and_plain_path() {
     let f = Fixture::new();
-    let c1 = f.commit(&[("kommit.yaml", KOMMIT_YAML), ("apps/a.yaml", APP)], "one");
+    let c1 = f.commit(
+        &[
+            ("kommit.yaml", KOMMIT_YAML),
+            ("apps/a.yaml", APP),
+            ("README.md", "docs are listed, never read\n"),
+            (".github/workflows/ci.yml", "on: push\n"),
+        ],
+        "one",
+    );
     for url in [f.url(), f.remote.display().to_string()] {
         let m = f.mirror(&url);
         let out = m.fetch().expect("fetch");
@@ -31,7 +39,21 @@ fn fetch_and_read_through_file_url_and_plain_path() {
         assert!(diags.is_empty());
         let mut paths: Vec<_> = tree.files.iter().map(|f| f.path.clone()).collect();
         paths.sort();
-        assert_eq!(paths, ["apps/a.yaml", "kommit.yaml"]);
+        assert_eq!(
+            paths,
+            ["README.md", "apps/a.yaml", "kommit.yaml"],
+            "dot-directories skipped"
+        );
+        let readme = tree
+            .files
+            .iter()
+            .find(|f| f.path == "README.md")
+            .expect("readme");
+        assert_eq!(
+            readme.content,
+            SourceContent::Bytes(Vec::new()),
+            "non-manifests are not read"
+        );
         let app = tree
             .files
             .iter()
@@ -70,7 +92,7 @@ fn fetch_and_read_through_git_daemon() {
     let d = GitDaemon::start(f.dir.path());
     let m = f.mirror(&d.url("remote.git"));
     assert_eq!(m.fetch().expect("fetch").head, Some(oid(&c1)));
-    let c2 = f.commit(&[("apps/b.yaml", APP)], "two");
+    let c2 = f.commit(&[("apps/b.yaml", &config_map("b"))], "two");
     assert_eq!(m.fetch().expect("fetch").head, Some(oid(&c2)));
     let repo = m.repo().expect("repo");
     let loaded = read::load_commit(&repo, oid(&c2), &Limits::default()).expect("valid");
@@ -197,10 +219,15 @@ fn symlink_submodule_and_oversized_blob_are_reported_with_paths() {
 }
 
 #[test]
-fn tree_limits_are_enforced_while_reading() {
+fn reading_stops_just_past_the_limits_and_the_loader_reports_them() {
     let f = Fixture::new();
     let files: Vec<(String, String)> = (0..12)
-        .map(|i| (format!("apps/f{i:02}.yaml"), APP.to_owned()))
+        .map(|i| {
+            (
+                format!("apps/f{i:02}.yaml"),
+                config_map(&format!("f{i:02}")),
+            )
+        })
         .collect();
     let refs: Vec<(&str, &str)> = files
         .iter()
@@ -211,17 +238,33 @@ fn tree_limits_are_enforced_while_reading() {
     m.fetch().expect("fetch");
     let repo = m.repo().expect("repo");
     let tree = read::commit_tree(&repo, oid(&c)).expect("tree");
-    let limits = Limits {
-        max_files: 5,
-        ..Limits::default()
-    };
-    let (source, diags) = read::read_tree(&repo, tree, &limits).expect("read");
-    assert_eq!(source.files.len(), 5);
-    assert!(diags[0].message.contains("more than 5 files"), "{diags:?}");
-    let limits = Limits {
-        max_total_bytes: (APP.len() * 3) as u64,
-        ..Limits::default()
-    };
-    let (_, diags) = read::read_tree(&repo, tree, &limits).expect("read");
-    assert!(diags[0].message.contains("exceeds"), "{diags:?}");
+    let one = config_map("f00").len() as u64;
+    for (limits, read_files, message) in [
+        (
+            Limits {
+                max_files: 5,
+                ..Limits::default()
+            },
+            6,
+            "too many manifest files",
+        ),
+        (
+            Limits {
+                max_total_bytes: one * 3,
+                ..Limits::default()
+            },
+            4,
+            "total more than",
+        ),
+    ] {
+        let (source, diags) = read::read_tree(&repo, tree, &limits).expect("read");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(source.files.len(), read_files, "{message}");
+        match read::load_commit(&repo, oid(&c), &limits) {
+            Err(LoadError::Invalid(d)) => {
+                assert!(d.iter().any(|d| d.message.contains(message)), "{d:?}")
+            }
+            other => panic!("expected {message:?}, got {other:?}"),
+        }
+    }
 }

@@ -3,16 +3,16 @@
 //! Every blob's size is taken from its object header before its content is read, so an
 //! oversized file costs one header lookup. Symlinks and gitlinks become loader entries that
 //! the loader reports as diagnostics with their paths. Tree depth, entry count and total size
-//! are bounded because anything in Git is untrusted.
+//! are bounded because anything in Git is untrusted. The tree has the same shape `fstree`
+//! gives a directory, so `kommit validate` and the daemon judge the same input.
 
 use gix::ObjectId;
 
 use super::loader::{
-    self, DesiredState, Diagnostic, Limits, SourceContent, SourceFile, SourceTree,
+    self, is_manifest_path, DesiredState, Diagnostic, Limits, SourceContent, SourceFile, SourceTree,
 };
+pub use crate::fstree::{MAX_DEPTH, MAX_ENTRIES};
 
-/// Deepest directory nesting followed.
-pub const MAX_DEPTH: usize = 64;
 /// Longest symlink target read.
 const MAX_LINK_TARGET: u64 = 4096;
 
@@ -64,15 +64,6 @@ fn obj_err<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-fn diag(path: &str, message: String) -> Diagnostic {
-    Diagnostic {
-        path: path.to_owned(),
-        line: 0,
-        col: 0,
-        message,
-    }
-}
-
 /// Reads and validates the desired state at `commit`.
 pub fn load_commit(
     repo: &gix::Repository,
@@ -103,40 +94,59 @@ pub fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId,
     Ok(c.tree_id().map_err(obj_err("commit", commit))?.detach())
 }
 
-/// Builds the loader input from `tree`. Returns the tree and diagnostics for entries that
-/// cannot be represented at all (non-UTF-8 names, limits exceeded while walking).
+/// Builds the loader input from `tree`, with the same shape as `fstree` builds from a
+/// directory: dot-directories are skipped, only manifests (`*.yaml`, `*.yml`) are read,
+/// other files are listed with empty content. Returns the tree and diagnostics for what
+/// cannot be represented (non-UTF-8 names, nesting or entry bounds).
+///
+/// Reading stops one manifest past `limits.max_files` and one file past
+/// `limits.max_total_bytes`, so the loader sees (and reports) the excess while memory stays
+/// bounded by `max_total_bytes + max_file_bytes`.
 pub fn read_tree(
     repo: &gix::Repository,
     tree: ObjectId,
     limits: &Limits,
 ) -> Result<(SourceTree, Vec<Diagnostic>), ReadError> {
+    use gix::objs::tree::EntryKind;
     let mut out = SourceTree::default();
     let mut diags = Vec::new();
     let mut total: u64 = 0;
+    let mut manifests = 0usize;
+    let mut entries = 0usize;
     // Explicit stack: (tree id, path prefix, depth).
     let mut stack = vec![(tree, String::new(), 0usize)];
     while let Some((id, prefix, depth)) = stack.pop() {
         let t = repo.find_tree(id).map_err(obj_err("tree", id))?;
         let decoded = t.decode().map_err(obj_err("tree", id))?;
-        // Children pushed in reverse so the output keeps tree order.
+        // Subtrees pushed in reverse so the walk keeps tree order.
         let mut subtrees = Vec::new();
         for entry in &decoded.entries {
+            entries += 1;
+            if entries > MAX_ENTRIES {
+                diags.push(Diagnostic::file(
+                    prefix.trim_end_matches('/'),
+                    format!("tree has more than {MAX_ENTRIES} entries; the rest was not read"),
+                ));
+                return Ok((out, diags));
+            }
             let Ok(name) = std::str::from_utf8(entry.filename) else {
-                diags.push(diag(
-                    &format!("{prefix}{}", String::from_utf8_lossy(entry.filename)),
-                    "file name is not valid UTF-8".into(),
+                diags.push(Diagnostic::file(
+                    format!("{prefix}{}", String::from_utf8_lossy(entry.filename)),
+                    "file name is not valid UTF-8",
                 ));
                 continue;
             };
             let path = format!("{prefix}{name}");
             let oid = entry.oid.to_owned();
-            use gix::objs::tree::EntryKind;
             let content = match entry.mode.kind() {
                 EntryKind::Tree => {
-                    if depth + 1 >= MAX_DEPTH {
-                        diags.push(diag(
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    if depth + 1 > MAX_DEPTH {
+                        diags.push(Diagnostic::file(
                             &path,
-                            format!("directory nesting deeper than {MAX_DEPTH}"),
+                            format!("directories nested deeper than {MAX_DEPTH}"),
                         ));
                     } else {
                         subtrees.push((oid, format!("{path}/"), depth + 1));
@@ -155,32 +165,27 @@ pub fn read_tree(
                     SourceContent::Symlink { target }
                 }
                 EntryKind::Blob | EntryKind::BlobExecutable => {
-                    let size = repo.find_header(oid).map_err(obj_err("blob", oid))?.size();
-                    if size > limits.max_file_bytes {
-                        SourceContent::TooLarge { size }
-                    } else if total.saturating_add(size) > limits.max_total_bytes {
-                        diags.push(diag(
-                            &path,
-                            format!(
-                                "repository content exceeds {} bytes in total",
-                                limits.max_total_bytes
-                            ),
-                        ));
-                        return Ok((out, diags));
+                    if !is_manifest_path(&path) {
+                        // Listed, never read: the loader ignores non-manifests.
+                        SourceContent::Bytes(Vec::new())
                     } else {
-                        total += size;
-                        let mut blob = repo.find_blob(oid).map_err(obj_err("blob", oid))?;
-                        SourceContent::Bytes(blob.take_data())
+                        // The size comes from the object header; content is read only if
+                        // it fits.
+                        let size = repo.find_header(oid).map_err(obj_err("blob", oid))?.size();
+                        if size > limits.max_file_bytes {
+                            SourceContent::TooLarge { size }
+                        } else if manifests > limits.max_files || total > limits.max_total_bytes {
+                            // Past the bounds: the loader has already seen the excess.
+                            continue;
+                        } else {
+                            manifests += 1;
+                            total += size;
+                            let mut blob = repo.find_blob(oid).map_err(obj_err("blob", oid))?;
+                            SourceContent::Bytes(blob.take_data())
+                        }
                     }
                 }
             };
-            if out.files.len() >= limits.max_files {
-                diags.push(diag(
-                    &path,
-                    format!("repository has more than {} files", limits.max_files),
-                ));
-                return Ok((out, diags));
-            }
             out.files.push(SourceFile { path, content });
         }
         stack.extend(subtrees.into_iter().rev());

@@ -44,8 +44,14 @@ pub struct Fixture {
     pub work: PathBuf,
 }
 
-pub const KOMMIT_YAML: &str = "branch: main\n";
-pub const KOMMIT_YAML_REWRITES: &str = "branch: main\nallowHistoryRewrite: true\n";
+pub const KOMMIT_YAML: &str =
+    "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: test\nspec:\n  branch: main\n";
+pub const KOMMIT_YAML_REWRITES: &str = "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: test\nspec:\n  branch: main\n  allowHistoryRewrite: true\n";
+
+/// A valid ConfigMap manifest named `name`.
+pub fn config_map(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
+}
 
 impl Fixture {
     pub fn new() -> Self {
