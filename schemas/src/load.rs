@@ -301,7 +301,7 @@ fn load_document(path: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>) -
     if diags.len() > before {
         return None;
     }
-    let object = match Object::from_value(kind, doc.value.clone()) {
+    let object = match Object::from_value(kind, &doc.value) {
         Ok(o) => o,
         Err(e) => {
             // The schema and the model agree (a test checks it), so this is rare.
@@ -366,8 +366,6 @@ fn schema_errors(
         .collect();
     for e in &errors {
         let ptr = e.instance_path().as_str().to_owned();
-        let field = field_path(&ptr);
-        let instance = value.pointer(&ptr).unwrap_or(&Value::Null);
         let d = match e.kind() {
             K::AdditionalProperties { unexpected } => {
                 for name in unexpected {
@@ -394,15 +392,48 @@ fn schema_errors(
             {
                 continue;
             }
-            _ => at(path, spans.value_pos(&ptr), describe(&field, instance, e)),
+            _ => {
+                let (inner, message) = describe(value, e);
+                at(path, spans.value_pos(&inner), message)
+            }
         };
         diags.push(d);
     }
 }
 
-/// A one-line message for a schema error that is not about unknown or missing fields.
-fn describe(field: &str, instance: &Value, e: &jsonschema::ValidationError<'_>) -> String {
+/// A one-line message for a schema error that is not about unknown or missing fields, and
+/// the pointer it is about (deeper than the error's own for optional fields).
+fn describe(root: &Value, e: &jsonschema::ValidationError<'_>) -> (String, String) {
     use jsonschema::error::ValidationErrorKind as K;
+    if let K::AnyOf { context } = e.kind() {
+        // Optional fields are `anyOf: [T, null]`: explain the failure against T.
+        let is_null_branch = |b: &Vec<jsonschema::ValidationError<'static>>| {
+            b.len() == 1
+                && matches!(
+                    b[0].kind(),
+                    K::Type {
+                        kind: jsonschema::error::TypeKind::Single(jsonschema::JsonType::Null)
+                    }
+                )
+        };
+        let real: Vec<_> = context.iter().filter(|b| !is_null_branch(b)).collect();
+        if let [only] = real.as_slice() {
+            if let Some(inner) = only.first() {
+                return describe(root, inner);
+            }
+        }
+    }
+    (
+        e.instance_path().as_str().to_owned(),
+        describe_inner(root, e),
+    )
+}
+
+fn describe_inner(root: &Value, e: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    let ptr = e.instance_path().as_str();
+    let field = &field_path(ptr);
+    let instance = root.pointer(ptr).unwrap_or(&Value::Null);
     let shown = match instance {
         Value::String(s) => format!("\"{}\"", s.chars().take(80).collect::<String>()),
         other => {
@@ -446,40 +477,9 @@ fn describe(field: &str, instance: &Value, e: &jsonschema::ValidationError<'_>) 
         K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => {
             format!("`{field}`: {}", one_of_message(field))
         }
-        K::AnyOf { context } => {
-            // Optional fields are `anyOf: [T, null]`: explain the failure against T.
-            let is_null_branch = |b: &Vec<jsonschema::ValidationError<'static>>| {
-                b.len() == 1
-                    && matches!(
-                        b[0].kind(),
-                        K::Type {
-                            kind: jsonschema::error::TypeKind::Single(jsonschema::JsonType::Null)
-                        }
-                    )
-            };
-            let real: Vec<_> = context.iter().filter(|b| !is_null_branch(b)).collect();
-            match real.as_slice() {
-                [only] if !only.is_empty() => {
-                    let inner = &only[0];
-                    let ptr = inner.instance_path().as_str();
-                    describe(
-                        &field_path(ptr),
-                        instance_at(instance, field, &field_path(ptr)),
-                        inner,
-                    )
-                }
-                _ => format!("`{field}`: {shown} does not have an allowed type or form"),
-            }
-        }
+        K::AnyOf { .. } => format!("`{field}`: {shown} does not have an allowed type or form"),
         _ => format!("`{field}`: {}", e.masked()),
     }
-}
-
-/// The value for a nested error: the same instance unless the inner error is deeper, which
-/// `anyOf` over `[T, null]` never is.
-fn instance_at<'v>(instance: &'v Value, outer: &str, inner: &str) -> &'v Value {
-    debug_assert!(inner.starts_with(outer.trim_end_matches("(document)")));
-    instance
 }
 
 fn is_quantity_field(field: &str) -> bool {

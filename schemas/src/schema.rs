@@ -95,12 +95,24 @@ fn strip_nonstandard(v: &mut Value) {
     match v {
         Value::Object(map) => {
             consts_to_enum(map);
-            let drop = map
-                .get("format")
-                .and_then(Value::as_str)
-                .is_some_and(|f| !STANDARD_FORMATS.contains(&f));
-            if drop {
+            let format = map.get("format").and_then(Value::as_str).map(str::to_owned);
+            if let Some(f) = format.filter(|f| !STANDARD_FORMATS.contains(&f.as_str())) {
                 map.remove("format");
+                // Keep the width the format stood for as standard bounds.
+                let (lo, hi): (Option<i64>, Option<u64>) = match f.as_str() {
+                    "uint8" => (Some(0), Some(u8::MAX.into())),
+                    "uint16" => (Some(0), Some(u16::MAX.into())),
+                    "uint32" | "uint" => (Some(0), Some(u32::MAX.into())),
+                    "uint64" => (Some(0), Some(u64::MAX)),
+                    "int32" | "int" => (Some(i32::MIN.into()), Some(i32::MAX as u64)),
+                    _ => (None, None),
+                };
+                if let Some(lo) = lo {
+                    map.entry("minimum").or_insert(Value::from(lo));
+                }
+                if let Some(hi) = hi {
+                    map.entry("maximum").or_insert(Value::from(hi));
+                }
             }
             for child in map.values_mut() {
                 strip_nonstandard(child);
@@ -142,6 +154,12 @@ pub fn generate_text(kind: Kind) -> String {
     let mut s = serde_json::to_string_pretty(&generate(kind)).expect("a schema is plain JSON");
     s.push('\n');
     s
+}
+
+/// Whether the embedded schema for `kind` accepts `value` (for tests and tools; `validate`
+/// reports the reasons).
+pub fn accepts(kind: Kind, value: &Value) -> bool {
+    validators()[&kind].is_valid(value)
 }
 
 /// The compiled validators, built once from the embedded files.

@@ -32,6 +32,8 @@ pub struct YamlBudget {
     pub max_aliases: usize,
     /// Most documents in one file.
     pub max_documents: usize,
+    /// Most events replayed through aliases in one file (what an alias bomb inflates).
+    pub max_alias_events: usize,
 }
 
 impl Default for YamlBudget {
@@ -41,6 +43,7 @@ impl Default for YamlBudget {
             max_nodes: 250_000,
             max_aliases: 1_000,
             max_documents: 1_000,
+            max_alias_events: 20_000,
         }
     }
 }
@@ -308,9 +311,15 @@ pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>,
             max_events: budget.max_nodes.saturating_mul(4),
         },
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: budget.max_alias_events,
+            max_replay_stack_depth: 16,
+        },
+        // Kubernetes reads YAML 1.1 octals (`defaultMode: 0400` is 256), and so does kommit.
+        legacy_octal_numbers: true,
     };
-    let docs: Vec<Spanned<Node>> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(saphyr_error)?;
+    let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| saphyr_error(e, budget))?;
     let mut out = Vec::with_capacity(docs.len());
     let mut total_nodes = 0usize;
     for doc in docs {
@@ -336,23 +345,37 @@ pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>,
     Ok(out)
 }
 
-fn saphyr_error(e: serde_saphyr::Error) -> YamlError {
+fn saphyr_error(e: serde_saphyr::Error, budget: &YamlBudget) -> YamlError {
     let pos = e
         .location()
         .map(|l| pos_of(&l))
         .unwrap_or(Pos { line: 1, col: 1 });
-    // serde-saphyr renders a snippet over several lines; keep the first line only.
+    // serde-saphyr renders a snippet over several lines; keep the first line, without the
+    // position it repeats (the diagnostic carries it).
     let text = e.to_string();
     let first = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("invalid YAML")
-        .to_owned();
-    let message = first
-        .trim_start_matches("error: ")
-        .trim_end_matches('.')
-        .to_owned();
+        .unwrap_or("invalid YAML");
+    let mut message = first.trim_start_matches("error: ").trim_end_matches('.');
+    if let Some(rest) = message.strip_prefix("line ") {
+        if let Some((_, after)) = rest.split_once(": ") {
+            message = after;
+        }
+    }
+    let message = if message.contains("budget breached: Depth") {
+        format!("YAML nests deeper than {} levels", budget.max_depth)
+    } else if message.contains("alias replay limit exceeded") {
+        format!(
+            "aliases expand to more than {} events (alias bomb?)",
+            budget.max_alias_events
+        )
+    } else if let Some(what) = message.strip_prefix("budget breached: ") {
+        format!("YAML exceeds a parser budget ({what})")
+    } else {
+        message.to_owned()
+    };
     YamlError {
         pos,
         message: format!("invalid YAML: {message}"),

@@ -34,12 +34,10 @@ pub struct ClusterMeta {
 pub struct ClusterConfigSpec {
     /// The branch whose head is the desired state (default `main`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9._/-]+$"))]
-    pub branch: Option<String>,
+    pub branch: Option<super::meta::Branch>,
     /// The range pod CIDRs are cut from (default 10.244.0.0/16).
     #[serde(default, rename = "podCIDR", skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))]
-    pub pod_cidr: Option<String>,
+    pub pod_cidr: Option<super::meta::Cidr>,
     /// Prefix length of each node's pod CIDR (default 24).
     #[serde(
         default,
@@ -53,8 +51,7 @@ pub struct ClusterConfigSpec {
         rename = "serviceCIDR",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))]
-    pub service_cidr: Option<String>,
+    pub service_cidr: Option<super::meta::Cidr>,
     /// The DNS domain of services (default `cluster.local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_domain: Option<super::meta::Name>,
@@ -115,28 +112,15 @@ impl ClusterConfig {
     pub fn settings(&self) -> Result<ClusterSettings, (&'static str, String)> {
         let d = ClusterSettings::default();
         let s = &self.spec;
-        let parse = |field: &'static str, v: &Option<String>, default: ipnet::Ipv4Net| match v {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<ipnet::Ipv4Net>()
-                .map(|n| n.trunc())
-                .map_err(|_| (field, format!("invalid CIDR \"{text}\""))),
-        };
-        let pod_cidr = parse("podCIDR", &s.pod_cidr, d.pod_cidr)?;
-        let service_cidr = parse("serviceCIDR", &s.service_cidr, d.service_cidr)?;
+        let pod_cidr = s.pod_cidr.map(|c| c.0.trunc()).unwrap_or(d.pod_cidr);
+        let service_cidr = s
+            .service_cidr
+            .map(|c| c.0.trunc())
+            .unwrap_or(d.service_cidr);
         let mask = s
             .node_cidr_mask_size
             .map(|m| u8::try_from(m.get()).expect("bounded to 16..=28"))
             .unwrap_or(d.node_cidr_mask_size);
-        if let Some(b) = &s.branch {
-            let ok = !b.is_empty()
-                && b.len() <= 255
-                && b.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-'));
-            if !ok {
-                return Err(("branch", format!("invalid branch name \"{b}\"")));
-            }
-        }
         if mask < pod_cidr.prefix_len() {
             return Err((
                 "nodeCIDRMaskSize",
@@ -155,7 +139,11 @@ impl ClusterConfig {
         }
         Ok(ClusterSettings {
             name: self.metadata.name.to_string(),
-            branch: s.branch.clone().unwrap_or(d.branch),
+            branch: s
+                .branch
+                .as_ref()
+                .map(|b| b.as_str().to_owned())
+                .unwrap_or(d.branch),
             pod_cidr,
             node_cidr_mask_size: mask,
             service_cidr,

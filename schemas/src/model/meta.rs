@@ -547,3 +547,75 @@ pub type Port = Bounded<1, 65535>;
 pub type FileMode = Bounded<0, 511>;
 /// A scheduling weight, 1 to 100.
 pub type Weight = Bounded<1, 100>;
+
+/// The pattern of an IPv4 CIDR such as 10.244.0.0/16.
+pub const IPV4_CIDR: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$";
+
+/// An IPv4 CIDR, checked on deserialization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Cidr(pub ipnet::Ipv4Net);
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.0.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<ipnet::Ipv4Net>().map(Cidr).map_err(|_| {
+            serde::de::Error::custom(format!("invalid CIDR \"{s}\": expected e.g. 10.244.0.0/16"))
+        })
+    }
+}
+
+impl JsonSchema for Cidr {
+    fn schema_name() -> Cow<'static, str> {
+        "Cidr".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": IPV4_CIDR, "description": "an IPv4 CIDR such as 10.244.0.0/16"})
+    }
+}
+
+/// The pattern of a branch name kommit accepts.
+pub const BRANCH: &str = r"^[A-Za-z0-9._/-]{1,255}$";
+
+/// A Git branch name, checked on deserialization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Branch(String);
+
+impl Branch {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Branch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = (1..=255).contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-'));
+        if ok {
+            Ok(Branch(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid branch name \"{s}\""
+            )))
+        }
+    }
+}
+
+impl JsonSchema for Branch {
+    fn schema_name() -> Cow<'static, str> {
+        "Branch".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": BRANCH})
+    }
+}

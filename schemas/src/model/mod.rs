@@ -4,6 +4,7 @@ pub mod config;
 pub mod core;
 pub mod meta;
 pub mod pod;
+mod strict;
 pub mod workloads;
 
 use self::config::{ClusterConfig, ClusterSettings};
@@ -152,8 +153,8 @@ pub enum Object {
 
 impl Object {
     /// Deserializes a document of a known kind.
-    pub fn from_value(kind: Kind, v: serde_json::Value) -> Result<Object, serde_json::Error> {
-        use serde_json::from_value as f;
+    pub fn from_value(kind: Kind, v: &serde_json::Value) -> Result<Object, serde_json::Error> {
+        use strict::from_value as f;
         Ok(match kind {
             Kind::Namespace => Object::Namespace(f(v)?),
             Kind::Pod => Object::Pod(f(v)?),

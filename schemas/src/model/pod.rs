@@ -233,7 +233,7 @@ pub struct EnvVarSource {
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
-    {"required": ["configMapKeyRef"]}, {"required": ["secretKeyRef"]}, {"required": ["fieldRef"]}
+    {"required": ["configMapKeyRef"], "properties": {"configMapKeyRef": {"type": "object"}}}, {"required": ["secretKeyRef"], "properties": {"secretKeyRef": {"type": "object"}}}, {"required": ["fieldRef"], "properties": {"fieldRef": {"type": "object"}}}
 ]))]
 struct EnvVarSourceRaw {
     /// A key of a ConfigMap.
@@ -434,7 +434,7 @@ pub struct Probe {
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
-    {"required": ["httpGet"]}, {"required": ["tcpSocket"]}, {"required": ["exec"]}
+    {"required": ["httpGet"], "properties": {"httpGet": {"type": "object"}}}, {"required": ["tcpSocket"], "properties": {"tcpSocket": {"type": "object"}}}, {"required": ["exec"], "properties": {"exec": {"type": "object"}}}
 ]))]
 struct ProbeRaw {
     /// An HTTP GET that must answer 200-399.
@@ -832,8 +832,8 @@ pub struct Volume {
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
-    {"required": ["emptyDir"]}, {"required": ["hostPath"]}, {"required": ["configMap"]},
-    {"required": ["secret"]}, {"required": ["persistentVolumeClaim"]}
+    {"required": ["emptyDir"], "properties": {"emptyDir": {"type": "object"}}}, {"required": ["hostPath"], "properties": {"hostPath": {"type": "object"}}}, {"required": ["configMap"], "properties": {"configMap": {"type": "object"}}},
+    {"required": ["secret"], "properties": {"secret": {"type": "object"}}}, {"required": ["persistentVolumeClaim"], "properties": {"persistentVolumeClaim": {"type": "object"}}}
 ]))]
 struct VolumeRaw {
     /// Referenced by volume mounts.
