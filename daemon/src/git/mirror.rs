@@ -26,8 +26,14 @@ pub enum Credentials {
         /// Password.
         password: String,
     },
-    /// An ssh private key file for ssh:// remotes.
-    SshKey(PathBuf),
+    /// An ssh private key for ssh:// remotes.
+    SshKey {
+        /// The private key file.
+        key: PathBuf,
+        /// A known_hosts file pinning the server's host key; without it, the first key seen
+        /// is accepted and remembered in the user's known_hosts.
+        known_hosts: Option<PathBuf>,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -36,7 +42,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::None => f.write_str("None"),
             Credentials::Token(_) => f.write_str("Token(<redacted>)"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
-            Credentials::SshKey(p) => write!(f, "SshKey({})", p.display()),
+            Credentials::SshKey { key, .. } => write!(f, "SshKey({})", key.display()),
         }
     }
 }
@@ -51,13 +57,24 @@ impl Credentials {
         }
     }
 
-    /// The ssh command line that uses the configured key, if any.
+    /// The ssh command line that uses the configured key, if any. Paths are single-quoted
+    /// for the shell git and gix run it with.
     pub fn ssh_command(&self) -> Option<String> {
+        let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
         match self {
-            Credentials::SshKey(p) => Some(format!(
-                "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-                p.display().to_string().replace('\'', "")
-            )),
+            Credentials::SshKey { key, known_hosts } => {
+                let hosts = match known_hosts {
+                    Some(k) => format!(
+                        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+                        quote(k)
+                    ),
+                    None => "-o StrictHostKeyChecking=accept-new".to_owned(),
+                };
+                Some(format!(
+                    "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts}",
+                    quote(key)
+                ))
+            }
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod http;
+pub mod ssh;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
