@@ -268,3 +268,79 @@ fn reading_stops_just_past_the_limits_and_the_loader_reports_them() {
         }
     }
 }
+
+/// The one call the leader makes per fetched head: adopt, refuse (rewrite or invalid, with
+/// the note to write), or nothing.
+#[test]
+fn evaluate_adopts_refuses_or_ignores_a_head() {
+    use kommit_daemon::git::heads::Verdict;
+    use kommit_daemon::git::note::CommitState;
+    use kommit_daemon::git::time::Timestamp;
+    let f = Fixture::new();
+    let c1 = f.commit(&[("kommit.yaml", KOMMIT_YAML), ("apps/a.yaml", APP)], "one");
+    let c2 = f.commit(&[("apps/b.yaml", &config_map("b"))], "two");
+    let bad = f.commit(
+        &[("apps/c.yaml", "apiVersion: v1\nkind: ConfigMap\n")],
+        "no name",
+    );
+    let m = f.mirror(&f.url());
+    m.fetch().expect("fetch");
+    let repo = m.repo().expect("repo");
+    let limits = Limits::default();
+    let at = Timestamp(1_795_303_800);
+    let eval = |adopted: Option<(&str, bool)>, head: &str| {
+        heads::evaluate(
+            &repo,
+            adopted.map(|(c, a)| (oid(c), a)),
+            oid(head),
+            &limits,
+            at,
+        )
+        .expect("evaluate")
+    };
+    assert!(matches!(eval(Some((&c2, false)), &c2), Verdict::Unchanged));
+    match eval(Some((&c1, false)), &c2) {
+        Verdict::Adopt { head, loaded } => {
+            assert_eq!(loaded.commit, oid(&c2));
+            assert_eq!(head.commits, vec![oid(&c2)]);
+            assert!(head.fast_forward);
+        }
+        other => panic!("expected adopt, got {other:?}"),
+    }
+    match eval(Some((&c2, false)), &bad) {
+        Verdict::Refuse { note, .. } => {
+            assert_eq!(note.state, CommitState::Refused);
+            assert_eq!(note.commit, bad);
+            assert!(
+                note.diagnostics
+                    .iter()
+                    .any(|d| d.starts_with("apps/c.yaml:")),
+                "{:?}",
+                note.diagnostics
+            );
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    let rewritten = f.force_push_on(&c1, &[("apps/d.yaml", &config_map("d"))], "rewrite");
+    m.fetch().expect("fetch");
+    let repo = m.repo().expect("repo");
+    let verdict = heads::evaluate(&repo, Some((oid(&c2), false)), oid(&rewritten), &limits, at)
+        .expect("evaluate");
+    match verdict {
+        Verdict::Refuse { head, note } => {
+            assert!(!head.fast_forward);
+            assert!(
+                note.reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("history rewrite"),
+                "{note:?}"
+            );
+            assert!(note.diagnostics.is_empty());
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    let verdict = heads::evaluate(&repo, Some((oid(&c2), true)), oid(&rewritten), &limits, at)
+        .expect("evaluate");
+    assert!(matches!(verdict, Verdict::Adopt { .. }), "{verdict:?}");
+}

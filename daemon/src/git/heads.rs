@@ -108,6 +108,67 @@ pub fn decide(head: &NewHead, allow_history_rewrite: bool) -> Decision {
     }
 }
 
+/// What the leader should do with the branch head it just fetched.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The head is the adopted commit: nothing to do.
+    Unchanged,
+    /// Valid and allowed: propose it for adoption.
+    Adopt {
+        /// The new head and the commits since the adopted one.
+        head: NewHead,
+        /// The commit read and validated.
+        loaded: super::read::Loaded,
+    },
+    /// Not adoptable: write this `refused` note on the head and keep the adopted commit.
+    Refuse {
+        /// The new head and the commits since the adopted one.
+        head: NewHead,
+        /// The note to write (reason or diagnostics).
+        note: super::note::StatusNote,
+    },
+}
+
+/// Errors of [`evaluate`].
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    /// History could not be walked.
+    #[error(transparent)]
+    Heads(#[from] HeadsError),
+    /// Git objects could not be read.
+    #[error(transparent)]
+    Read(#[from] super::read::ReadError),
+}
+
+/// Compares the fetched `head` with the adopted commit (and its `allowHistoryRewrite`),
+/// then loads and validates it. `at` dates a refusal note (leader time).
+pub fn evaluate(
+    repo: &gix::Repository,
+    adopted: Option<(ObjectId, bool)>,
+    head: ObjectId,
+    limits: &super::loader::Limits,
+    at: super::time::Timestamp,
+) -> Result<Verdict, EvaluateError> {
+    use super::note::{CommitState, StatusNote};
+    use super::read::LoadError;
+    let Some(new) = detect(repo, adopted.map(|(c, _)| c), head)? else {
+        return Ok(Verdict::Unchanged);
+    };
+    if let Decision::Refuse { reason } = decide(&new, adopted.is_some_and(|(_, allow)| allow)) {
+        let mut note = StatusNote::new(head, CommitState::Refused, at);
+        note.reason = Some(reason);
+        return Ok(Verdict::Refuse { head: new, note });
+    }
+    match super::read::load_commit(repo, head, limits) {
+        Ok(loaded) => Ok(Verdict::Adopt { head: new, loaded }),
+        Err(LoadError::Invalid(diags)) => Ok(Verdict::Refuse {
+            head: new,
+            note: StatusNote::refused(head, at, &diags),
+        }),
+        Err(LoadError::Read(e)) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
