@@ -118,7 +118,7 @@ pub enum Verdict {
         /// The new head and the commits since the adopted one.
         head: NewHead,
         /// The commit read and validated.
-        loaded: super::read::Loaded,
+        loaded: Box<super::read::Loaded>,
     },
     /// Not adoptable: write this `refused` note on the head and keep the adopted commit.
     Refuse {
@@ -160,7 +160,10 @@ pub fn evaluate(
         return Ok(Verdict::Refuse { head: new, note });
     }
     match super::read::load_commit(repo, head, limits) {
-        Ok(loaded) => Ok(Verdict::Adopt { head: new, loaded }),
+        Ok(loaded) => Ok(Verdict::Adopt {
+            head: new,
+            loaded: Box::new(loaded),
+        }),
         Err(LoadError::Invalid(diags)) => Ok(Verdict::Refuse {
             head: new,
             note: StatusNote::refused(head, at, &diags),
