@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Validate a desired-state repository, directory or file.
     Validate(cli::validate::Args),
+    /// Show recent commits with their kommit status notes (auditor view).
+    Log(cli::log::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Log(args) => cli::log::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
