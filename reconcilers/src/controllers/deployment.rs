@@ -10,7 +10,7 @@ use crate::state::ClusterState;
 use crate::types::{DeploymentStatus, Effects, Millis, Owner, ReplicaSetRecord, RolloutPhase};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{Deployment, DeploymentStrategyType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The label carrying a pod's template hash.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -66,7 +66,19 @@ struct RsCounts {
     available: u32,
 }
 
-pub(crate) fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
+/// One pass over every Deployment; returns whether any ReplicaSet's replicas changed.
+/// `recreating` holds Deployments whose old pods were stopped in this entry by Recreate:
+/// their new pods wait for a later entry.
+pub(crate) fn reconcile(
+    state: &mut ClusterState,
+    fx: &mut Effects,
+    recreating: &mut BTreeSet<String>,
+) -> bool {
+    let before: BTreeMap<String, u32> = state
+        .replica_sets
+        .iter()
+        .map(|(k, r)| (k.clone(), r.replicas))
+        .collect();
     let mut index = pods_by_owner(state);
     // ReplicaSets of deleted Deployments go, and their pods with them.
     let orphans: Vec<String> = state
@@ -99,8 +111,14 @@ pub(crate) fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
         .map(|(k, d)| (k.clone(), d.clone()))
         .collect();
     for (key, d) in deployments {
-        sync_deployment(state, &key, &d, &mut index, fx);
+        sync_deployment(state, &key, &d, &mut index, fx, recreating);
     }
+    state
+        .replica_sets
+        .iter()
+        .map(|(k, r)| (k.clone(), r.replicas))
+        .collect::<BTreeMap<_, _>>()
+        != before
 }
 
 fn counts(
@@ -128,6 +146,7 @@ fn sync_deployment(
     d: &Deployment,
     index: &mut BTreeMap<Owner, Vec<String>>,
     fx: &mut Effects,
+    recreating: &mut BTreeSet<String>,
 ) {
     let Some((ns, name)) = key.split_once('/') else {
         return;
@@ -202,7 +221,9 @@ fn sync_deployment(
                 }
                 // New pods start only once the old ones are gone from the state: they are
                 // deleted in this pass and the next entry (the agents' reports) scales up.
-                if old_pods == 0 {
+                if old_pods > 0 {
+                    recreating.insert(key.to_owned());
+                } else if !recreating.contains(key) {
                     set_replicas(state, &current, replicas);
                 }
             }

@@ -50,7 +50,14 @@ pub fn record_status(state: &mut ClusterState, node: &str, c: &PodStatusChange) 
 pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
     evict(state);
     bare_pods(state);
-    deployment::reconcile(state, fx);
+    // Deployments run to a fixed point (bounded): scaling an old ReplicaSet down frees
+    // surge budget for the new one in the same entry, as a Kubernetes resync would.
+    let mut recreating = BTreeSet::new();
+    for _ in 0..4 {
+        if !deployment::reconcile(state, fx, &mut recreating) {
+            break;
+        }
+    }
     daemonset::reconcile(state);
     services(state, fx);
     schedule_pending(state, fx);
