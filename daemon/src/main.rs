@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Validate a desired-state repository, directory or file.
     Validate(cli::validate::Args),
+    /// Show where a desired-state repository's pods would land on a node inventory.
+    Plan(cli::plan::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Plan(args) => cli::plan::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
