@@ -569,13 +569,10 @@ impl<'a> Scheduler<'a> {
         let st = &self.state[n];
         let node = self.nodes[n];
         let part = |used: u64, req: u64, cap: u64| {
-            if cap == 0 {
-                0
-            } else {
-                cap.saturating_sub(used.saturating_add(req))
-                    .saturating_mul(100)
-                    / cap
-            }
+            cap.saturating_sub(used.saturating_add(req))
+                .saturating_mul(100)
+                .checked_div(cap)
+                .unwrap_or(0)
         };
         (part(st.cpu_used, grp.cpu, node.cpu_millis)
             + part(st.mem_used, grp.mem, node.memory_bytes))

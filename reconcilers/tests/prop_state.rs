@@ -100,7 +100,9 @@ fn random_node(rng: &mut ChaCha8Rng, i: usize) -> NodeInfo {
 }
 
 /// Builds a random log: (initial NodeUps, then the rest).
-fn gen_log(seed: u64) -> (Vec<(Entry, u64)>, Vec<(Entry, u64)>) {
+type Log = Vec<(Entry, u64)>;
+
+fn gen_log(seed: u64) -> (Log, Log) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n_nodes = rng.gen_range(2..=6);
     let nodes: Vec<NodeInfo> = (0..n_nodes).map(|i| random_node(&mut rng, i)).collect();

@@ -12,7 +12,7 @@ use crate::controllers::deployment::resolve;
 use crate::ids;
 use crate::scheduler::{node_matches, untolerated};
 use crate::state::ClusterState;
-use crate::types::{DaemonSetRecord, Owner};
+use crate::types::Owner;
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{DaemonSet, DaemonSetStrategyType};
 use std::collections::BTreeMap;
@@ -117,10 +117,7 @@ fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) 
         }
     }
     let now = state.now;
-    let rec = state
-        .daemon_sets
-        .entry(key.to_owned())
-        .or_insert_with(DaemonSetRecord::default);
+    let rec = state.daemon_sets.entry(key.to_owned()).or_default();
     let mut serial = rec.next_serial;
     let mut created = Vec::new();
     for node in &eligible {
@@ -152,9 +149,6 @@ fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) 
     }
     rec.next_serial = serial;
     for p in created {
-        let k = p.key();
-        if !state.pods.contains_key(&k) {
-            state.pods.insert(k, p);
-        }
+        state.pods.entry(p.key()).or_insert(p);
     }
 }

@@ -93,6 +93,7 @@ fn evict(state: &mut ClusterState) {
 }
 
 /// A new pod record, Pending.
+#[allow(clippy::too_many_arguments)] // every argument is part of the pod's identity
 pub(crate) fn new_pod(
     namespace: &str,
     name: String,
