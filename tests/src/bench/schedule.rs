@@ -54,6 +54,11 @@ fn manifests(pods: usize) -> DesiredState {
     let daemon_sets = (pods / 5) / ds_pods_per_set;
     let deployments = (pods - daemon_sets * ds_pods_per_set) / REPLICAS;
     let mut tree = SourceTree::default();
+    // 1,000 nodes need more than the default /16's 256 node CIDRs.
+    tree.add(
+        "kommit.yaml",
+        b"apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: bench\nspec:\n  podCIDR: 10.128.0.0/9\n".to_vec(),
+    );
     for i in 0..deployments {
         let mut extra = String::new();
         if i % 5 == 1 {
@@ -97,12 +102,25 @@ struct Run {
 fn run(pods: usize) -> Run {
     let desired = manifests(pods);
     let mut state = ClusterState::new();
+    let bootstrap = DesiredState {
+        config: desired.config.clone(),
+        ..Default::default()
+    };
+    state.apply(
+        &Entry::Adopt {
+            commit: "boot".into(),
+            parent: None,
+            digest: bootstrap.digest(),
+            desired: bootstrap,
+        },
+        1,
+    );
     for n in nodes() {
         state.apply(&Entry::NodeUp { info: n }, 1);
     }
     let adopt = Entry::Adopt {
         commit: "bench".into(),
-        parent: None,
+        parent: Some("boot".into()),
         digest: desired.digest(),
         desired,
     };
