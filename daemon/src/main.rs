@@ -25,6 +25,8 @@ enum Command {
     Validate(cli::validate::Args),
     /// Show recent commits with their kommit status notes (auditor view).
     Log(cli::log::Args),
+    /// Show where a desired-state repository's pods would land on a node inventory.
+    Plan(cli::plan::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
         Command::Log(args) => cli::log::run(args),
+        Command::Plan(args) => cli::plan::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,1 +1,32 @@
-//! Placeholder crate root; see ARCHITECTURE.md.
+//! kommit's replicated state machine: [`ClusterState`], the log [`Entry`] type, the workload
+//! controllers and the deterministic scheduler.
+//!
+//! Why this shape: kommit has no central scheduler. Every node applies the same Raft log to
+//! its own copy of [`ClusterState`] and must end with the same bytes, so that anyone (the
+//! node agents, `kommit plan`, an auditor) can recompute a placement offline. Hence:
+//! - `apply(entry, at)` is the only mutator and it is pure: time is the proposer's `at`,
+//!   identities are hashes of (owner, template hash, slot/serial), no HashMap order leaks;
+//! - everything is serde data in BTreeMaps, so the canonical bytes are the snapshot and their
+//!   SHA-256 is a digest nodes can compare;
+//! - `apply` returns [`Effects`] as data (pods to start/stop per node, endpoints, IPs);
+//!   it never acts; the daemon executes them;
+//! - the scheduler is a separate pure function ([`scheduler::schedule`]) so it can be tested
+//!   and benchmarked alone.
+//!
+//! StatefulSet, Job and CronJob manifests are carried in the adopted desired state but no
+//! controller runs them yet: they create no pods. The state model is open for them (an
+//! [`Owner`] variant and a bookkeeping map each).
+
+pub mod alloc;
+pub mod controllers;
+pub mod ids;
+pub mod scheduler;
+pub mod state;
+pub mod types;
+
+pub use state::{ClusterState, StateError};
+pub use types::{
+    ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis,
+    NodeInfo, NodeRecord, Owner, PodPhase, PodRecord, PodRef, PodStatusChange, ReplicaSetRecord,
+    RolloutPhase, Taint,
+};

@@ -2,4 +2,5 @@
 //! `run(args) -> anyhow::Result<u8>` returning the process exit code.
 
 pub mod log;
+pub mod plan;
 pub mod validate;

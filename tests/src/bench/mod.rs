@@ -1,3 +1,4 @@
-//! Benchmarks run by the `kommit-bench` binary.
+//! Benchmarks run by the `kommit-bench` binary, one module per subcommand.
 
+pub mod schedule;
 pub mod validate;

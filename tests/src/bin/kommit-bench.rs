@@ -6,13 +6,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        eprintln!("usage: kommit-bench <validate> [options]");
+        eprintln!("usage: kommit-bench <validate|schedule> [options]");
         return ExitCode::from(2);
     };
     let result = match name.as_str() {
         "validate" => kommit_tests::bench::validate::run(&args[1..]),
+        "schedule" => kommit_tests::bench::schedule::main(&args[1..]),
         other => {
-            eprintln!("kommit-bench: unknown benchmark `{other}` (known: validate)");
+            eprintln!("kommit-bench: unknown benchmark `{other}` (known: validate, schedule)");
             return ExitCode::from(2);
         }
     };

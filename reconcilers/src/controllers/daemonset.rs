@@ -1,0 +1,154 @@
+//! The DaemonSet controller: one pod per eligible node, nodes joining later included. A node
+//! is eligible when it is up, its labels satisfy the template's nodeSelector and required
+//! node affinity, and the template tolerates its NoSchedule/NoExecute taints. Cordoned nodes
+//! stay eligible, as in Kubernetes. Each pod is pinned to its node and still goes through the
+//! scheduler, so a full node leaves it Pending with a reason.
+//!
+//! Updates: RollingUpdate (default) replaces pods of an old template while at most
+//! maxUnavailable (default 1) of the DaemonSet's pods are unavailable; OnDelete keeps old pods.
+
+use super::{new_pod, pods_by_owner};
+use crate::controllers::deployment::resolve;
+use crate::ids;
+use crate::scheduler::{node_matches, untolerated};
+use crate::state::ClusterState;
+use crate::types::Owner;
+use kommit_schemas::model::meta::IntOrString;
+use kommit_schemas::model::workloads::{DaemonSet, DaemonSetStrategyType};
+use std::collections::BTreeMap;
+
+/// Nodes a DaemonSet's pods belong on, sorted.
+pub fn eligible_nodes(state: &ClusterState, ds: &DaemonSet) -> Vec<String> {
+    let spec = &ds.spec.template.spec;
+    state
+        .nodes
+        .values()
+        .filter(|n| {
+            n.ready
+                && n.pod_cidr.is_some()
+                && node_matches(spec, &n.info.name, &n.info.labels)
+                && untolerated(&spec.tolerations, &n.info.taints).is_none()
+        })
+        .map(|n| n.info.name.clone())
+        .collect()
+}
+
+pub(crate) fn reconcile(state: &mut ClusterState) {
+    let index = pods_by_owner(state);
+    // Pods of deleted DaemonSets go.
+    for (owner, keys) in &index {
+        if let Owner::DaemonSet(k) = owner {
+            if !state.desired.daemon_sets.contains_key(k) {
+                for p in keys {
+                    state.pods.remove(p);
+                }
+            }
+        }
+    }
+    state
+        .daemon_sets
+        .retain(|k, _| state.desired.daemon_sets.contains_key(k));
+    let sets: Vec<(String, DaemonSet)> = state
+        .desired
+        .daemon_sets
+        .iter()
+        .map(|(k, d)| (k.clone(), d.clone()))
+        .collect();
+    for (key, ds) in sets {
+        let owner = Owner::DaemonSet(key.clone());
+        let keys = index.get(&owner).cloned().unwrap_or_default();
+        sync(state, &key, &ds, keys);
+    }
+}
+
+fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) {
+    let Some((ns, name)) = key.split_once('/') else {
+        return;
+    };
+    let hash = ids::template_hash(&ds.spec.template);
+    let eligible = eligible_nodes(state, ds);
+    let on_delete = ds
+        .spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.kind)
+        .is_some_and(|k| k == DaemonSetStrategyType::OnDelete);
+    let eligible_n = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
+    let max_unavailable = ds
+        .spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.max_unavailable.clone())
+        .map(|v| resolve(&v, eligible_n, false))
+        .unwrap_or_else(|| resolve(&IntOrString::Int(1), eligible_n, false))
+        .max(1);
+
+    // One pod per node: drop pods on ineligible nodes and duplicates.
+    let mut by_node: BTreeMap<String, String> = BTreeMap::new();
+    for k in keys {
+        let p = &state.pods[&k];
+        let node = p.pinned_node.clone().unwrap_or_default();
+        if !eligible.contains(&node) || by_node.contains_key(&node) {
+            state.pods.remove(&k);
+        } else {
+            by_node.insert(node, k);
+        }
+    }
+    // Rolling update: replace old-template pods while the unavailable count allows.
+    if !on_delete {
+        let mut unavailable = by_node.values().filter(|k| !state.pods[*k].ready).count() as u32;
+        let mut old: Vec<(bool, String, String)> = by_node
+            .iter()
+            .filter(|(_, k)| state.pods[*k].template_hash != hash)
+            .map(|(n, k)| (state.pods[k].ready, n.clone(), k.clone()))
+            .collect();
+        // Not-ready old pods first: replacing them costs no availability.
+        old.sort();
+        for (ready, node, k) in old {
+            if ready {
+                if unavailable >= max_unavailable {
+                    break;
+                }
+                unavailable += 1;
+            }
+            state.pods.remove(&k);
+            by_node.remove(&node);
+        }
+    }
+    let now = state.now;
+    let rec = state.daemon_sets.entry(key.to_owned()).or_default();
+    let mut serial = rec.next_serial;
+    let mut created = Vec::new();
+    for node in &eligible {
+        if by_node.contains_key(node) {
+            continue;
+        }
+        let suffix = ids::safe_suffix(
+            &[
+                key.as_bytes(),
+                node.as_bytes(),
+                hash.as_bytes(),
+                &serial.to_be_bytes(),
+            ],
+            5,
+        );
+        let mut pod = new_pod(
+            ns,
+            format!("{name}-{suffix}"),
+            Owner::DaemonSet(key.to_owned()),
+            &hash,
+            ds.spec.template.metadata.labels.clone(),
+            &ds.spec.template.spec,
+            serial,
+            now,
+        );
+        serial += 1;
+        pod.pinned_node = Some(node.clone());
+        created.push(pod);
+    }
+    rec.next_serial = serial;
+    for p in created {
+        state.pods.entry(p.key()).or_insert(p);
+    }
+}

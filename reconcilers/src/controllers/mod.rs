@@ -1,0 +1,402 @@
+//! The controllers that run inside `ClusterState::apply`, level-triggered: each looks at the
+//! whole desired and current state and moves the current state one step toward the desired
+//! one. They run in a fixed order after every entry:
+//!
+//! 1. evictions (node down, removed, drained, untolerated NoExecute taint) and cleanup of
+//!    finished controller pods;
+//! 2. bare pods (create, replace on spec change, prune);
+//! 3. Deployments -> ReplicaSets -> pods ([`deployment`]);
+//! 4. DaemonSets ([`daemonset`]);
+//! 5. services (ClusterIPs), the scheduler for every Pending pod, then endpoints.
+//!
+//! Pruning is the same rule everywhere: a pod whose owner is absent from the adopted commit
+//! is deleted, so deleting a whole file removes everything it declared.
+
+pub mod daemonset;
+pub mod deployment;
+
+use crate::alloc;
+use crate::ids;
+use crate::scheduler::{self, Decision, NodeView, PodView};
+use crate::state::ClusterState;
+use crate::types::{Effects, Endpoint, IpChange, Owner, PodPhase, PodRecord, PodStatusChange};
+use kommit_schemas::model::pod::{PodSpec, RestartPolicy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+/// Records one status report. Reports for another UID (an older incarnation) or from a node
+/// the pod is not bound to are ignored.
+pub fn record_status(state: &mut ClusterState, node: &str, c: &PodStatusChange) {
+    let now = state.now;
+    let Some(p) = state.pods.get_mut(&c.pod) else {
+        return;
+    };
+    if p.uid != c.uid || p.node.as_deref() != Some(node) {
+        return;
+    }
+    p.phase = c.phase;
+    let ready = c.ready && c.phase == PodPhase::Running;
+    if ready && !p.ready {
+        p.ready_since = Some(now);
+    } else if !ready {
+        p.ready_since = None;
+    }
+    p.ready = ready;
+    p.restarts = c.containers.iter().map(|s| s.restarts).sum();
+    p.containers = c.containers.clone();
+}
+
+/// Runs every controller once, in order.
+pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
+    evict(state);
+    bare_pods(state);
+    // Deployments run to a fixed point (bounded): scaling an old ReplicaSet down frees
+    // surge budget for the new one in the same entry, as a Kubernetes resync would.
+    let mut recreating = BTreeSet::new();
+    for _ in 0..4 {
+        if !deployment::reconcile(state, fx, &mut recreating) {
+            break;
+        }
+    }
+    daemonset::reconcile(state);
+    services(state, fx);
+    schedule_pending(state, fx);
+    endpoints(state, fx);
+}
+
+/// Whether a pod must leave its node: the node is gone or down, drained (DaemonSet pods
+/// stay), or carries a NoExecute taint the pod does not tolerate.
+fn must_leave(state: &ClusterState, p: &PodRecord) -> bool {
+    let Some(node) = &p.node else { return false };
+    let Some(n) = state.nodes.get(node) else {
+        return true;
+    };
+    !n.ready
+        || (n.drained && !matches!(p.owner, Owner::DaemonSet(_)))
+        || scheduler::untolerated_no_execute(&p.spec.tolerations, &n.info.taints).is_some()
+}
+
+fn evict(state: &mut ClusterState) {
+    let gone: Vec<String> = state
+        .pods
+        .iter()
+        .filter(|(_, p)| {
+            must_leave(state, p)
+                || (!matches!(p.owner, Owner::Pod(_))
+                    && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        state.pods.remove(&k);
+    }
+}
+
+/// A new pod record, Pending.
+#[allow(clippy::too_many_arguments)] // every argument is part of the pod's identity
+pub(crate) fn new_pod(
+    namespace: &str,
+    name: String,
+    owner: Owner,
+    template_hash: &str,
+    labels: BTreeMap<String, String>,
+    spec: &PodSpec,
+    serial: u64,
+    now: crate::types::Millis,
+) -> PodRecord {
+    let owner_id = owner.id();
+    let uid = ids::uid(&[
+        owner_id.as_bytes(),
+        template_hash.as_bytes(),
+        name.as_bytes(),
+        &serial.to_be_bytes(),
+    ]);
+    PodRecord {
+        namespace: namespace.to_owned(),
+        name,
+        uid,
+        owner,
+        template_hash: template_hash.to_owned(),
+        labels,
+        spec: spec.clone(),
+        node: None,
+        pinned_node: None,
+        pod_ip: None,
+        phase: PodPhase::Pending,
+        ready: false,
+        ready_since: None,
+        restarts: 0,
+        containers: Vec::new(),
+        reason: None,
+        created_at: now,
+        serial,
+    }
+}
+
+fn bare_pods(state: &mut ClusterState) {
+    // Prune pods whose manifest is gone or changed.
+    let stale: Vec<String> = state
+        .pods
+        .iter()
+        .filter(|(_, p)| match &p.owner {
+            Owner::Pod(k) => state.desired.pods.get(k).is_none_or(|d| {
+                ids::template_hash(&(&d.metadata.labels, &d.spec)) != p.template_hash
+            }),
+            _ => false,
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in stale {
+        state.pods.remove(&k);
+    }
+    let now = state.now;
+    let mut created = Vec::new();
+    for (key, d) in &state.desired.pods {
+        if state.pods.contains_key(key) {
+            continue;
+        }
+        let Some((ns, name)) = key.split_once('/') else {
+            continue;
+        };
+        // A bare pod that finished under restartPolicy Never/OnFailure is not recreated:
+        // it stays in the state with its final phase until its manifest changes.
+        let hash = ids::template_hash(&(&d.metadata.labels, &d.spec));
+        let serial = state.bare_pod_serial + created.len() as u64;
+        created.push(new_pod(
+            ns,
+            name.to_owned(),
+            Owner::Pod(key.clone()),
+            &hash,
+            d.metadata.labels.clone(),
+            &d.spec,
+            serial,
+            now,
+        ));
+    }
+    state.bare_pod_serial += created.len() as u64;
+    for p in created {
+        state.pods.insert(p.key(), p);
+    }
+}
+
+/// The restart policy a controller pod runs with (Always for Deployments and DaemonSets).
+pub fn restart_policy(spec: &PodSpec) -> RestartPolicy {
+    spec.restart_policy.unwrap_or(RestartPolicy::Always)
+}
+
+fn services(state: &mut ClusterState, fx: &mut Effects) {
+    let gone: Vec<String> = state
+        .service_ips
+        .keys()
+        .filter(|k| {
+            state
+                .desired
+                .services
+                .get(*k)
+                .is_none_or(|s| s.spec.cluster_ip.as_deref() == Some("None"))
+        })
+        .cloned()
+        .collect();
+    for k in gone {
+        if let Some(ip) = state.service_ips.remove(&k) {
+            fx.ips.push(IpChange::ServiceFreed { service: k, ip });
+        }
+    }
+    let range = state.desired.config.service_cidr;
+    let mut used: BTreeSet<Ipv4Addr> = state.service_ips.values().copied().collect();
+    // Services asking for a fixed IP go first, so a hashed pick never takes it.
+    let mut order: Vec<(&String, Option<Ipv4Addr>)> = state
+        .desired
+        .services
+        .iter()
+        .filter(|(k, s)| {
+            s.spec.cluster_ip.as_deref() != Some("None") && !state.service_ips.contains_key(*k)
+        })
+        .map(|(k, s)| {
+            (
+                k,
+                s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            )
+        })
+        .collect();
+    order.sort_by_key(|(k, ip)| (ip.is_none(), (*k).clone()));
+    let mut new = Vec::new();
+    for (k, requested) in order {
+        if let Some(ip) = alloc::service_ip(range, k, requested, &used) {
+            used.insert(ip);
+            new.push((k.clone(), ip));
+        }
+    }
+    for (k, ip) in new {
+        fx.ips.push(IpChange::Service {
+            service: k.clone(),
+            ip,
+        });
+        state.service_ips.insert(k, ip);
+    }
+}
+
+/// Runs the scheduler over every Pending pod and binds the ones it places, allocating each
+/// an IP from its node's pod CIDR.
+fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
+    if state.pods.values().all(|p| p.node.is_some()) {
+        return;
+    }
+    let decisions = {
+        let owner_ids: BTreeMap<&String, String> =
+            state.pods.iter().map(|(k, p)| (k, p.owner.id())).collect();
+        let nodes: Vec<NodeView> = state
+            .nodes
+            .values()
+            .map(|n| NodeView {
+                name: &n.info.name,
+                ready: n.ready,
+                cordoned: n.drained,
+                labels: &n.info.labels,
+                taints: &n.info.taints,
+                cpu_millis: n.info.cpu_millis,
+                memory_bytes: n.info.memory_bytes,
+                max_pods: n
+                    .pod_cidr
+                    .map(|c| n.info.pods.min(alloc::pod_capacity(c)))
+                    .unwrap_or(0),
+            })
+            .collect();
+        let mut pending = Vec::new();
+        let mut bound = Vec::new();
+        for (k, p) in &state.pods {
+            match &p.node {
+                None => {
+                    if p.phase == PodPhase::Pending {
+                        pending.push(pod_view(k, p, &owner_ids[k]));
+                    }
+                }
+                Some(n) => bound.push((pod_view(k, p, &owner_ids[k]), n.as_str())),
+            }
+        }
+        scheduler::schedule(&pending, &nodes, &bound)
+    };
+    let mut used: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    if decisions.values().any(|d| matches!(d, Decision::Bind(_))) {
+        for p in state.pods.values() {
+            if let (Some(n), Some(ip)) = (&p.node, p.pod_ip) {
+                used.entry(n.clone()).or_default().insert(ip);
+            }
+        }
+    }
+    for (key, d) in decisions {
+        let Some(p) = state.pods.get_mut(&key) else {
+            continue;
+        };
+        match d {
+            Decision::Bind(node) => {
+                let cidr = state.nodes.get(&node).and_then(|n| n.pod_cidr);
+                let taken = used.entry(node.clone()).or_default();
+                let Some(ip) = cidr.and_then(|c| alloc::pod_ip(c, taken)) else {
+                    // Cannot happen: max_pods is capped by the CIDR's capacity.
+                    p.reason = Some(format!("no free pod IP in node {node}'s pod CIDR"));
+                    continue;
+                };
+                taken.insert(ip);
+                p.node = Some(node);
+                p.pod_ip = Some(ip);
+                p.reason = None;
+                fx.ips.push(IpChange::Pod { pod: key, ip });
+            }
+            Decision::Unschedulable(reason) => {
+                if p.reason.as_deref() != Some(reason.as_str()) {
+                    fx.unschedulable.insert(key, reason.clone());
+                    p.reason = Some(reason);
+                }
+            }
+        }
+    }
+}
+
+fn pod_view<'a>(k: &'a str, p: &'a PodRecord, owner: &'a str) -> PodView<'a> {
+    PodView {
+        key: k,
+        uid: &p.uid,
+        namespace: &p.namespace,
+        owner,
+        template_hash: &p.template_hash,
+        labels: &p.labels,
+        spec: &p.spec,
+        pinned_node: p.pinned_node.as_deref(),
+    }
+}
+
+fn endpoints(state: &mut ClusterState, fx: &mut Effects) {
+    let mut by_ns: BTreeMap<&str, Vec<&PodRecord>> = BTreeMap::new();
+    for p in state.pods.values() {
+        if p.node.is_some() && p.pod_ip.is_some() {
+            by_ns.entry(p.namespace.as_str()).or_default().push(p);
+        }
+    }
+    let mut next: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    for (key, svc) in &state.desired.services {
+        if svc.spec.selector.is_empty() {
+            continue;
+        }
+        let ns = key.split_once('/').map(|(ns, _)| ns).unwrap_or("default");
+        let mut eps: Vec<Endpoint> = by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                svc.spec
+                    .selector
+                    .iter()
+                    .all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .filter_map(|p| {
+                Some(Endpoint {
+                    pod: p.key(),
+                    ip: p.pod_ip?,
+                    node: p.node.clone()?,
+                    ready: p.ready,
+                })
+            })
+            .collect();
+        eps.sort();
+        next.insert(key.clone(), eps);
+    }
+    let keys: BTreeSet<&String> = next.keys().chain(state.endpoints.keys()).collect();
+    for k in keys {
+        if next.get(k) != state.endpoints.get(k) {
+            fx.endpoints_changed.push(k.clone());
+        }
+    }
+    state.endpoints = next;
+}
+
+/// Pods of each owner, by key; built once per reconcile and kept current by the controllers.
+pub(crate) fn pods_by_owner(state: &ClusterState) -> BTreeMap<Owner, Vec<String>> {
+    let mut m: BTreeMap<Owner, Vec<String>> = BTreeMap::new();
+    for (k, p) in &state.pods {
+        m.entry(p.owner.clone()).or_default().push(k.clone());
+    }
+    m
+}
+
+/// Orders pods for deletion the way Kubernetes' ReplicaSet controller prefers: unscheduled
+/// before scheduled, not running before running, not ready before ready, ready for less time
+/// before longer, newer before older.
+pub(crate) fn deletion_order(state: &ClusterState, keys: &mut [String]) {
+    keys.sort_by_key(|k| {
+        let p = &state.pods[k];
+        let phase_rank = match p.phase {
+            PodPhase::Pending => 0,
+            PodPhase::Unknown => 1,
+            _ => 2,
+        };
+        (
+            p.node.is_some(),
+            phase_rank,
+            p.ready,
+            std::cmp::Reverse(p.ready_since.unwrap_or(0)),
+            std::cmp::Reverse(p.serial),
+            k.clone(),
+        )
+    });
+}

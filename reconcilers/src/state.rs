@@ -1,0 +1,250 @@
+//! `ClusterState`: the replicated state machine. `apply` is the only way it changes; it is a
+//! pure function of (state, entry, timestamp), so every node that applies the same log holds
+//! the same bytes.
+
+use crate::controllers;
+use crate::types::{
+    DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
+    PodRecord, PodRef, ReplicaSetRecord,
+};
+use kommit_schemas::DesiredState;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Largest snapshot `from_canonical_bytes` accepts.
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+
+/// Errors reading a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The snapshot is larger than [`MAX_SNAPSHOT_BYTES`].
+    #[error("snapshot of {0} bytes exceeds the limit of {MAX_SNAPSHOT_BYTES} bytes")]
+    TooLarge(usize),
+    /// The bytes are not a snapshot.
+    #[error("invalid snapshot: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
+/// Everything the cluster agreed on: the adopted commit, nodes, pods and their placements,
+/// ReplicaSets, rollouts, addresses and endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The commit in force.
+    pub commit: Option<String>,
+    /// When it was adopted.
+    pub adopted_at: Option<Millis>,
+    /// Its desired state.
+    pub desired: DesiredState,
+    /// The latest timestamp applied (monotonic).
+    pub now: Millis,
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// Pods by `namespace/name`.
+    pub pods: BTreeMap<String, PodRecord>,
+    /// ReplicaSets by `namespace/name`.
+    pub replica_sets: BTreeMap<String, ReplicaSetRecord>,
+    /// Rollout status by Deployment `namespace/name`.
+    pub deployments: BTreeMap<String, DeploymentStatus>,
+    /// DaemonSet bookkeeping by `namespace/name`.
+    pub daemon_sets: BTreeMap<String, DaemonSetRecord>,
+    /// Incarnations of bare pods made so far (UIDs come from this counter).
+    pub bare_pod_serial: u64,
+    /// ClusterIPs by service `namespace/name` (headless services have none).
+    pub service_ips: BTreeMap<String, Ipv4Addr>,
+    /// Endpoints by service `namespace/name`, sorted by pod.
+    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+}
+
+impl ClusterState {
+    /// An empty state (no commit, no nodes).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one log entry with the proposer's timestamp and returns what changed. Pure:
+    /// the same (state, entry, at) always gives the same state and effects.
+    pub fn apply(&mut self, entry: &Entry, at: Millis) -> Effects {
+        let mut fx = Effects::default();
+        self.now = self.now.max(at);
+        let before: BTreeMap<String, (String, Option<String>)> = self
+            .pods
+            .iter()
+            .map(|(k, p)| (k.clone(), (p.uid.clone(), p.node.clone())))
+            .collect();
+        match entry {
+            Entry::Adopt {
+                commit,
+                parent,
+                desired,
+                digest,
+            } => {
+                if let Err(why) = self.check_adopt(commit, parent.as_deref(), desired, digest) {
+                    fx.rejected = Some(why);
+                    return fx;
+                }
+                self.commit = Some(commit.clone());
+                self.adopted_at = Some(self.now);
+                self.desired = desired.clone();
+                fx.adopted = Some(commit.clone());
+            }
+            Entry::NodeUp { info } => self.node_up(info, &mut fx),
+            Entry::NodeDown { node } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.ready = false;
+                }
+            }
+            Entry::NodeDrain { node } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.drained = true;
+                }
+            }
+            Entry::NodeUncordon { node } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.drained = false;
+                }
+            }
+            Entry::NodeRemove { node } => {
+                if let Some(n) = self.nodes.remove(node) {
+                    if let Some(cidr) = n.pod_cidr {
+                        fx.ips.push(IpChange::NodeCidrFreed {
+                            node: node.clone(),
+                            cidr,
+                        });
+                    }
+                }
+            }
+            Entry::PodStatus { node, changes } => {
+                for c in changes {
+                    controllers::record_status(self, node, c);
+                }
+            }
+            Entry::Ack { node, commit } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.acked = Some(commit.clone());
+                }
+            }
+            Entry::Tick => {}
+        }
+        controllers::reconcile(self, &mut fx);
+        self.diff_pods(&before, &mut fx);
+        fx
+    }
+
+    fn check_adopt(
+        &self,
+        commit: &str,
+        parent: Option<&str>,
+        desired: &DesiredState,
+        digest: &str,
+    ) -> Result<(), String> {
+        let actual = desired.digest();
+        if actual != digest {
+            return Err(format!(
+                "commit {commit}: desired-state digest {actual} does not match the proposed {digest}"
+            ));
+        }
+        match self.commit.as_deref() {
+            None => Ok(()),
+            Some(cur) if cur == commit => Err(format!("commit {commit} is already adopted")),
+            Some(cur) if parent == Some(cur) || self.desired.config.allow_history_rewrite => Ok(()),
+            Some(cur) => Err(format!(
+                "commit {commit} does not fast-forward from the adopted commit {cur} and kommit.yaml does not allow history rewrites"
+            )),
+        }
+    }
+
+    fn node_up(&mut self, info: &crate::types::NodeInfo, fx: &mut Effects) {
+        let now = self.now;
+        let n = self
+            .nodes
+            .entry(info.name.clone())
+            .or_insert_with(|| NodeRecord {
+                info: info.clone(),
+                ready: true,
+                drained: false,
+                pod_cidr: None,
+                joined_at: now,
+                acked: None,
+            });
+        n.info = info.clone();
+        n.ready = true;
+        if n.pod_cidr.is_some() {
+            return;
+        }
+        // First join, or a join while the range was full: allocate the lowest free CIDR.
+        let taken = self.nodes.values().filter_map(|n| n.pod_cidr).collect();
+        let cfg = &self.desired.config;
+        if let Some(cidr) = crate::alloc::node_cidr(cfg.pod_cidr, cfg.node_cidr_mask_size, &taken) {
+            fx.ips.push(IpChange::NodeCidr {
+                node: info.name.clone(),
+                cidr,
+            });
+            if let Some(n) = self.nodes.get_mut(&info.name) {
+                n.pod_cidr = Some(cidr);
+            }
+        }
+    }
+
+    fn diff_pods(&self, before: &BTreeMap<String, (String, Option<String>)>, fx: &mut Effects) {
+        for (k, (uid, node)) in before {
+            let Some(node) = node else { continue };
+            let same = self
+                .pods
+                .get(k)
+                .is_some_and(|p| &p.uid == uid && p.node.as_ref() == Some(node));
+            if !same {
+                fx.stop.entry(node.clone()).or_default().push(PodRef {
+                    pod: k.clone(),
+                    uid: uid.clone(),
+                });
+            }
+        }
+        for (k, p) in &self.pods {
+            let Some(node) = &p.node else { continue };
+            let same = before
+                .get(k)
+                .is_some_and(|(uid, n)| uid == &p.uid && n.as_ref() == Some(node));
+            if !same {
+                fx.start.entry(node.clone()).or_default().push(PodRef {
+                    pod: k.clone(),
+                    uid: p.uid.clone(),
+                });
+            }
+        }
+    }
+
+    /// The canonical serialization (compact JSON, maps sorted). Also the snapshot format.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the state holds only JSON-representable data")
+    }
+
+    /// Reads a snapshot written by [`ClusterState::canonical_bytes`].
+    pub fn from_canonical_bytes(b: &[u8]) -> Result<Self, StateError> {
+        if b.len() > MAX_SNAPSHOT_BYTES {
+            return Err(StateError::TooLarge(b.len()));
+        }
+        Ok(serde_json::from_slice(b)?)
+    }
+
+    /// Hex SHA-256 of the canonical bytes.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_bytes()))
+    }
+
+    /// Pods bound to `node`, by key (what the node's agent must run).
+    pub fn pods_on_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodRecord> + 'a {
+        self.pods
+            .values()
+            .filter(move |p| p.node.as_deref() == Some(node))
+    }
+
+    /// Every pod's node (None while Pending), by key.
+    pub fn placements(&self) -> BTreeMap<String, Option<String>> {
+        self.pods
+            .iter()
+            .map(|(k, p)| (k.clone(), p.node.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,121 @@
+//! Helpers shared by the reconcilers' integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo, PodPhase, PodStatusChange, Taint};
+use kommit_schemas::{DesiredState, Limits, SourceTree};
+use std::collections::BTreeMap;
+
+pub const GI: u64 = 1 << 30;
+
+/// Validates manifests (path, yaml) into a DesiredState, panicking with the diagnostics.
+pub fn desired(files: &[(&str, &str)]) -> DesiredState {
+    let mut tree = SourceTree::default();
+    for (p, y) in files {
+        tree.add(*p, y.as_bytes().to_vec());
+    }
+    match kommit_schemas::validate(&tree, &Limits::default()) {
+        Ok(d) => d,
+        Err(diags) => panic!("invalid test manifests: {diags:?}"),
+    }
+}
+
+pub fn adopt_entry(commit: &str, parent: Option<&str>, d: &DesiredState) -> Entry {
+    Entry::Adopt {
+        commit: commit.into(),
+        parent: parent.map(Into::into),
+        desired: d.clone(),
+        digest: d.digest(),
+    }
+}
+
+pub fn node(name: &str, cpu_millis: u64, memory_bytes: u64, pods: u32) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        address: format!("192.0.2.{}", name.len()),
+        cpu_millis,
+        memory_bytes,
+        pods,
+        labels: BTreeMap::new(),
+        taints: Vec::<Taint>::new(),
+    }
+}
+
+pub fn labelled(mut n: NodeInfo, labels: &[(&str, &str)]) -> NodeInfo {
+    for (k, v) in labels {
+        n.labels.insert((*k).into(), (*v).into());
+    }
+    n
+}
+
+/// PodStatus entries reporting every bound pod (optionally only those matching `filter`)
+/// as Running and ready, one entry per node.
+pub fn ready_entries(state: &ClusterState, filter: impl Fn(&str) -> bool) -> Vec<Entry> {
+    let mut by_node: BTreeMap<String, Vec<PodStatusChange>> = BTreeMap::new();
+    for (k, p) in &state.pods {
+        if let Some(n) = &p.node {
+            if !p.ready && filter(k) {
+                by_node.entry(n.clone()).or_default().push(PodStatusChange {
+                    pod: k.clone(),
+                    uid: p.uid.clone(),
+                    phase: PodPhase::Running,
+                    ready: true,
+                    containers: vec![],
+                    pod_ip: p.pod_ip,
+                });
+            }
+        }
+    }
+    by_node
+        .into_iter()
+        .map(|(node, changes)| Entry::PodStatus { node, changes })
+        .collect()
+}
+
+/// Reports every bound pod ready, at time `at`.
+pub fn make_ready(state: &mut ClusterState, at: u64) {
+    for e in ready_entries(state, |_| true) {
+        state.apply(&e, at);
+    }
+}
+
+/// Pods whose key starts with `prefix`.
+pub fn pods_with_prefix<'a>(
+    state: &'a ClusterState,
+    prefix: &str,
+) -> Vec<&'a kommit_reconcilers::PodRecord> {
+    state
+        .pods
+        .values()
+        .filter(|p| p.key().starts_with(prefix))
+        .collect()
+}
+
+pub fn deployment_yaml(name: &str, replicas: u32, image: &str, extra_spec: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+{extra_spec}  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      containers:
+        - name: main
+          image: {image}
+          resources:
+            requests:
+              cpu: 100m
+              memory: 64Mi
+"#
+    )
+}
+
+pub const KOMMIT_YAML: &str =
+    "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: test\n";

@@ -1,0 +1,224 @@
+//! `kommit-bench schedule`: place pods on 1,000 nodes from empty.
+//!
+//! The workload mixes Deployments (100 replicas each; some with a zone nodeSelector, some
+//! with required podAntiAffinity on the hostname) and DaemonSets (one per node pool), all
+//! with cpu and memory requests. Two timings per size:
+//! - `apply`: the whole `ClusterState::apply(Adopt)` on a state with every node up:
+//!   controllers create the pods, the scheduler places them, IPs and endpoints are set;
+//! - `scheduler`: `scheduler::schedule` alone on the same pods.
+//!
+//! Sizes: 1k, 10k, 100k pods (100k is skipped with `--quick`). The last line is
+//! `RESULT schedule pods=10000 nodes=1000 ms=<apply ms> pods_per_s=<y> ...`.
+
+use kommit_reconcilers::scheduler::{self, Decision, NodeView, PodView};
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Taint};
+use kommit_schemas::model::pod::TaintEffect;
+use kommit_schemas::{DesiredState, Limits, SourceTree};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+const NODES: usize = 1000;
+const POOLS: usize = 10;
+const REPLICAS: usize = 100;
+
+fn nodes() -> Vec<NodeInfo> {
+    (0..NODES)
+        .map(|i| {
+            let mut labels = BTreeMap::new();
+            labels.insert("zone".to_string(), format!("z{}", i % 4));
+            labels.insert("pool".to_string(), format!("p{}", i % POOLS));
+            let taints = if i % 20 == 0 {
+                vec![Taint {
+                    key: "dedicated".into(),
+                    value: Some("infra".into()),
+                    effect: TaintEffect::NoSchedule,
+                }]
+            } else {
+                vec![]
+            };
+            NodeInfo {
+                name: format!("node-{i:04}"),
+                address: format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                cpu_millis: 32_000,
+                memory_bytes: 128 << 30,
+                pods: 110,
+                labels,
+                taints,
+            }
+        })
+        .collect()
+}
+
+fn manifests(pods: usize) -> DesiredState {
+    let ds_pods_per_set = NODES / POOLS;
+    let daemon_sets = (pods / 5) / ds_pods_per_set;
+    let deployments = (pods - daemon_sets * ds_pods_per_set) / REPLICAS;
+    let mut tree = SourceTree::default();
+    // 1,000 nodes need more than the default /16's 256 node CIDRs.
+    tree.add(
+        "kommit.yaml",
+        b"apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: bench\nspec:\n  podCIDR: 10.128.0.0/9\n".to_vec(),
+    );
+    for i in 0..deployments {
+        let mut extra = String::new();
+        if i % 5 == 1 {
+            extra.push_str(&format!("      nodeSelector: {{zone: z{}}}\n", i % 4));
+        }
+        if i % 10 == 3 {
+            extra.push_str(&format!(
+                "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n            - labelSelector: {{matchLabels: {{app: d{i}}}}}\n              topologyKey: kubernetes.io/hostname\n"
+            ));
+        }
+        let y = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n  replicas: {REPLICAS}\n  selector:\n    matchLabels: {{app: d{i}}}\n  template:\n    metadata:\n      labels: {{app: d{i}}}\n    spec:\n{extra}      containers:\n        - name: c\n          image: app:{i}\n          resources:\n            requests: {{cpu: {}m, memory: {}Mi}}\n",
+            50 + (i % 5) * 50,
+            64 + (i % 4) * 64
+        );
+        tree.add(format!("apps/d{i}.yaml"), y.into_bytes());
+    }
+    for i in 0..daemon_sets {
+        let y = format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: ds{i}\nspec:\n  selector:\n    matchLabels: {{app: ds{i}}}\n  template:\n    metadata:\n      labels: {{app: ds{i}}}\n    spec:\n      nodeSelector: {{pool: p{}}}\n      tolerations: [{{operator: Exists}}]\n      containers:\n        - name: c\n          image: agent:{i}\n          resources:\n            requests: {{cpu: 20m, memory: 32Mi}}\n",
+            i % POOLS
+        );
+        tree.add(format!("infra/ds{i}.yaml"), y.into_bytes());
+    }
+    match kommit_schemas::validate(&tree, &Limits::default()) {
+        Ok(d) => d,
+        Err(diags) => panic!(
+            "benchmark manifests are invalid: {:?}",
+            &diags[..diags.len().min(3)]
+        ),
+    }
+}
+
+struct Run {
+    pods: usize,
+    placed: usize,
+    apply_ms: f64,
+    sched_ms: f64,
+}
+
+fn run(pods: usize) -> Run {
+    let desired = manifests(pods);
+    let mut state = ClusterState::new();
+    let bootstrap = DesiredState {
+        config: desired.config.clone(),
+        ..Default::default()
+    };
+    state.apply(
+        &Entry::Adopt {
+            commit: "boot".into(),
+            parent: None,
+            digest: bootstrap.digest(),
+            desired: bootstrap,
+        },
+        1,
+    );
+    for n in nodes() {
+        state.apply(&Entry::NodeUp { info: n }, 1);
+    }
+    let adopt = Entry::Adopt {
+        commit: "bench".into(),
+        parent: Some("boot".into()),
+        digest: desired.digest(),
+        desired,
+    };
+    let mut empty = state.clone();
+    let t0 = Instant::now();
+    state.apply(&adopt, 2);
+    let apply_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let total = state.pods.len();
+    let placed = state.pods.values().filter(|p| p.node.is_some()).count();
+
+    // The scheduler alone, on the same pods unbound.
+    for p in state.pods.values_mut() {
+        p.node = None;
+    }
+    let owner_ids: BTreeMap<&String, String> =
+        state.pods.iter().map(|(k, p)| (k, p.owner.id())).collect();
+    let pending: Vec<PodView> = state
+        .pods
+        .iter()
+        .map(|(k, p)| PodView {
+            key: k,
+            uid: &p.uid,
+            namespace: &p.namespace,
+            owner: &owner_ids[k],
+            template_hash: &p.template_hash,
+            labels: &p.labels,
+            spec: &p.spec,
+            pinned_node: p.pinned_node.as_deref(),
+        })
+        .collect();
+    empty.pods.clear();
+    let views: Vec<NodeView> = empty
+        .nodes
+        .values()
+        .map(|n| NodeView {
+            name: &n.info.name,
+            ready: n.ready,
+            cordoned: n.drained,
+            labels: &n.info.labels,
+            taints: &n.info.taints,
+            cpu_millis: n.info.cpu_millis,
+            memory_bytes: n.info.memory_bytes,
+            max_pods: n.info.pods.min(253),
+        })
+        .collect();
+    let t1 = Instant::now();
+    let decisions = scheduler::schedule(&pending, &views, &[]);
+    let sched_ms = t1.elapsed().as_secs_f64() * 1000.0;
+    let sched_placed = decisions
+        .values()
+        .filter(|d| matches!(d, Decision::Bind(_)))
+        .count();
+    assert_eq!(
+        sched_placed, placed,
+        "the scheduler alone and apply placed different counts"
+    );
+    assert_eq!(
+        total, pods,
+        "the workload generator made {total} pods, wanted {pods}"
+    );
+    Run {
+        pods: total,
+        placed,
+        apply_ms,
+        sched_ms,
+    }
+}
+
+/// Runs the benchmark; `args` may hold `--quick` (skip 100k).
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    let mut headline = None;
+    println!("schedule: {NODES} nodes, Deployments of {REPLICAS} replicas (20% with a zone selector, 10% with hostname anti-affinity) + DaemonSets per node pool");
+    for &n in sizes {
+        let r = run(n);
+        let pps = |ms: f64| (r.placed as f64 / (ms / 1000.0)).round();
+        println!(
+            "  pods={:>6} placed={:>6} apply_ms={:>9.1} apply_pods_per_s={:>9} scheduler_ms={:>9.1} scheduler_pods_per_s={:>9}",
+            r.pods, r.placed, r.apply_ms, pps(r.apply_ms), r.sched_ms, pps(r.sched_ms)
+        );
+        if n == 10_000 {
+            headline = Some((
+                r.apply_ms,
+                pps(r.apply_ms),
+                r.sched_ms,
+                pps(r.sched_ms),
+                r.placed,
+            ));
+        }
+    }
+    let (ms, pps, sms, spps, placed) = headline.expect("10k is always measured");
+    println!(
+        "RESULT schedule pods=10000 nodes={NODES} ms={ms:.1} pods_per_s={pps} placed={placed} scheduler_ms={sms:.1} scheduler_pods_per_s={spps}"
+    );
+    Ok(())
+}
