@@ -1,1 +1,3 @@
 //! kommit test support.
+
+pub mod runtime_support;
