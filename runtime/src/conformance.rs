@@ -1,1 +1,509 @@
-//! conformance (being written)
+//! One conformance suite for every [`ContainerRuntime`] + [`PodNetwork`] implementation.
+//!
+//! Workloads are [`Probe`]s: busybox shell commands with a fixed meaning. The Linux runtime
+//! runs them for real; the fake interprets the same vocabulary from the spec it was given
+//! (hostname from the pod, capabilities from the security context, limits from resources).
+//! Every case asserts only what is observable through the traits: logs, exit codes, reasons,
+//! exec output, timings of a stop, what `recover()` finds and what is left afterwards.
+//!
+//! An implementation joins by providing a [`Harness`] and invoking [`conformance_suite!`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::spec::{ContainerSpec, ContainerState, LogOptions, PodSpec};
+use crate::traits::{ContainerRuntime, PodNetwork, RuntimeError};
+
+/// Docker's default effective capability mask (`CapEff` for root).
+pub const DEFAULT_CAPEFF: &str = "00000000a80425fb";
+
+/// Workloads with a fixed meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Print `key=value` facts about the container's view of itself.
+    Report,
+    /// Print `out-N` to stdout and `err-N` to stderr, exit N.
+    Exit(i32),
+    /// `sleep`: as pid 1 it has no SIGTERM handler, so only SIGKILL stops it.
+    Sleeper,
+    /// Trap SIGTERM, print `got-term` and exit 0.
+    TermTrap,
+    /// Print `tick-N` every 200 ms forever.
+    Ticker,
+    /// Allocate memory without bound (`tail /dev/zero`).
+    MemHog,
+    /// Fork background sleeps in a loop, printing `n=I` before each.
+    ForkLoop,
+    /// Serve `hello-from-pod` over HTTP on port 8080.
+    HttpServe,
+    /// exec: print `exec-out`/`exec-err`, exit 3.
+    ExecTriple,
+    /// exec: print the hostname.
+    Hostname,
+    /// exec: fetch `http://IP:8080/`.
+    Wget(String),
+    /// exec: one ping to IP.
+    Ping(String),
+}
+
+const REPORT: &str = "echo host=$(hostname); echo pid=$$; \
+grep -E '^(NoNewPrivs|CapEff)' /proc/self/status | tr -d ' \\t' | sed 's/:/=/'; \
+echo timer_list=$(wc -c < /proc/timer_list); echo keys_masked=$(grep -c ' /proc/keys ' /proc/self/mountinfo); \
+echo uid=$(id -u); echo gid=$(id -g); echo cwd=$(pwd); echo env=$KOMMIT_PROBE; \
+if touch /.probe 2>/dev/null; then echo rootfs=rw; else echo rootfs=ro; fi; \
+if (echo x > /proc/sys/kernel/domainname) 2>/dev/null; then echo procsys=rw; else echo procsys=ro; fi; \
+if touch /sys/.probe 2>/dev/null; then echo sys=rw; else echo sys=ro; fi; \
+echo etchostname=$(cat /etc/hostname); \
+for d in null zero full random urandom tty pts shm; do [ -e /dev/$d ] && echo dev_$d=yes; done; true";
+
+impl Probe {
+    /// The command line.
+    pub fn argv(&self) -> Vec<String> {
+        let sh = |s: String| vec!["sh".to_string(), "-c".to_string(), s];
+        match self {
+            Probe::Report => sh(REPORT.to_string()),
+            Probe::Exit(n) => sh(format!("echo out-{n}; echo err-{n} >&2; exit {n}")),
+            Probe::Sleeper => vec!["sleep".into(), "1000".into()],
+            Probe::TermTrap => sh("trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.05; done".into()),
+            Probe::Ticker => sh("i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done".into()),
+            Probe::MemHog => vec!["tail".into(), "/dev/zero".into()],
+            Probe::ForkLoop => sh("for i in $(seq 1 200); do echo n=$i; sleep 60 & done; echo all-forked; wait".into()),
+            Probe::HttpServe => sh("mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www".into()),
+            Probe::ExecTriple => sh("echo exec-out; echo exec-err >&2; exit 3".into()),
+            Probe::Hostname => vec!["hostname".into()],
+            Probe::Wget(ip) => vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), "-T".into(), "5".into(), format!("http://{ip}:8080/")],
+            Probe::Ping(ip) => vec!["ping".into(), "-c".into(), "1".into(), "-W".into(), "3".into(), ip.clone()],
+        }
+    }
+
+    /// Recognise a probe from its command line.
+    pub fn parse(argv: &[String]) -> Option<Probe> {
+        let fixed = [
+            Probe::Report,
+            Probe::Sleeper,
+            Probe::TermTrap,
+            Probe::Ticker,
+            Probe::MemHog,
+            Probe::ForkLoop,
+            Probe::HttpServe,
+            Probe::ExecTriple,
+            Probe::Hostname,
+        ];
+        if let Some(p) = fixed.into_iter().find(|p| p.argv() == argv) {
+            return Some(p);
+        }
+        if let [sh, c, script] = argv {
+            if sh == "sh" && c == "-c" {
+                if let Some(n) = script.strip_prefix("echo out-").and_then(|r| r.split(';').next()).and_then(|n| n.parse().ok()) {
+                    if Probe::Exit(n).argv() == argv {
+                        return Some(Probe::Exit(n));
+                    }
+                }
+            }
+        }
+        if let Some(last) = argv.last() {
+            if let Some(ip) = last.strip_prefix("http://").and_then(|r| r.strip_suffix(":8080/")) {
+                if Probe::Wget(ip.into()).argv() == argv {
+                    return Some(Probe::Wget(ip.into()));
+                }
+            }
+            if Probe::Ping(last.clone()).argv() == argv {
+                return Some(Probe::Ping(last.clone()));
+            }
+        }
+        None
+    }
+}
+
+/// What a test run leaves behind; equal before and after every case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leaks {
+    /// Mounts referring to the data dir.
+    pub mounts: usize,
+    /// Cgroups under the runtime's parent.
+    pub cgroups: usize,
+    /// veths on the pod bridge.
+    pub veths: usize,
+    /// Processes belonging to the runtime (shims, containers).
+    pub processes: usize,
+    /// Pod state directories.
+    pub pod_dirs: usize,
+}
+
+/// What an implementation provides to the suite.
+pub trait Harness {
+    /// The runtime under test (the current driver instance).
+    fn runtime(&self) -> &dyn ContainerRuntime;
+    /// The pod network under test.
+    fn network(&self) -> &dyn PodNetwork;
+    /// A busybox image reference.
+    fn image(&self) -> String;
+    /// Create `pod` and start `ctr` from a separate driver that is then killed with SIGKILL,
+    /// and make `runtime()` a fresh driver instance.
+    fn run_in_killed_driver(&mut self, pod: &PodSpec, ctr: &ContainerSpec) -> Result<(), String>;
+    /// Count what could leak.
+    fn leaks(&self) -> Leaks;
+}
+
+type CaseResult = Result<(), String>;
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+fn rt_err(what: &str) -> impl FnOnce(RuntimeError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn pod(id: &str, host: &str) -> PodSpec {
+    PodSpec { id: id.into(), hostname: host.into(), dns_servers: vec!["10.96.0.10".into()], dns_search: vec![], extra_hosts: vec![] }
+}
+
+fn ctr(h: &dyn Harness, name: &str, p: &Probe) -> ContainerSpec {
+    let argv = p.argv();
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    ContainerSpec::new(name, &h.image(), &refs)
+}
+
+fn logs(rt: &dyn ContainerRuntime, pod: &str, name: &str, tail: Option<usize>) -> Result<String, String> {
+    let mut out = Vec::new();
+    rt.logs(pod, name, &LogOptions { tail, follow: false }, &mut out).map_err(rt_err("logs"))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn kv(text: &str) -> BTreeMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
+}
+
+fn run_to_exit(h: &dyn Harness, pod_id: &str, spec: &ContainerSpec) -> Result<crate::spec::ContainerStatus, String> {
+    let rt = h.runtime();
+    rt.create_container(pod_id, spec).map_err(rt_err("create_container"))?;
+    rt.start_container(pod_id, &spec.name).map_err(rt_err("start_container"))?;
+    rt.wait_container(pod_id, &spec.name, Duration::from_secs(60)).map_err(rt_err("wait_container"))
+}
+
+/// Own hostname and pid 1, masked /proc paths, read-only /proc/sys and /sys, NoNewPrivs and
+/// a reduced CapEff, minimal /dev, /etc files; runAsUser/Group, env, workdir and a
+/// read-only root filesystem.
+pub fn isolation(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    rt.create_pod(&pod("iso", "iso-host")).map_err(rt_err("create_pod"))?;
+    let mut root = ctr(h, "root", &Probe::Report);
+    root.env.insert("KOMMIT_PROBE".into(), "hello".into());
+    root.working_dir = Some("/tmp".into());
+    let st = run_to_exit(h, "iso", &root)?;
+    check(st.exit_code == Some(0), || format!("report exited {st:?}"))?;
+    let r = kv(&logs(rt, "iso", "root", None)?);
+    let want = [
+        ("host", "iso-host"),
+        ("pid", "1"),
+        ("NoNewPrivs", "1"),
+        ("CapEff", DEFAULT_CAPEFF),
+        ("timer_list", "0"),
+        ("keys_masked", "1"),
+        ("uid", "0"),
+        ("gid", "0"),
+        ("cwd", "/tmp"),
+        ("env", "hello"),
+        ("rootfs", "rw"),
+        ("procsys", "ro"),
+        ("sys", "ro"),
+        ("etchostname", "iso-host"),
+        ("dev_null", "yes"),
+        ("dev_zero", "yes"),
+        ("dev_full", "yes"),
+        ("dev_random", "yes"),
+        ("dev_urandom", "yes"),
+        ("dev_tty", "yes"),
+        ("dev_pts", "yes"),
+        ("dev_shm", "yes"),
+    ];
+    for (k, v) in want {
+        check(r.get(k).map(String::as_str) == Some(v), || format!("root container: {k} = {:?}, want {v:?}; report {r:?}", r.get(k)))?;
+    }
+    let mut nobody = ctr(h, "nobody", &Probe::Report);
+    nobody.security.run_as_user = Some(65534);
+    nobody.security.run_as_group = Some(65534);
+    nobody.security.read_only_root_filesystem = true;
+    let st = run_to_exit(h, "iso", &nobody)?;
+    check(st.exit_code == Some(0), || format!("nobody report exited {st:?}"))?;
+    let r = kv(&logs(rt, "iso", "nobody", None)?);
+    for (k, v) in [("uid", "65534"), ("gid", "65534"), ("CapEff", "0000000000000000"), ("NoNewPrivs", "1"), ("rootfs", "ro"), ("cwd", "/")] {
+        check(r.get(k).map(String::as_str) == Some(v), || format!("nobody container: {k} = {:?}, want {v:?}; report {r:?}", r.get(k)))?;
+    }
+    rt.remove_pod("iso").map_err(rt_err("remove_pod"))
+}
+
+/// Exit codes, reasons, times and logs (streams, tail).
+pub fn exit_codes_and_logs(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    rt.create_pod(&pod("exits", "exits")).map_err(rt_err("create_pod"))?;
+    for (n, reason) in [(0, "Completed"), (3, "Error"), (42, "Error")] {
+        let name = format!("e{n}");
+        let st = run_to_exit(h, "exits", &ctr(h, &name, &Probe::Exit(n)))?;
+        check(st.state == ContainerState::Exited, || format!("{name}: state {st:?}"))?;
+        check(st.exit_code == Some(n), || format!("{name}: exit code {:?}, want {n}", st.exit_code))?;
+        check(st.reason.as_deref() == Some(reason), || format!("{name}: reason {:?}, want {reason}", st.reason))?;
+        let (s, f) = (st.started_at_ms.unwrap_or(0), st.finished_at_ms.unwrap_or(0));
+        check(s > 0 && f >= s, || format!("{name}: times {s} {f}"))?;
+        let all = logs(rt, "exits", &name, None)?;
+        let mut lines: Vec<&str> = all.lines().collect();
+        lines.sort();
+        let (o, e) = (format!("out-{n}"), format!("err-{n}"));
+        let mut want = vec![e.as_str(), o.as_str()];
+        want.sort();
+        check(lines == want, || format!("{name}: logs {all:?}"))?;
+        let tail = logs(rt, "exits", &name, Some(1))?;
+        check(tail.lines().count() == 1, || format!("{name}: tail 1 gave {tail:?}"))?;
+    }
+    let listed = rt.list().map_err(rt_err("list"))?;
+    let p = listed.iter().find(|p| p.id == "exits").ok_or("pod exits not listed")?;
+    check(p.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>() == ["e0", "e3", "e42"], || format!("list: {p:?}"))?;
+    rt.remove_container("exits", "e3").map_err(rt_err("remove_container"))?;
+    check(matches!(rt.inspect("exits", "e3"), Err(RuntimeError::NotFound { .. })), || "removed container still inspectable".into())?;
+    rt.remove_pod("exits").map_err(rt_err("remove_pod"))
+}
+
+/// A process allocating past its memory limit ends OOMKilled.
+pub fn memory_limit_oom(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    rt.create_pod(&pod("oom", "oom")).map_err(rt_err("create_pod"))?;
+    let mut c = ctr(h, "hog", &Probe::MemHog);
+    c.resources.memory_limit = Some(32 << 20);
+    let st = run_to_exit(h, "oom", &c)?;
+    check(st.reason.as_deref() == Some("OOMKilled"), || format!("hog: {st:?}"))?;
+    check(st.exit_code == Some(137), || format!("hog exit code {:?}", st.exit_code))?;
+    rt.remove_pod("oom").map_err(rt_err("remove_pod"))
+}
+
+/// A fork loop is stopped by pids.max.
+pub fn pids_limit(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    rt.create_pod(&pod("pids", "pids")).map_err(rt_err("create_pod"))?;
+    let mut c = ctr(h, "forker", &Probe::ForkLoop);
+    c.resources.pids_max = Some(16);
+    let st = run_to_exit(h, "pids", &c)?;
+    let out = logs(rt, "pids", "forker", None)?;
+    let last: u32 = out.lines().filter_map(|l| l.strip_prefix("n=")).filter_map(|n| n.parse().ok()).max().unwrap_or(0);
+    check(!out.contains("all-forked"), || format!("fork loop was not stopped: {out}"))?;
+    check((1..=16).contains(&last), || format!("forked up to n={last} with pids.max 16"))?;
+    check(out.to_lowercase().contains("fork"), || format!("no fork failure in logs: {out}"))?;
+    check(st.exit_code != Some(0), || format!("forker: {st:?}"))?;
+    rt.remove_pod("pids").map_err(rt_err("remove_pod"))
+}
+
+/// exec returns output and exit code; exec into a stopped container is refused.
+pub fn exec(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    rt.create_pod(&pod("exec", "exec-host")).map_err(rt_err("create_pod"))?;
+    let c = ctr(h, "sleeper", &Probe::Sleeper);
+    rt.create_container("exec", &c).map_err(rt_err("create_container"))?;
+    rt.start_container("exec", "sleeper").map_err(rt_err("start_container"))?;
+    let out = rt.exec("exec", "sleeper", &Probe::ExecTriple.argv(), Duration::from_secs(20)).map_err(rt_err("exec"))?;
+    check(out.exit_code == 3, || format!("exec exit code {out:?}"))?;
+    check(out.stdout == b"exec-out\n" && out.stderr == b"exec-err\n", || format!("exec output {out:?}"))?;
+    let out = rt.exec("exec", "sleeper", &Probe::Hostname.argv(), Duration::from_secs(20)).map_err(rt_err("exec"))?;
+    check(out.stdout == b"exec-host\n" && out.exit_code == 0, || format!("exec hostname {out:?}"))?;
+    let st = rt.stop_container("exec", "sleeper", Duration::from_millis(200)).map_err(rt_err("stop"))?;
+    check(st.state == ContainerState::Exited, || format!("after stop {st:?}"))?;
+    check(rt.exec("exec", "sleeper", &Probe::Hostname.argv(), Duration::from_secs(5)).is_err(), || "exec into exited container succeeded".into())?;
+    rt.remove_pod("exec").map_err(rt_err("remove_pod"))
+}
+
+/// SIGTERM first; SIGKILL only after the grace period.
+pub fn stop_grace(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    rt.create_pod(&pod("stop", "stop")).map_err(rt_err("create_pod"))?;
+    for (name, p) in [("trap", Probe::TermTrap), ("sleeper", Probe::Sleeper)] {
+        rt.create_container("stop", &ctr(h, name, &p)).map_err(rt_err("create_container"))?;
+        rt.start_container("stop", name).map_err(rt_err("start_container"))?;
+    }
+    // Let the trap be installed before signalling.
+    let t0 = Instant::now();
+    while !logs(rt, "stop", "trap", None)?.contains("ready") {
+        check(t0.elapsed() < Duration::from_secs(20), || "trap container never became ready".into())?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let st = rt.stop_container("stop", "trap", Duration::from_secs(20)).map_err(rt_err("stop trap"))?;
+    let took = t.elapsed();
+    check(st.exit_code == Some(0) && st.reason.as_deref() == Some("Completed"), || format!("trap: {st:?}"))?;
+    check(took < Duration::from_secs(10), || format!("SIGTERM-handling container took {took:?} with a 20s grace"))?;
+    check(logs(rt, "stop", "trap", None)?.contains("got-term"), || "no got-term in logs".into())?;
+    let grace = Duration::from_millis(1500);
+    let t = Instant::now();
+    let st = rt.stop_container("stop", "sleeper", grace).map_err(rt_err("stop sleeper"))?;
+    let took = t.elapsed();
+    check(took >= grace, || format!("SIGKILL came after {took:?}, before the {grace:?} grace period"))?;
+    check(st.exit_code == Some(137) && st.reason.as_deref() == Some("Killed"), || format!("sleeper: {st:?}"))?;
+    rt.remove_pod("stop").map_err(rt_err("remove_pod"))
+}
+
+/// A driver killed with SIGKILL leaves containers running; a new one finds, execs into,
+/// logs and stops them.
+pub fn recover_after_kill(h: &mut dyn Harness) -> CaseResult {
+    let c = ctr(h, "ticker", &Probe::Ticker);
+    h.run_in_killed_driver(&pod("rec", "rec-host"), &c)?;
+    let rt = h.runtime();
+    let pods = rt.recover().map_err(rt_err("recover"))?;
+    let p = pods.iter().find(|p| p.id == "rec").ok_or_else(|| format!("recover did not find pod rec: {pods:?}"))?;
+    check(p.ready, || format!("pod not ready after recover: {p:?}"))?;
+    let cs = p.containers.iter().find(|c| c.name == "ticker").ok_or("ticker not found")?;
+    check(cs.state == ContainerState::Running, || format!("ticker after recover: {cs:?}"))?;
+    let out = rt.exec("rec", "ticker", &Probe::Hostname.argv(), Duration::from_secs(20)).map_err(rt_err("exec"))?;
+    check(out.stdout == b"rec-host\n", || format!("exec after recover {out:?}"))?;
+    let t0 = Instant::now();
+    while !logs(rt, "rec", "ticker", None)?.contains("tick-1") {
+        check(t0.elapsed() < Duration::from_secs(20), || "no ticks logged after recover".into())?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = rt.stop_container("rec", "ticker", Duration::from_millis(300)).map_err(rt_err("stop"))?;
+    check(st.state == ContainerState::Exited, || format!("after stop {st:?}"))?;
+    rt.remove_pod("rec").map_err(rt_err("remove_pod"))
+}
+
+/// Creating and removing pods with containers and network leaves nothing behind.
+pub fn removal_leaves_nothing(h: &mut dyn Harness) -> CaseResult {
+    let before = h.leaks();
+    let rt = h.runtime();
+    rt.create_pod(&pod("rm", "rm")).map_err(rt_err("create_pod"))?;
+    let ns = rt.pod_netns("rm").map_err(rt_err("pod_netns"))?;
+    h.network().attach("rm", &ns, &[]).map_err(rt_err("attach"))?;
+    for (n, p) in [("a", Probe::Sleeper), ("b", Probe::Exit(0))] {
+        rt.create_container("rm", &ctr(h, n, &p)).map_err(rt_err("create_container"))?;
+        rt.start_container("rm", n).map_err(rt_err("start_container"))?;
+    }
+    rt.create_container("rm", &ctr(h, "never", &Probe::Sleeper)).map_err(rt_err("create_container"))?;
+    let during = h.leaks();
+    check(during.cgroups > before.cgroups && during.processes > before.processes && during.veths > before.veths, || format!("nothing seemed to be created: {before:?} -> {during:?}"))?;
+    h.network().detach("rm").map_err(rt_err("detach"))?;
+    rt.remove_pod("rm").map_err(rt_err("remove_pod"))?;
+    let after = h.leaks();
+    check(after == before, || format!("leaked: before {before:?}, after {after:?}"))
+}
+
+/// Two pods reach each other by IP over the bridge; detach frees the IP.
+pub fn two_pods_network(h: &mut dyn Harness) -> CaseResult {
+    let rt = h.runtime();
+    let net = h.network();
+    let mut ips = Vec::new();
+    for (id, p) in [("srv", Probe::HttpServe), ("cli", Probe::Sleeper)] {
+        rt.create_pod(&pod(id, id)).map_err(rt_err("create_pod"))?;
+        let ns = rt.pod_netns(id).map_err(rt_err("pod_netns"))?;
+        let ip = net.attach(id, &ns, &[]).map_err(rt_err("attach"))?;
+        check(net.attach(id, &ns, &[]).map_err(rt_err("attach again"))? == ip, || "attach is not idempotent".into())?;
+        ips.push(ip);
+        rt.create_container(id, &ctr(h, "main", &p)).map_err(rt_err("create_container"))?;
+        rt.start_container(id, "main").map_err(rt_err("start_container"))?;
+    }
+    check(ips[0] != ips[1], || format!("both pods got {}", ips[0]))?;
+    let srv = ips[0].to_string();
+    let ping = rt.exec("cli", "main", &Probe::Ping(srv.clone()).argv(), Duration::from_secs(20)).map_err(rt_err("exec ping"))?;
+    check(ping.exit_code == 0, || format!("ping {srv}: {ping:?}"))?;
+    let mut got = None;
+    for _ in 0..50 {
+        let w = rt.exec("cli", "main", &Probe::Wget(srv.clone()).argv(), Duration::from_secs(20)).map_err(rt_err("exec wget"))?;
+        if w.exit_code == 0 {
+            got = Some(w);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let w = got.ok_or_else(|| format!("wget http://{srv}:8080/ never succeeded"))?;
+    check(String::from_utf8_lossy(&w.stdout).trim() == "hello-from-pod", || format!("wget got {w:?}"))?;
+    for id in ["srv", "cli"] {
+        net.detach(id).map_err(rt_err("detach"))?;
+        check(net.ip_of(id).map_err(rt_err("ip_of"))?.is_none(), || format!("{id} still has an IP after detach"))?;
+        rt.remove_pod(id).map_err(rt_err("remove_pod"))?;
+    }
+    Ok(())
+}
+
+/// Every case, by name.
+pub const CASES: [(&str, fn(&mut dyn Harness) -> CaseResult); 9] = [
+    ("isolation", isolation),
+    ("exit_codes_and_logs", exit_codes_and_logs),
+    ("memory_limit_oom", memory_limit_oom),
+    ("pids_limit", pids_limit),
+    ("exec", exec),
+    ("stop_grace", stop_grace),
+    ("recover_after_kill", recover_after_kill),
+    ("removal_leaves_nothing", removal_leaves_nothing),
+    ("two_pods_network", two_pods_network),
+];
+
+/// Run one case on a fresh harness; on failure clean up and panic with the message; on
+/// success, check nothing leaked.
+pub fn run_case<H: Harness>(mut h: H, case: fn(&mut dyn Harness) -> CaseResult) {
+    let before = h.leaks();
+    let res = case(&mut h);
+    if res.is_err() {
+        if let Ok(pods) = h.runtime().list() {
+            for p in pods {
+                let _ = h.network().detach(&p.id);
+                let _ = h.runtime().remove_pod(&p.id);
+            }
+        }
+    }
+    let after = h.leaks();
+    if let Err(e) = res {
+        panic!("conformance case failed: {e}");
+    }
+    assert_eq!(before, after, "resources leaked by the case");
+}
+
+/// Generate one `#[test]` per case. `$make` is an expression returning `Option<impl
+/// Harness>`; `None` means skipped (allowed only when the environment says so).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@case $make, isolation);
+        $crate::conformance_suite!(@case $make, exit_codes_and_logs);
+        $crate::conformance_suite!(@case $make, memory_limit_oom);
+        $crate::conformance_suite!(@case $make, pids_limit);
+        $crate::conformance_suite!(@case $make, exec);
+        $crate::conformance_suite!(@case $make, stop_grace);
+        $crate::conformance_suite!(@case $make, recover_after_kill);
+        $crate::conformance_suite!(@case $make, removal_leaves_nothing);
+        $crate::conformance_suite!(@case $make, two_pods_network);
+    };
+    (@case $make:expr, $name:ident) => {
+        #[test]
+        fn $name() {
+            if let Some(h) = $make {
+                $crate::conformance::run_case(h, $crate::conformance::$name);
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_round_trip() {
+        for p in [
+            Probe::Report,
+            Probe::Exit(0),
+            Probe::Exit(42),
+            Probe::Sleeper,
+            Probe::TermTrap,
+            Probe::Ticker,
+            Probe::MemHog,
+            Probe::ForkLoop,
+            Probe::HttpServe,
+            Probe::ExecTriple,
+            Probe::Hostname,
+            Probe::Wget("10.1.2.3".into()),
+            Probe::Ping("10.1.2.3".into()),
+        ] {
+            assert_eq!(Probe::parse(&p.argv()), Some(p.clone()), "{p:?}");
+        }
+        assert_eq!(Probe::parse(&["ls".to_string()]), None);
+    }
+}
