@@ -40,7 +40,7 @@ pub enum Probe {
     ExecTriple,
     /// exec: print the hostname.
     Hostname,
-    /// exec: fetch `http://IP:8080/`.
+    /// exec: HTTP GET `/` from IP port 8080.
     Wget(String),
     /// exec: one ping to IP.
     Ping(String),
@@ -71,7 +71,8 @@ impl Probe {
             Probe::HttpServe => sh("mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www".into()),
             Probe::ExecTriple => sh("echo exec-out; echo exec-err >&2; exit 3".into()),
             Probe::Hostname => vec!["hostname".into()],
-            Probe::Wget(ip) => vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), "-T".into(), "5".into(), format!("http://{ip}:8080/")],
+            // busybox-static's wget segfaults in Debian 12; nc speaks the HTTP/1.0 request.
+            Probe::Wget(ip) => sh(format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080")),
             Probe::Ping(ip) => vec!["ping".into(), "-c".into(), "1".into(), "-W".into(), "3".into(), ip.clone()],
         }
     }
@@ -102,7 +103,7 @@ impl Probe {
             }
         }
         if let Some(last) = argv.last() {
-            if let Some(ip) = last.strip_prefix("http://").and_then(|r| r.strip_suffix(":8080/")) {
+            if let Some(ip) = last.rsplit_once(" | nc -w 5 ").and_then(|(_, r)| r.strip_suffix(" 8080")) {
                 if Probe::Wget(ip.into()).argv() == argv {
                     return Some(Probe::Wget(ip.into()));
                 }
@@ -405,16 +406,21 @@ pub fn two_pods_network(h: &mut dyn Harness) -> CaseResult {
     let ping = rt.exec("cli", "main", &Probe::Ping(srv.clone()).argv(), Duration::from_secs(20)).map_err(rt_err("exec ping"))?;
     check(ping.exit_code == 0, || format!("ping {srv}: {ping:?}"))?;
     let mut got = None;
+    let mut last = None;
     for _ in 0..50 {
         let w = rt.exec("cli", "main", &Probe::Wget(srv.clone()).argv(), Duration::from_secs(20)).map_err(rt_err("exec wget"))?;
         if w.exit_code == 0 {
             got = Some(w);
             break;
         }
+        last = Some(w);
         std::thread::sleep(Duration::from_millis(100));
     }
-    let w = got.ok_or_else(|| format!("wget http://{srv}:8080/ never succeeded"))?;
-    check(String::from_utf8_lossy(&w.stdout).trim() == "hello-from-pod", || format!("wget got {w:?}"))?;
+    let w = got.ok_or_else(|| {
+        format!("wget http://{srv}:8080/ never succeeded: {last:?}; server logs: {:?}", logs(rt, "srv", "main", None))
+    })?;
+    let body = String::from_utf8_lossy(&w.stdout).into_owned();
+    check(body.starts_with("HTTP/1.") && body.trim_end().ends_with("\nhello-from-pod"), || format!("HTTP GET got {body:?}"))?;
     for id in ["srv", "cli"] {
         net.detach(id).map_err(rt_err("detach"))?;
         check(net.ip_of(id).map_err(rt_err("ip_of"))?.is_none(), || format!("{id} still has an IP after detach"))?;

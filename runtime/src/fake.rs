@@ -413,8 +413,8 @@ impl ContainerRuntime for FakeRuntime {
             Some(Probe::Hostname) => r(0, &format!("{host}\n"), ""),
             Some(Probe::Ping(ip)) if serving(&ip).0 => r(0, "1 packets transmitted, 1 packets received\n", ""),
             Some(Probe::Ping(_)) => r(1, "1 packets transmitted, 0 packets received\n", ""),
-            Some(Probe::Wget(ip)) if serving(&ip).1 => r(0, "hello-from-pod\n", ""),
-            Some(Probe::Wget(_)) => r(1, "", "wget: download timed out\n"),
+            Some(Probe::Wget(ip)) if serving(&ip).1 => r(0, "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nhello-from-pod\n", ""),
+            Some(Probe::Wget(_)) => r(1, "", "nc: can't connect to remote host\n"),
             _ => r(127, "", &format!("fake: command not modelled: {cmd:?}\n")),
         })
     }
