@@ -23,6 +23,11 @@ struct Cli {
 enum Command {
     /// Validate a desired-state repository, directory or file.
     Validate(cli::validate::Args),
+    /// Low-level container operations on this node (like containerd's ctr).
+    Ctr(cli::ctr::Args),
+    /// Runtime re-exec helper (pod shim, container init, exec).
+    #[command(hide = true)]
+    Shim(cli::shim::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Ctr(args) => cli::ctr::run(args),
+        Command::Shim(args) => cli::shim::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -19,11 +19,12 @@ use std::time::Duration;
 
 use crate::conformance::{Leaks, Probe};
 use crate::spec::{
-    validate_name, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, LogLine, LogOptions,
-    PodSpec, PodStatus, PortMapping, Stream,
+    validate_name, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
+    LogLine, LogOptions, PodSpec, PodStatus, PortMapping, Stream,
 };
 use crate::traits::{
-    ContainerRuntime, ImageInfo, Images, PodNetwork, PullProgress, RegistryCredentials, Result, RuntimeError,
+    ContainerRuntime, ImageInfo, Images, PodNetwork, PullProgress, RegistryCredentials, Result,
+    RuntimeError,
 };
 
 #[derive(Debug, Clone)]
@@ -89,21 +90,34 @@ impl FakeNode {
     }
     /// A new driver instance over this node.
     pub fn runtime(&self) -> FakeRuntime {
-        FakeRuntime { world: self.world.clone() }
+        FakeRuntime {
+            world: self.world.clone(),
+        }
     }
     /// The network handle.
     pub fn network(&self) -> FakeNetwork {
-        FakeNetwork { world: self.world.clone() }
+        FakeNetwork {
+            world: self.world.clone(),
+        }
     }
     /// The image handle.
     pub fn images(&self) -> FakeImages {
-        FakeImages { world: self.world.clone() }
+        FakeImages {
+            world: self.world.clone(),
+        }
     }
     /// Make `name` a known image.
     pub fn add_image(&self, name: &str) {
         let mut g = lock(&self.world);
         let digest = format!("sha256:{:064x}", g.images.len() + 1);
-        g.images.insert(name.to_string(), ImageInfo { names: vec![name.to_string()], digest, size: 0 });
+        g.images.insert(
+            name.to_string(),
+            ImageInfo {
+                names: vec![name.to_string()],
+                digest,
+                size: 0,
+            },
+        );
     }
     /// Make the next `n` calls of `op` (a trait method name) fail.
     pub fn fail_next(&self, op: &str, n: usize) {
@@ -117,7 +131,10 @@ impl FakeNode {
     pub fn leaks(&self) -> Leaks {
         let g = lock(&self.world);
         let ctrs: Vec<&FCtr> = g.pods.values().flat_map(|p| p.ctrs.values()).collect();
-        let running = ctrs.iter().filter(|c| c.state == ContainerState::Running).count();
+        let running = ctrs
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .count();
         Leaks {
             mounts: running,
             cgroups: g.pods.len() + ctrs.len(),
@@ -137,8 +154,17 @@ fn cap_mask(names: &[String]) -> u64 {
 }
 
 fn effective_caps(spec: &ContainerSpec) -> Vec<String> {
-    let norm = |c: &String| if c.starts_with("CAP_") { c.clone() } else { format!("CAP_{c}") };
-    let mut caps: BTreeSet<String> = crate::linux::init::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let norm = |c: &String| {
+        if c.starts_with("CAP_") {
+            c.clone()
+        } else {
+            format!("CAP_{c}")
+        }
+    };
+    let mut caps: BTreeSet<String> = crate::linux::init::DEFAULT_CAPS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     caps.extend(spec.security.add_capabilities.iter().map(norm));
     let drop: Vec<String> = spec.security.drop_capabilities.iter().map(norm).collect();
     if drop.iter().any(|d| d == "CAP_ALL") {
@@ -149,15 +175,25 @@ fn effective_caps(spec: &ContainerSpec) -> Vec<String> {
 }
 
 fn out(line: &str) -> LogLine {
-    LogLine { stream: Stream::Stdout, line: line.to_string() }
+    LogLine {
+        stream: Stream::Stdout,
+        line: line.to_string(),
+    }
 }
 
 fn err_line(line: &str) -> LogLine {
-    LogLine { stream: Stream::Stderr, line: line.to_string() }
+    LogLine {
+        stream: Stream::Stderr,
+        line: line.to_string(),
+    }
 }
 
 /// What a probe does at start: (log lines, Some((exit code, reason)) if it ends at once).
-fn start_model(pod: &PodSpec, c: &ContainerSpec, probe: &Option<Probe>) -> (Vec<LogLine>, Option<(i32, &'static str)>) {
+fn start_model(
+    pod: &PodSpec,
+    c: &ContainerSpec,
+    probe: &Option<Probe>,
+) -> (Vec<LogLine>, Option<(i32, &'static str)>) {
     let s = &c.security;
     let uid = s.run_as_user.unwrap_or(0);
     match probe {
@@ -165,7 +201,9 @@ fn start_model(pod: &PodSpec, c: &ContainerSpec, probe: &Option<Probe>) -> (Vec<
             let caps = if uid != 0 {
                 0
             } else if s.privileged {
-                caps::all().iter().fold(0u64, |m, c| m | (1u64 << c.index()))
+                caps::all()
+                    .iter()
+                    .fold(0u64, |m, c| m | (1u64 << c.index()))
             } else {
                 cap_mask(&effective_caps(c))
             };
@@ -178,14 +216,29 @@ fn start_model(pod: &PodSpec, c: &ContainerSpec, probe: &Option<Probe>) -> (Vec<
                 format!("keys_masked={}", if s.privileged { 0 } else { 1 }),
                 format!("uid={uid}"),
                 format!("gid={}", s.run_as_group.unwrap_or(0)),
-                format!("cwd={}", c.working_dir.clone().unwrap_or_else(|| "/".into())),
-                format!("env={}", c.env.get("KOMMIT_PROBE").cloned().unwrap_or_default()),
-                format!("rootfs={}", if s.read_only_root_filesystem { "ro" } else { "rw" }),
+                format!(
+                    "cwd={}",
+                    c.working_dir.clone().unwrap_or_else(|| "/".into())
+                ),
+                format!(
+                    "env={}",
+                    c.env.get("KOMMIT_PROBE").cloned().unwrap_or_default()
+                ),
+                format!(
+                    "rootfs={}",
+                    if s.read_only_root_filesystem {
+                        "ro"
+                    } else {
+                        "rw"
+                    }
+                ),
                 format!("procsys={}", if s.privileged { "rw" } else { "ro" }),
                 "sys=ro".into(),
                 format!("etchostname={}", pod.hostname),
             ];
-            for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm"] {
+            for d in [
+                "null", "zero", "full", "random", "urandom", "tty", "pts", "shm",
+            ] {
                 l.push(format!("dev_{d}=yes"));
             }
             (l.iter().map(|x| out(x)).collect(), Some((0, "Completed")))
@@ -194,7 +247,9 @@ fn start_model(pod: &PodSpec, c: &ContainerSpec, probe: &Option<Probe>) -> (Vec<
             vec![out(&format!("out-{n}")), err_line(&format!("err-{n}"))],
             Some((*n, if *n == 0 { "Completed" } else { "Error" })),
         ),
-        Some(Probe::MemHog) if c.resources.memory_limit.is_some() => (vec![], Some((137, "OOMKilled"))),
+        Some(Probe::MemHog) if c.resources.memory_limit.is_some() => {
+            (vec![], Some((137, "OOMKilled")))
+        }
         Some(Probe::ForkLoop) => match c.resources.pids_max {
             // pid 1 is the shell and `$(seq ...)` needs one fork: pids_max - 1 sleeps fit.
             Some(m) => {
@@ -211,8 +266,17 @@ fn start_model(pod: &PodSpec, c: &ContainerSpec, probe: &Option<Probe>) -> (Vec<
         Some(Probe::TermTrap) => (vec![out("ready")], None),
         Some(Probe::Ticker) => (vec![out("tick-0"), out("tick-1")], None),
         Some(Probe::Sleeper) | Some(Probe::HttpServe) | Some(Probe::MemHog) => (vec![], None),
-        Some(p) => (vec![err_line(&format!("fake: {p:?} is an exec probe"))], Some((127, "Error"))),
-        None => (vec![err_line(&format!("fake: command not modelled: {:?}", c.command))], Some((127, "Error"))),
+        Some(p) => (
+            vec![err_line(&format!("fake: {p:?} is an exec probe"))],
+            Some((127, "Error")),
+        ),
+        None => (
+            vec![err_line(&format!(
+                "fake: command not modelled: {:?}",
+                c.command
+            ))],
+            Some((127, "Error")),
+        ),
     }
 }
 
@@ -236,8 +300,14 @@ fn status(pod: &str, c: &FCtr) -> ContainerStatus {
 }
 
 fn get_ctr<'a>(g: &'a mut World, pod: &str, name: &str) -> Result<&'a mut FCtr> {
-    let p = g.pods.get_mut(pod).ok_or_else(|| RuntimeError::NotFound { kind: "pod", name: pod.into() })?;
-    p.ctrs.get_mut(name).ok_or_else(|| RuntimeError::NotFound { kind: "container", name: format!("{pod}/{name}") })
+    let p = g.pods.get_mut(pod).ok_or_else(|| RuntimeError::NotFound {
+        kind: "pod",
+        name: pod.into(),
+    })?;
+    p.ctrs.get_mut(name).ok_or_else(|| RuntimeError::NotFound {
+        kind: "container",
+        name: format!("{pod}/{name}"),
+    })
 }
 
 fn finish(c: &mut FCtr, code: i32, reason: &str, now: u64) {
@@ -252,31 +322,54 @@ impl ContainerRuntime for FakeRuntime {
         let mut g = enter(&self.world, "create_pod", spec.id.clone())?;
         validate_name("pod", &spec.id).map_err(RuntimeError::InvalidSpec)?;
         if g.pods.contains_key(&spec.id) {
-            return Err(RuntimeError::AlreadyExists { kind: "pod", name: spec.id.clone() });
+            return Err(RuntimeError::AlreadyExists {
+                kind: "pod",
+                name: spec.id.clone(),
+            });
         }
-        g.pods.insert(spec.id.clone(), FPod { spec: spec.clone(), ctrs: BTreeMap::new() });
+        g.pods.insert(
+            spec.id.clone(),
+            FPod {
+                spec: spec.clone(),
+                ctrs: BTreeMap::new(),
+            },
+        );
         Ok(())
     }
 
     fn pod_netns(&self, pod: &str) -> Result<PathBuf> {
         let g = enter(&self.world, "pod_netns", pod.into())?;
         if !g.pods.contains_key(pod) {
-            return Err(RuntimeError::NotFound { kind: "pod", name: pod.into() });
+            return Err(RuntimeError::NotFound {
+                kind: "pod",
+                name: pod.into(),
+            });
         }
         Ok(PathBuf::from(format!("/fake/netns/{pod}")))
     }
 
     fn create_container(&self, pod: &str, spec: &ContainerSpec) -> Result<()> {
-        let mut g = enter(&self.world, "create_container", format!("{pod}/{}", spec.name))?;
+        let mut g = enter(
+            &self.world,
+            "create_container",
+            format!("{pod}/{}", spec.name),
+        )?;
         validate_name("container", &spec.name).map_err(RuntimeError::InvalidSpec)?;
         let known = g.images.contains_key(&spec.image)
-            || crate::images::normalize_reference(&spec.image).is_ok_and(|n| g.images.contains_key(&n));
+            || crate::images::normalize_reference(&spec.image)
+                .is_ok_and(|n| g.images.contains_key(&n));
         if !known {
             return Err(crate::images::ImageError::NotFound(spec.image.clone()).into());
         }
-        let p = g.pods.get_mut(pod).ok_or_else(|| RuntimeError::NotFound { kind: "pod", name: pod.into() })?;
+        let p = g.pods.get_mut(pod).ok_or_else(|| RuntimeError::NotFound {
+            kind: "pod",
+            name: pod.into(),
+        })?;
         if p.ctrs.contains_key(&spec.name) {
-            return Err(RuntimeError::AlreadyExists { kind: "container", name: format!("{pod}/{}", spec.name) });
+            return Err(RuntimeError::AlreadyExists {
+                kind: "container",
+                name: format!("{pod}/{}", spec.name),
+            });
         }
         let argv = crate::linux::effective_args(spec, &[], &["sh".into()]);
         p.ctrs.insert(
@@ -298,10 +391,19 @@ impl ContainerRuntime for FakeRuntime {
     fn start_container(&self, pod: &str, name: &str) -> Result<()> {
         let mut g = enter(&self.world, "start_container", format!("{pod}/{name}"))?;
         let now = g.clock_ms;
-        let pspec = g.pods.get(pod).map(|p| p.spec.clone()).ok_or_else(|| RuntimeError::NotFound { kind: "pod", name: pod.into() })?;
+        let pspec =
+            g.pods
+                .get(pod)
+                .map(|p| p.spec.clone())
+                .ok_or_else(|| RuntimeError::NotFound {
+                    kind: "pod",
+                    name: pod.into(),
+                })?;
         let c = get_ctr(&mut g, pod, name)?;
         if c.state != ContainerState::Created {
-            return Err(RuntimeError::InvalidState(format!("container {pod}/{name} was already started")));
+            return Err(RuntimeError::InvalidState(format!(
+                "container {pod}/{name} was already started"
+            )));
         }
         let (logs, end) = start_model(&pspec, &c.spec, &c.probe);
         c.logs = logs;
@@ -342,11 +444,16 @@ impl ContainerRuntime for FakeRuntime {
         let mut g = enter(&self.world, "wait_container", format!("{pod}/{name}"))?;
         let c = get_ctr(&mut g, pod, name)?;
         match c.state {
-            ContainerState::Created => Err(RuntimeError::InvalidState(format!("container {pod}/{name} was never started"))),
+            ContainerState::Created => Err(RuntimeError::InvalidState(format!(
+                "container {pod}/{name} was never started"
+            ))),
             ContainerState::Running => {
                 drop(g);
                 std::thread::sleep(timeout);
-                Err(RuntimeError::Timeout(timeout, format!("container {pod}/{name} to exit")))
+                Err(RuntimeError::Timeout(
+                    timeout,
+                    format!("container {pod}/{name} to exit"),
+                ))
             }
             _ => Ok(status(pod, c)),
         }
@@ -356,7 +463,9 @@ impl ContainerRuntime for FakeRuntime {
         let mut g = enter(&self.world, "remove_container", format!("{pod}/{name}"))?;
         let c = get_ctr(&mut g, pod, name)?;
         if c.state == ContainerState::Running {
-            return Err(RuntimeError::InvalidState(format!("container {pod}/{name} is running; stop it first")));
+            return Err(RuntimeError::InvalidState(format!(
+                "container {pod}/{name} is running; stop it first"
+            )));
         }
         if let Some(p) = g.pods.get_mut(pod) {
             p.ctrs.remove(name);
@@ -366,7 +475,10 @@ impl ContainerRuntime for FakeRuntime {
 
     fn remove_pod(&self, pod: &str) -> Result<()> {
         let mut g = enter(&self.world, "remove_pod", pod.into())?;
-        g.pods.remove(pod).ok_or_else(|| RuntimeError::NotFound { kind: "pod", name: pod.into() })?;
+        g.pods.remove(pod).ok_or_else(|| RuntimeError::NotFound {
+            kind: "pod",
+            name: pod.into(),
+        })?;
         Ok(())
     }
 
@@ -394,26 +506,57 @@ impl ContainerRuntime for FakeRuntime {
         self.list()
     }
 
-    fn exec(&self, pod: &str, name: &str, cmd: &[String], _timeout: Duration) -> Result<ExecOutput> {
+    fn exec(
+        &self,
+        pod: &str,
+        name: &str,
+        cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput> {
         let mut g = enter(&self.world, "exec", format!("{pod}/{name} {cmd:?}"))?;
-        let host = g.pods.get(pod).map(|p| p.spec.hostname.clone()).unwrap_or_default();
+        let host = g
+            .pods
+            .get(pod)
+            .map(|p| p.spec.hostname.clone())
+            .unwrap_or_default();
         if get_ctr(&mut g, pod, name)?.state != ContainerState::Running {
-            return Err(RuntimeError::InvalidState(format!("container {pod}/{name} is not running")));
+            return Err(RuntimeError::InvalidState(format!(
+                "container {pod}/{name} is not running"
+            )));
         }
         let serving = |ip: &str| -> (bool, bool) {
-            let owner = g.ips.iter().find(|(_, a)| a.to_string() == ip).map(|(p, _)| p.clone());
+            let owner = g
+                .ips
+                .iter()
+                .find(|(_, a)| a.to_string() == ip)
+                .map(|(p, _)| p.clone());
             match owner.and_then(|o| g.pods.get(&o)) {
-                Some(p) => (true, p.ctrs.values().any(|c| c.probe == Some(Probe::HttpServe) && c.state == ContainerState::Running)),
+                Some(p) => (
+                    true,
+                    p.ctrs.values().any(|c| {
+                        c.probe == Some(Probe::HttpServe) && c.state == ContainerState::Running
+                    }),
+                ),
                 None => (false, false),
             }
         };
-        let r = |code: i32, o: &str, e: &str| ExecOutput { exit_code: code, stdout: o.as_bytes().to_vec(), stderr: e.as_bytes().to_vec() };
+        let r = |code: i32, o: &str, e: &str| ExecOutput {
+            exit_code: code,
+            stdout: o.as_bytes().to_vec(),
+            stderr: e.as_bytes().to_vec(),
+        };
         Ok(match Probe::parse(cmd) {
             Some(Probe::ExecTriple) => r(3, "exec-out\n", "exec-err\n"),
             Some(Probe::Hostname) => r(0, &format!("{host}\n"), ""),
-            Some(Probe::Ping(ip)) if serving(&ip).0 => r(0, "1 packets transmitted, 1 packets received\n", ""),
+            Some(Probe::Ping(ip)) if serving(&ip).0 => {
+                r(0, "1 packets transmitted, 1 packets received\n", "")
+            }
             Some(Probe::Ping(_)) => r(1, "1 packets transmitted, 0 packets received\n", ""),
-            Some(Probe::Wget(ip)) if serving(&ip).1 => r(0, "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nhello-from-pod\n", ""),
+            Some(Probe::Wget(ip)) if serving(&ip).1 => r(
+                0,
+                "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nhello-from-pod\n",
+                "",
+            ),
             Some(Probe::Wget(_)) => r(1, "", "nc: can't connect to remote host\n"),
             _ => r(127, "", &format!("fake: command not modelled: {cmd:?}\n")),
         })
@@ -422,9 +565,13 @@ impl ContainerRuntime for FakeRuntime {
     fn logs(&self, pod: &str, name: &str, opts: &LogOptions, sink: &mut dyn Write) -> Result<()> {
         let mut g = enter(&self.world, "logs", format!("{pod}/{name}"))?;
         let c = get_ctr(&mut g, pod, name)?;
-        let skip = opts.tail.map(|t| c.logs.len().saturating_sub(t)).unwrap_or(0);
+        let skip = opts
+            .tail
+            .map(|t| c.logs.len().saturating_sub(t))
+            .unwrap_or(0);
         for l in &c.logs[skip..] {
-            writeln!(sink, "{}", l.line).map_err(|e| RuntimeError::InvalidState(format!("writing logs: {e}")))?;
+            writeln!(sink, "{}", l.line)
+                .map_err(|e| RuntimeError::InvalidState(format!("writing logs: {e}")))?;
         }
         Ok(())
     }
@@ -433,7 +580,11 @@ impl ContainerRuntime for FakeRuntime {
         let mut g = enter(&self.world, "stats", format!("{pod}/{name}"))?;
         let c = get_ctr(&mut g, pod, name)?;
         let running = c.state == ContainerState::Running;
-        Ok(ContainerStats { memory_bytes: if running { 1 << 20 } else { 0 }, cpu_nanos: 0, pids: u64::from(running) })
+        Ok(ContainerStats {
+            memory_bytes: if running { 1 << 20 } else { 0 },
+            cpu_nanos: 0,
+            pids: u64::from(running),
+        })
     }
 }
 
@@ -448,9 +599,12 @@ impl PodNetwork for FakeNetwork {
         if let Some(ip) = g.ips.get(pod) {
             return Ok(*ip);
         }
-        let cidr = g.cidr.ok_or_else(|| RuntimeError::InvalidState("fake network has no CIDR".into()))?;
+        let cidr = g
+            .cidr
+            .ok_or_else(|| RuntimeError::InvalidState("fake network has no CIDR".into()))?;
         let used: BTreeSet<Ipv4Addr> = g.ips.values().copied().collect();
-        let ip = crate::network::ipam_pick(&cidr, &used).ok_or_else(|| RuntimeError::InvalidState(format!("no free IP in {cidr}")))?;
+        let ip = crate::network::ipam_pick(&cidr, &used)
+            .ok_or_else(|| RuntimeError::InvalidState(format!("no free IP in {cidr}")))?;
         g.ips.insert(pod.to_string(), ip);
         g.ports.insert(pod.to_string(), ports.to_vec());
         Ok(ip)
@@ -477,17 +631,40 @@ pub struct FakeImages {
 impl Images for FakeImages {
     fn import(&self, path: &Path) -> Result<Vec<ImageInfo>> {
         let mut g = enter(&self.world, "import", path.display().to_string())?;
-        let name = format!("{}:latest", path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-        let info = ImageInfo { names: vec![name.clone()], digest: format!("sha256:{:064x}", g.images.len() + 1), size: 0 };
+        let name = format!(
+            "{}:latest",
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let info = ImageInfo {
+            names: vec![name.clone()],
+            digest: format!("sha256:{:064x}", g.images.len() + 1),
+            size: 0,
+        };
         g.images.insert(name, info.clone());
         Ok(vec![info])
     }
 
-    fn pull(&self, reference: &str, _creds: Option<&RegistryCredentials>, progress: &mut dyn FnMut(&PullProgress)) -> Result<ImageInfo> {
+    fn pull(
+        &self,
+        reference: &str,
+        _creds: Option<&RegistryCredentials>,
+        progress: &mut dyn FnMut(&PullProgress),
+    ) -> Result<ImageInfo> {
         let mut g = enter(&self.world, "pull", reference.into())?;
         let name = crate::images::normalize_reference(reference)?;
-        progress(&PullProgress { layers_done: 1, layers_total: 1, bytes_done: 0, bytes_total: 0 });
-        let info = ImageInfo { names: vec![name.clone()], digest: format!("sha256:{:064x}", g.images.len() + 1), size: 0 };
+        progress(&PullProgress {
+            layers_done: 1,
+            layers_total: 1,
+            bytes_done: 0,
+            bytes_total: 0,
+        });
+        let info = ImageInfo {
+            names: vec![name.clone()],
+            digest: format!("sha256:{:064x}", g.images.len() + 1),
+            size: 0,
+        };
         g.images.insert(name, info.clone());
         Ok(info)
     }
@@ -514,19 +691,42 @@ mod tests {
         let node = FakeNode::new("10.244.0.0/24".parse().expect("cidr"));
         node.add_image("busybox:latest");
         let rt = node.runtime();
-        let pod = PodSpec { id: "p".into(), hostname: "p".into(), dns_servers: vec![], dns_search: vec![], extra_hosts: vec![] };
+        let pod = PodSpec {
+            id: "p".into(),
+            hostname: "p".into(),
+            dns_servers: vec![],
+            dns_search: vec![],
+            extra_hosts: vec![],
+        };
         node.fail_next("create_pod", 1);
-        assert!(matches!(rt.create_pod(&pod), Err(RuntimeError::Injected(op)) if op == "create_pod"));
+        assert!(
+            matches!(rt.create_pod(&pod), Err(RuntimeError::Injected(op)) if op == "create_pod")
+        );
         rt.create_pod(&pod).expect("second create works");
         let c = ContainerSpec::new("c", "nope:1", &["true"]);
-        assert!(matches!(rt.create_container("p", &c), Err(RuntimeError::Image(_))));
+        assert!(matches!(
+            rt.create_container("p", &c),
+            Err(RuntimeError::Image(_))
+        ));
         let c = ContainerSpec::new("c", "busybox", &["ls"]);
         rt.create_container("p", &c).expect("create");
         rt.start_container("p", "c").expect("start");
         let st = rt.inspect("p", "c").expect("inspect");
-        assert_eq!((st.exit_code, st.state), (Some(127), ContainerState::Exited), "unmodelled command must not pretend success");
-        assert_eq!(node.calls(), vec![
-            "create_pod(p)", "create_pod(p)", "create_container(p/c)", "create_container(p/c)", "start_container(p/c)", "inspect(p/c)"
-        ]);
+        assert_eq!(
+            (st.exit_code, st.state),
+            (Some(127), ContainerState::Exited),
+            "unmodelled command must not pretend success"
+        );
+        assert_eq!(
+            node.calls(),
+            vec![
+                "create_pod(p)",
+                "create_pod(p)",
+                "create_container(p/c)",
+                "create_container(p/c)",
+                "start_container(p/c)",
+                "inspect(p/c)"
+            ]
+        );
     }
 }

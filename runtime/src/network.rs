@@ -82,7 +82,11 @@ pub fn veth_name(bridge: &str, pod: &str) -> String {
 }
 
 /// The nft script for a table: masquerade pod traffic leaving the CIDR, DNAT hostPorts.
-pub fn nft_script(table: &str, cidr: &Ipv4Net, pods: &BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)>) -> String {
+pub fn nft_script(
+    table: &str,
+    cidr: &Ipv4Net,
+    pods: &BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)>,
+) -> String {
     let mut dnat = String::new();
     for (pod, (ip, ports)) in pods {
         for p in ports {
@@ -107,7 +111,10 @@ fn nerr(e: impl std::fmt::Display) -> NetError {
     NetError::Netlink(e.to_string())
 }
 
-async fn link_index(h: &rtnetlink::Handle, name: &str) -> std::result::Result<Option<u32>, NetError> {
+async fn link_index(
+    h: &rtnetlink::Handle,
+    name: &str,
+) -> std::result::Result<Option<u32>, NetError> {
     let mut s = h.link().get().match_name(name.to_string()).execute();
     match s.try_next().await {
         Ok(Some(m)) => Ok(Some(m.header.index)),
@@ -118,7 +125,10 @@ async fn link_index(h: &rtnetlink::Handle, name: &str) -> std::result::Result<Op
 }
 
 fn block_on<F: std::future::Future>(f: F) -> std::result::Result<F::Output, NetError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(nerr)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(nerr)?;
     Ok(rt.block_on(f))
 }
 
@@ -141,42 +151,76 @@ impl LinuxNetwork {
     /// A network with `cfg`; nothing is created until the first attach.
     pub fn new(cfg: NetConfig) -> std::result::Result<Self, NetError> {
         if cfg.bridge.is_empty() || cfg.bridge.len() > 15 {
-            return Err(NetError::Config(format!("bridge name {:?} must be 1-15 bytes", cfg.bridge)));
+            return Err(NetError::Config(format!(
+                "bridge name {:?} must be 1-15 bytes",
+                cfg.bridge
+            )));
         }
         if cfg.cidr.prefix_len() > 30 {
-            return Err(NetError::Config(format!("pod CIDR {} is too small", cfg.cidr)));
+            return Err(NetError::Config(format!(
+                "pod CIDR {} is too small",
+                cfg.cidr
+            )));
         }
-        std::fs::create_dir_all(&cfg.state_dir).map_err(|e| NetError::State { path: cfg.state_dir.clone(), msg: e.to_string() })?;
-        Ok(LinuxNetwork { cfg, lock: Mutex::new(()) })
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|e| NetError::State {
+            path: cfg.state_dir.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(LinuxNetwork {
+            cfg,
+            lock: Mutex::new(()),
+        })
     }
 
     fn state_path(&self) -> PathBuf {
-        self.cfg.state_dir.join(format!("ipam-{}.json", self.cfg.bridge))
+        self.cfg
+            .state_dir
+            .join(format!("ipam-{}.json", self.cfg.bridge))
     }
 
     fn load(&self) -> std::result::Result<BTreeMap<String, Alloc>, NetError> {
         let p = self.state_path();
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::State { path: p, msg: e.to_string() }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::State {
+                path: p,
+                msg: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(NetError::State { path: p, msg: e.to_string() }),
+            Err(e) => Err(NetError::State {
+                path: p,
+                msg: e.to_string(),
+            }),
         }
     }
 
     fn save(&self, m: &BTreeMap<String, Alloc>) -> std::result::Result<(), NetError> {
         let p = self.state_path();
         let tmp = p.with_extension("tmp");
-        let b = serde_json::to_vec_pretty(m).map_err(|e| NetError::State { path: p.clone(), msg: e.to_string() })?;
-        std::fs::write(&tmp, b).map_err(|e| NetError::State { path: tmp.clone(), msg: e.to_string() })?;
-        std::fs::rename(&tmp, &p).map_err(|e| NetError::State { path: p, msg: e.to_string() })
+        let b = serde_json::to_vec_pretty(m).map_err(|e| NetError::State {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?;
+        std::fs::write(&tmp, b).map_err(|e| NetError::State {
+            path: tmp.clone(),
+            msg: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, &p).map_err(|e| NetError::State {
+            path: p,
+            msg: e.to_string(),
+        })
     }
 
     fn program_nft(&self, m: &BTreeMap<String, Alloc>) -> std::result::Result<(), NetError> {
         use std::io::Write;
-        let pods: BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)> =
-            m.iter().filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.ports.clone())))).collect();
+        let pods: BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)> = m
+            .iter()
+            .filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.ports.clone()))))
+            .collect();
         let script = if m.is_empty() {
-            format!("table ip {t} {{}}\ndelete table ip {t}\n", t = self.cfg.nft_table)
+            format!(
+                "table ip {t} {{}}\ndelete table ip {t}\n",
+                t = self.cfg.nft_table
+            )
         } else {
             nft_script(&self.cfg.nft_table, &self.cfg.cidr, &pods)
         };
@@ -185,30 +229,56 @@ impl LinuxNetwork {
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| NetError::Nft(format!("running nft (apt-get install -y nftables): {e}")))?;
-        child.stdin.take().ok_or_else(|| NetError::Nft("no stdin".into()))?.write_all(script.as_bytes()).map_err(|e| NetError::Nft(e.to_string()))?;
-        let out = child.wait_with_output().map_err(|e| NetError::Nft(e.to_string()))?;
+            .map_err(|e| {
+                NetError::Nft(format!("running nft (apt-get install -y nftables): {e}"))
+            })?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| NetError::Nft("no stdin".into()))?
+            .write_all(script.as_bytes())
+            .map_err(|e| NetError::Nft(e.to_string()))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| NetError::Nft(e.to_string()))?;
         if !out.status.success() {
-            return Err(NetError::Nft(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+            return Err(NetError::Nft(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
         }
         Ok(())
     }
 
     fn ensure_bridge(&self) -> std::result::Result<u32, NetError> {
         let br = self.cfg.bridge.clone();
-        let gw = gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
+        let gw =
+            gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
         let prefix = self.cfg.cidr.prefix_len();
         with_netlink(|h| async move {
             let idx = match link_index(&h, &br).await? {
                 Some(i) => i,
                 None => {
-                    h.link().add(rtnetlink::LinkBridge::new(&br).build()).execute().await.map_err(nerr)?;
-                    let i = link_index(&h, &br).await?.ok_or_else(|| nerr(format!("bridge {br} vanished")))?;
-                    h.address().add(i, std::net::IpAddr::V4(gw), prefix).execute().await.map_err(nerr)?;
+                    h.link()
+                        .add(rtnetlink::LinkBridge::new(&br).build())
+                        .execute()
+                        .await
+                        .map_err(nerr)?;
+                    let i = link_index(&h, &br)
+                        .await?
+                        .ok_or_else(|| nerr(format!("bridge {br} vanished")))?;
+                    h.address()
+                        .add(i, std::net::IpAddr::V4(gw), prefix)
+                        .execute()
+                        .await
+                        .map_err(nerr)?;
                     i
                 }
             };
-            h.link().set(rtnetlink::LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nerr)?;
+            h.link()
+                .set(rtnetlink::LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(nerr)?;
             Ok(idx)
         })
     }
@@ -223,10 +293,17 @@ impl LinuxNetwork {
         })
     }
 
-    fn wire(&self, pod: &str, netns: &Path, ip: Ipv4Addr, veth: &str) -> std::result::Result<(), NetError> {
+    fn wire(
+        &self,
+        pod: &str,
+        netns: &Path,
+        ip: Ipv4Addr,
+        veth: &str,
+    ) -> std::result::Result<(), NetError> {
         let br_idx = self.ensure_bridge()?;
         let peer = format!("vp{}", &veth[2..]);
-        let ns = std::fs::File::open(netns).map_err(|e| nerr(format!("open {}: {e}", netns.display())))?;
+        let ns = std::fs::File::open(netns)
+            .map_err(|e| nerr(format!("open {}: {e}", netns.display())))?;
         use std::os::fd::AsRawFd;
         let nsfd = ns.as_raw_fd();
         let (veth_s, peer_s) = (veth.to_string(), peer.clone());
@@ -234,28 +311,80 @@ impl LinuxNetwork {
             if let Some(i) = link_index(&h, &veth_s).await? {
                 h.link().del(i).execute().await.map_err(nerr)?;
             }
-            h.link().add(rtnetlink::LinkVeth::new(&veth_s, &peer_s).build()).execute().await.map_err(nerr)?;
-            let vi = link_index(&h, &veth_s).await?.ok_or_else(|| nerr("veth vanished"))?;
-            let pi = link_index(&h, &peer_s).await?.ok_or_else(|| nerr("veth peer vanished"))?;
-            h.link().set(rtnetlink::LinkUnspec::new_with_index(pi).setns_by_fd(nsfd).build()).execute().await.map_err(nerr)?;
-            h.link().set(rtnetlink::LinkUnspec::new_with_index(vi).controller(br_idx).up().build()).execute().await.map_err(nerr)?;
+            h.link()
+                .add(rtnetlink::LinkVeth::new(&veth_s, &peer_s).build())
+                .execute()
+                .await
+                .map_err(nerr)?;
+            let vi = link_index(&h, &veth_s)
+                .await?
+                .ok_or_else(|| nerr("veth vanished"))?;
+            let pi = link_index(&h, &peer_s)
+                .await?
+                .ok_or_else(|| nerr("veth peer vanished"))?;
+            h.link()
+                .set(
+                    rtnetlink::LinkUnspec::new_with_index(pi)
+                        .setns_by_fd(nsfd)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nerr)?;
+            h.link()
+                .set(
+                    rtnetlink::LinkUnspec::new_with_index(vi)
+                        .controller(br_idx)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nerr)?;
             Ok(())
         })?;
         // Configure the pod side from a thread that lives in the pod's network namespace.
-        let gw = gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
+        let gw =
+            gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
         let prefix = self.cfg.cidr.prefix_len();
         let pod_s = pod.to_string();
         let t = std::thread::spawn(move || -> std::result::Result<(), NetError> {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| nerr(format!("setns into pod {pod_s}: {e}")))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| nerr(format!("setns into pod {pod_s}: {e}")))?;
             with_netlink(|h| async move {
-                let pi = link_index(&h, &peer).await?.ok_or_else(|| nerr("peer not in pod namespace"))?;
-                h.link().set(rtnetlink::LinkUnspec::new_with_index(pi).name("eth0".to_string()).build()).execute().await.map_err(nerr)?;
-                h.address().add(pi, std::net::IpAddr::V4(ip), prefix).execute().await.map_err(nerr)?;
-                h.link().set(rtnetlink::LinkUnspec::new_with_index(pi).up().build()).execute().await.map_err(nerr)?;
+                let pi = link_index(&h, &peer)
+                    .await?
+                    .ok_or_else(|| nerr("peer not in pod namespace"))?;
+                h.link()
+                    .set(
+                        rtnetlink::LinkUnspec::new_with_index(pi)
+                            .name("eth0".to_string())
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
+                h.address()
+                    .add(pi, std::net::IpAddr::V4(ip), prefix)
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
+                h.link()
+                    .set(rtnetlink::LinkUnspec::new_with_index(pi).up().build())
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
                 if let Some(lo) = link_index(&h, "lo").await? {
-                    h.link().set(rtnetlink::LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nerr)?;
+                    h.link()
+                        .set(rtnetlink::LinkUnspec::new_with_index(lo).up().build())
+                        .execute()
+                        .await
+                        .map_err(nerr)?;
                 }
-                let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(pi).build();
+                let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(pi)
+                    .build();
                 h.route().add(route).execute().await.map_err(nerr)?;
                 Ok(())
             })
@@ -275,9 +404,18 @@ impl PodNetwork for LinuxNetwork {
         let ip = ipam_pick(&self.cfg.cidr, &used).ok_or(NetError::Exhausted(self.cfg.cidr))?;
         let veth = veth_name(&self.cfg.bridge, pod);
         // Persist first: a crash after this never hands the IP out twice.
-        m.insert(pod.to_string(), Alloc { ip: Some(ip), veth: veth.clone(), ports: ports.to_vec() });
+        m.insert(
+            pod.to_string(),
+            Alloc {
+                ip: Some(ip),
+                veth: veth.clone(),
+                ports: ports.to_vec(),
+            },
+        );
         self.save(&m)?;
-        let res = self.wire(pod, netns, ip, &veth).and_then(|_| self.program_nft(&m));
+        let res = self
+            .wire(pod, netns, ip, &veth)
+            .and_then(|_| self.program_nft(&m));
         if let Err(e) = res {
             let _ = Self::delete_link(&veth);
             m.remove(pod);
@@ -290,7 +428,10 @@ impl PodNetwork for LinuxNetwork {
     fn detach(&self, pod: &str) -> Result<()> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = self.load()?;
-        let veth = m.get(pod).map(|a| a.veth.clone()).unwrap_or_else(|| veth_name(&self.cfg.bridge, pod));
+        let veth = m
+            .get(pod)
+            .map(|a| a.veth.clone())
+            .unwrap_or_else(|| veth_name(&self.cfg.bridge, pod));
         Self::delete_link(&veth)?;
         let had = m.remove(pod).is_some();
         self.save(&m)?;
@@ -337,10 +478,26 @@ mod tests {
     fn nft_script_has_masquerade_and_dnat() {
         let cidr: Ipv4Net = "10.244.1.0/24".parse().expect("cidr");
         let mut pods = BTreeMap::new();
-        pods.insert("web".to_string(), (Ipv4Addr::new(10, 244, 1, 2), vec![PortMapping { protocol: "tcp".into(), host_port: 8080, container_port: 80 }]));
+        pods.insert(
+            "web".to_string(),
+            (
+                Ipv4Addr::new(10, 244, 1, 2),
+                vec![PortMapping {
+                    protocol: "tcp".into(),
+                    host_port: 8080,
+                    container_port: 80,
+                }],
+            ),
+        );
         let s = nft_script("kommit", &cidr, &pods);
-        assert!(s.contains("ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 masquerade"), "{s}");
-        assert!(s.contains("tcp dport 8080 dnat to 10.244.1.2:80 comment \"web\""), "{s}");
+        assert!(
+            s.contains("ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 masquerade"),
+            "{s}"
+        );
+        assert!(
+            s.contains("tcp dport 8080 dnat to 10.244.1.2:80 comment \"web\""),
+            "{s}"
+        );
         assert!(s.starts_with("table ip kommit {}\ndelete table ip kommit\n"));
     }
 }

@@ -75,13 +75,18 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{:x}{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}{:x}{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A /24 in 10.123.0.0/16 not routed on this host right now.
 pub fn free_cidr() -> ipnet::Ipv4Net {
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    let start = (std::process::id() as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst) as usize) % 250;
+    let start =
+        (std::process::id() as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst) as usize) % 250;
     for i in 0..250 {
         let x = ((start + i) % 250) as u8;
         // /proc/net/route stores the destination little-endian in hex: 0.x.123.10
@@ -96,9 +101,12 @@ pub fn free_cidr() -> ipnet::Ipv4Net {
 /// A data dir with the busybox image imported.
 pub fn data_dir_with_busybox(root: &Path) -> Arc<ImageStore> {
     let layout = root.join("layout");
-    kommit_runtime::testutil::busybox_layout(&layout, TEST_IMAGE).expect("building busybox OCI layout (apt-get install -y busybox-static)");
+    kommit_runtime::testutil::busybox_layout(&layout, TEST_IMAGE)
+        .expect("building busybox OCI layout (apt-get install -y busybox-static)");
     let store = Arc::new(ImageStore::open(&root.join("data")).expect("image store"));
-    store.import_path(&layout).expect("importing busybox layout");
+    store
+        .import_path(&layout)
+        .expect("importing busybox layout");
     store
 }
 
@@ -127,19 +135,40 @@ impl LinuxHarness {
         if skip_privileged("privileged runtime test") {
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("kommit-rt-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("kommit-rt-")
+            .tempdir()
+            .expect("tempdir");
         let store = data_dir_with_busybox(dir.path());
         let parent = unique("kommit-test-");
         let bridge = unique("kt");
         let table = unique("kommit_test_");
         let rt = LinuxRuntime::new(
-            LinuxConfig { data_dir: dir.path().join("data"), helper: helper.to_path_buf(), cgroup_parent: parent.clone() },
+            LinuxConfig {
+                data_dir: dir.path().join("data"),
+                helper: helper.to_path_buf(),
+                cgroup_parent: parent.clone(),
+            },
             store.clone(),
         )
         .expect("linux runtime (tests must run as root; set KOMMIT_SKIP_PRIVILEGED=1 to skip)");
-        let net = LinuxNetwork::new(NetConfig { bridge: bridge.clone(), cidr: free_cidr(), nft_table: table.clone(), state_dir: dir.path().join("data/net") })
-            .expect("network");
-        Some(LinuxHarness { dir, helper: helper.to_path_buf(), parent, bridge, table, rt, net, store })
+        let net = LinuxNetwork::new(NetConfig {
+            bridge: bridge.clone(),
+            cidr: free_cidr(),
+            nft_table: table.clone(),
+            state_dir: dir.path().join("data/net"),
+        })
+        .expect("network");
+        Some(LinuxHarness {
+            dir,
+            helper: helper.to_path_buf(),
+            parent,
+            bridge,
+            table,
+            rt,
+            net,
+            store,
+        })
     }
 
     fn data(&self) -> PathBuf {
@@ -149,7 +178,12 @@ impl LinuxHarness {
 
 fn count_dirs(p: &Path) -> usize {
     std::fs::read_dir(p)
-        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| 1 + count_dirs(&e.path())).sum())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| 1 + count_dirs(&e.path()))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -159,7 +193,12 @@ pub fn count_processes(needle: &str, cg: &str) -> usize {
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
                 .filter(|e| {
                     let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                     let cgs = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
@@ -194,14 +233,20 @@ impl Harness for LinuxHarness {
             .map_err(|e| format!("spawning driver: {e}"))?;
         let mut line = String::new();
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        std::io::BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         if line.trim() != "ready" {
             return Err(format!("driver did not get ready: {line:?}"));
         }
         self.rt = LinuxRuntime::new(
-            LinuxConfig { data_dir: self.data(), helper: self.helper.clone(), cgroup_parent: self.parent.clone() },
+            LinuxConfig {
+                data_dir: self.data(),
+                helper: self.helper.clone(),
+                cgroup_parent: self.parent.clone(),
+            },
             self.store.clone(),
         )
         .map_err(|e| e.to_string())?;
@@ -209,11 +254,31 @@ impl Harness for LinuxHarness {
     }
     fn leaks(&self) -> Leaks {
         let data = self.data().display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.contains(&data)).count();
-        let cgroups = self.rt.layout().dirs(&self.parent).iter().map(|d| count_dirs(d)).sum();
-        let veths = std::fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge)).map(|rd| rd.count()).unwrap_or(0);
-        let pod_dirs = std::fs::read_dir(self.data().join("pods")).map(|rd| rd.count()).unwrap_or(0);
-        Leaks { mounts, cgroups, veths, processes: count_processes(&data, &self.parent), pod_dirs }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&data))
+            .count();
+        let cgroups = self
+            .rt
+            .layout()
+            .dirs(&self.parent)
+            .iter()
+            .map(|d| count_dirs(d))
+            .sum();
+        let veths = std::fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
+            .map(|rd| rd.count())
+            .unwrap_or(0);
+        let pod_dirs = std::fs::read_dir(self.data().join("pods"))
+            .map(|rd| rd.count())
+            .unwrap_or(0);
+        Leaks {
+            mounts,
+            cgroups,
+            veths,
+            processes: count_processes(&data, &self.parent),
+            pod_dirs,
+        }
     }
 }
 
@@ -228,8 +293,14 @@ impl Drop for LinuxHarness {
         for d in self.rt.layout().dirs(&self.parent) {
             let _ = std::fs::remove_dir(d);
         }
-        let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).stderr(std::process::Stdio::null()).status();
-        let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &self.table]).stderr(std::process::Stdio::null()).status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -246,7 +317,11 @@ impl FakeHarness {
     pub fn new() -> Option<Self> {
         let node = FakeNode::new("10.244.0.0/24".parse().expect("cidr"));
         node.add_image(TEST_IMAGE);
-        Some(FakeHarness { rt: node.runtime(), net: node.network(), node })
+        Some(FakeHarness {
+            rt: node.runtime(),
+            net: node.network(),
+            node,
+        })
     }
 }
 
@@ -263,8 +338,12 @@ impl Harness for FakeHarness {
     fn run_in_killed_driver(&mut self, pod: &PodSpec, ctr: &ContainerSpec) -> Result<(), String> {
         let driver = self.node.runtime();
         driver.create_pod(pod).map_err(|e| e.to_string())?;
-        driver.create_container(&pod.id, ctr).map_err(|e| e.to_string())?;
-        driver.start_container(&pod.id, &ctr.name).map_err(|e| e.to_string())?;
+        driver
+            .create_container(&pod.id, ctr)
+            .map_err(|e| e.to_string())?;
+        driver
+            .start_container(&pod.id, &ctr.name)
+            .map_err(|e| e.to_string())?;
         drop(driver);
         self.rt = self.node.runtime();
         Ok(())

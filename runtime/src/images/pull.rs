@@ -87,10 +87,15 @@ pub fn pull(
                 bytes_total: total,
             });
         }
-        // Re-serialise the manifest as stored by digest: fetch the raw bytes so the digest holds.
+        // Store the manifest exactly as served (fetched by digest), so its digest holds.
+        let by_digest = oci_client::Reference::with_digest(
+            parsed.registry().to_string(),
+            parsed.repository().to_string(),
+            digest.clone(),
+        );
         let (raw, raw_digest) = client
             .pull_manifest_raw(
-                &parsed,
+                &by_digest,
                 &auth,
                 &[
                     oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,

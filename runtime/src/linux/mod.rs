@@ -102,13 +102,19 @@ fn lerr(e: LinuxError) -> RuntimeError {
     RuntimeError::Linux(e)
 }
 
+/// Fail with [`LinuxError::NotRoot`] unless running as root.
+pub fn check_root() -> std::result::Result<(), LinuxError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid != 0 {
+        return Err(LinuxError::NotRoot(uid));
+    }
+    Ok(())
+}
+
 impl LinuxRuntime {
     /// Check root and cgroups, create directories.
     pub fn new(cfg: LinuxConfig, images: Arc<ImageStore>) -> std::result::Result<Self, LinuxError> {
-        let uid = nix::unistd::geteuid().as_raw();
-        if uid != 0 {
-            return Err(LinuxError::NotRoot(uid));
-        }
+        check_root()?;
         let layout = Layout::detect()?;
         if let Some(m) = layout.missing_controllers().first() {
             return Err(LinuxError::MissingController(m.to_string()));
