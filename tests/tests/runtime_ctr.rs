@@ -1,20 +1,13 @@
 //! `kommit ctr` end to end: import, ls, run (output, exit code, limits, env), ps, exec,
 //! logs, rm, and one-line errors for bad input.
 use kommit_tests::runtime_support::{skip_privileged, TEST_IMAGE};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `kommit` binary next to this test's helper binary (built by cargo if needed).
+/// `kommit ctr` as built for the tests crate (same CLI module as the `kommit` binary).
 fn kommit() -> PathBuf {
-    let helper = Path::new(env!("CARGO_BIN_EXE_kommit-runtime-helper"));
-    let bin = helper.with_file_name("kommit");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "kommit-daemon", "--bin", "kommit"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status();
-    assert!(bin.exists(), "kommit binary missing at {} (cargo build: {status:?})", bin.display());
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_kommit-ctr"))
 }
 
 struct Ctr {
