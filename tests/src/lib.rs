@@ -1,3 +1,4 @@
 //! kommit test support.
 
+pub mod bench;
 pub mod runtime_support;

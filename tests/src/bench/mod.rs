@@ -1,0 +1,3 @@
+//! Benchmark bodies for `kommit-bench`, one module per subcommand.
+
+pub mod runtime;
