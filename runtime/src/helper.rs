@@ -5,17 +5,15 @@
 
 use std::path::Path;
 
-/// Run a helper mode; `args` are the arguments after `shim`. Returns the exit code (`init`
-/// only returns on failure, since it execs the workload).
+/// Run a helper mode; `args` are the arguments after `shim`. Returns the exit code.
 pub fn helper_main(args: &[String]) -> i32 {
     match args {
         [mode, dir, host] if mode == "pod" => crate::linux::shim::pod_main(Path::new(dir), host),
-        [mode, dir] if mode == "init" => crate::linux::init::init_main(Path::new(dir)),
         [mode, dir, sep, cmd @ ..] if mode == "exec" && sep == "--" && !cmd.is_empty() => {
             crate::linux::init::exec_main(Path::new(dir), cmd)
         }
         _ => {
-            eprintln!("usage: shim pod DIR HOSTNAME | shim init DIR | shim exec DIR -- CMD...");
+            eprintln!("usage: shim pod DIR HOSTNAME | shim exec DIR -- CMD...");
             2
         }
     }

@@ -2,8 +2,8 @@
 //! process, so namespace and mount changes never happen on a thread of a multi-threaded
 //! program.
 //!
-//! `shim init <ctr-dir>` is pid 1 of a new pid namespace with its own mount namespace (the
-//! shim cloned it so), already inside the pod's net/ipc/uts namespaces. It joins the cgroup,
+//! The container init is the child the (single-threaded, re-executed) shim clones into new
+//! pid and mount namespaces: pid 1 there, already inside the pod's net/ipc/uts namespaces. It joins the cgroup,
 //! makes propagation private, mounts the overlay rootfs, /proc (with masked and read-only
 //! paths), a read-only /sys, a minimal /dev and the /etc files, pivots, drops privileges and
 //! execs the workload. Failures before exec are written to fd 3 for the shim.
@@ -15,8 +15,6 @@ use caps::{CapSet, Capability, CapsHashSet};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use std::ffi::CString;
-use std::io::Write;
-use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -70,27 +68,18 @@ fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> St
     move |err| format!("{what}: {err}")
 }
 
-/// Entry of `shim init`: never returns on success (execs); returns an exit code on failure.
-pub fn init_main(ctr_dir: &Path) -> i32 {
-    // SAFETY: fd 3 was set up by the shim as the sync pipe's write end and nothing else in
-    // this fresh process owns it.
-    let mut sync = unsafe { std::fs::File::from_raw_fd(3) };
-    let _ = nix::fcntl::fcntl(
-        &sync,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    let err = match init_inner(ctr_dir) {
+/// Run in the child the shim cloned into fresh pid and mount namespaces: set up the
+/// container and exec its workload. Returns only on failure, with the message for the shim.
+pub fn init_in_child(cfg: &InitConfig, ctr_dir: &Path) -> String {
+    match init_inner(cfg, ctr_dir) {
         Ok(never) => match never {},
         Err(msg) => msg,
-    };
-    let _ = sync.write_all(err.as_bytes());
-    127
+    }
 }
 
 enum Never {}
 
-fn init_inner(ctr_dir: &Path) -> Result<Never, String> {
-    let cfg: InitConfig = read_json(&ctr_dir.join("config.json")).map_err(|x| x.to_string())?;
+fn init_inner(cfg: &InitConfig, ctr_dir: &Path) -> Result<Never, String> {
     for p in &cfg.cgroup_procs {
         std::fs::write(p, "0").map_err(e(format!("joining cgroup {}", p.display())))?;
     }
@@ -114,13 +103,24 @@ fn init_inner(ctr_dir: &Path) -> Result<Never, String> {
         cfg.upper.display(),
         cfg.work.display()
     );
+    // `volatile` skips syncs of the throwaway upper layer (kernel >= 5.10); retry without.
+    let volatile = format!("{opts},volatile");
     mount(
         Some("overlay"),
         root,
         Some("overlay"),
         MsFlags::empty(),
-        Some(opts.as_str()),
+        Some(volatile.as_str()),
     )
+    .or_else(|_| {
+        mount(
+            Some("overlay"),
+            root,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+    })
     .map_err(e(format!("mounting overlay on {}", root.display())))?;
     for d in ["proc", "sys", "dev", "etc", "tmp"] {
         let p = root.join(d);
@@ -204,7 +204,7 @@ fn init_inner(ctr_dir: &Path) -> Result<Never, String> {
         )
         .map_err(e("remounting / read-only"))?;
     }
-    become_workload(&cfg, &cfg.args)
+    become_workload(cfg, &cfg.args)
 }
 
 fn bind(src: &Path, dst: &Path) -> Result<(), String> {
@@ -321,6 +321,20 @@ fn resolve(prog: &str, env: &[String]) -> Result<PathBuf, String> {
 fn become_workload(cfg: &InitConfig, args: &[String]) -> Result<Never, String> {
     if args.is_empty() {
         return Err("no command to run (image has no entrypoint or cmd and none was given)".into());
+    }
+    // The shim blocks SIGCHLD and ignores SIGPIPE/SIGHUP/SIGINT; both survive exec, so give
+    // the workload default signal handling.
+    nix::sys::signal::SigSet::all()
+        .thread_unblock()
+        .map_err(e("unblocking signals"))?;
+    for s in [
+        nix::sys::signal::Signal::SIGPIPE,
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        // SAFETY: SigDfl installs no handler code.
+        unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl) }
+            .map_err(e("resetting signal"))?;
     }
     if let Err(x) = nix::unistd::chdir(cfg.cwd.as_str()) {
         if cfg.read_only {

@@ -5,8 +5,8 @@
 //! becomes a session leader and child subreaper, and then serves a tiny line-JSON protocol on
 //! `<pod-dir>/shim.sock`. It is single-threaded: one `poll` loop over the socket, a signalfd
 //! for SIGCHLD and the containers' stdout/stderr pipes. Containers are `clone`d with fresh
-//! pid and mount namespaces into `<helper> shim init <ctr-dir>`, which does the mount setup
-//! and execs the workload. Exit codes and reasons go to each container's `state.json`.
+//! pid and mount namespaces; the child (still this single-threaded program) does the mount
+//! setup in [`super::init`] and execs the workload. Exit codes and reasons go to each container's `state.json`.
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -16,7 +16,6 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -433,41 +432,34 @@ impl Shim {
         let (err_r, err_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
         let (sync_r, sync_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
         let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-        let exe = CString::new("/proc/self/exe").map_err(|e| e.to_string())?;
-        let argv = [
-            CString::new("kommit-shim").map_err(|e| e.to_string())?,
-            CString::new("shim").map_err(|e| e.to_string())?,
-            CString::new("init").map_err(|e| e.to_string())?,
-            CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?,
-        ];
         let (fd_in, fd_out, fd_err, fd_sync) = (
             devnull.as_raw_fd(),
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
             sync_w.as_raw_fd(),
         );
-        let mut stack = vec![0u8; 256 * 1024];
-        let cb = Box::new(|| -> isize {
-            // SAFETY: runs in the freshly cloned child (a copy of this single-threaded process);
-            // only dup2/execv/_exit are called, on fds and strings prepared before clone.
+        let mut stack = vec![0u8; 1024 * 1024];
+        let child_cfg = cfg.clone();
+        let child_dir = dir.clone();
+        let cb = Box::new(move || -> isize {
+            // SAFETY: runs in the freshly cloned child, a copy of this single-threaded process;
+            // dup2 on fds opened before clone.
             unsafe {
                 libc::dup2(fd_in, 0);
                 libc::dup2(fd_out, 1);
                 libc::dup2(fd_err, 2);
-                libc::dup2(fd_sync, 3);
-                let ptrs = [
-                    argv[0].as_ptr(),
-                    argv[1].as_ptr(),
-                    argv[2].as_ptr(),
-                    argv[3].as_ptr(),
-                    std::ptr::null(),
-                ];
-                libc::execv(exe.as_ptr(), ptrs.as_ptr());
-                libc::_exit(126)
+            }
+            let msg = super::init::init_in_child(&child_cfg, &child_dir);
+            // SAFETY: fd_sync is the sync pipe's write end, open in this child; the buffer is
+            // a live slice. _exit skips atexit handlers that belong to the shim.
+            unsafe {
+                libc::write(fd_sync, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
             }
         });
-        // SAFETY: the shim is single-threaded; the callback only execs (see above), and the
-        // stack buffer outlives the call because the child execs or exits before returning.
+        // SAFETY: the shim is single-threaded, so the child may allocate and run ordinary code
+        // (no lock can be held by another thread); the stack outlives the call because the
+        // child execs or exits before this frame is gone.
         let pid = unsafe {
             nix::sched::clone(
                 cb,

@@ -6,7 +6,9 @@ fn main() -> std::process::ExitCode {
         // The runtime re-executes this binary as its helper (pod shim, container init).
         Some("shim") => std::process::exit(kommit_runtime::helper::helper_main(&args[2..])),
         Some("runtime") => kommit_tests::bench::runtime::main(&args[2..]),
-        other => Err(anyhow::anyhow!("unknown benchmark {other:?}; available: runtime")),
+        other => Err(anyhow::anyhow!(
+            "unknown benchmark {other:?}; available: runtime"
+        )),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
