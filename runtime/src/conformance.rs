@@ -434,6 +434,10 @@ pub fn exec(h: &mut dyn Harness) -> CaseResult {
     check(out.stdout == b"exec-host\n" && out.exit_code == 0, || {
         format!("exec hostname {out:?}")
     })?;
+    let stats = rt.stats("exec", "sleeper").map_err(rt_err("stats"))?;
+    check(stats.memory_bytes > 0 && stats.pids >= 1, || {
+        format!("stats of a running container: {stats:?}")
+    })?;
     let st = rt
         .stop_container("exec", "sleeper", Duration::from_millis(200))
         .map_err(rt_err("stop"))?;
