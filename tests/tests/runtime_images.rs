@@ -248,3 +248,27 @@ fn whiteouts_hide_lower_files_in_a_running_container() {
     assert_eq!(lines, vec!["c", "gone-hidden"], "{out}");
     h.rt.remove_pod("wh").expect("remove");
 }
+
+#[test]
+fn watcher_imports_tarballs_as_they_are_dropped() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(ImageStore::open(&d.path().join("data")).expect("store"));
+    let _watch = kommit_runtime::images::watch::auto_import(store.clone()).expect("watch");
+    let layout = d.path().join("layout");
+    busybox_layout(&layout, "watched.test/busybox:3").expect("layout");
+    // Write elsewhere, then move in (as an operator's `mv` would).
+    tar_dir(&layout, &d.path().join("staged.tar"));
+    std::fs::rename(
+        d.path().join("staged.tar"),
+        d.path().join("data/images/watched.tar"),
+    )
+    .expect("rename");
+    let t0 = std::time::Instant::now();
+    while store.resolve("watched.test/busybox:3").is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "dropped tarball was not imported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -14,6 +14,7 @@
 mod import;
 pub mod pull;
 pub mod unpack;
+pub mod watch;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
