@@ -27,6 +27,11 @@ enum Command {
     Log(cli::log::Args),
     /// Show where a desired-state repository's pods would land on a node inventory.
     Plan(cli::plan::Args),
+    /// Low-level container operations on this node (like containerd's ctr).
+    Ctr(cli::ctr::Args),
+    /// Runtime re-exec helper (pod shim, container init, exec).
+    #[command(hide = true)]
+    Shim(cli::shim::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +47,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::validate::run(args),
         Command::Log(args) => cli::log::run(args),
         Command::Plan(args) => cli::plan::run(args),
+        Command::Ctr(args) => cli::ctr::run(args),
+        Command::Shim(args) => cli::shim::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

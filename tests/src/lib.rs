@@ -3,3 +3,4 @@
 
 pub mod bench;
 pub mod gen;
+pub mod runtime_support;

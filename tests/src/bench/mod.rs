@@ -1,4 +1,5 @@
 //! Benchmarks run by the `kommit-bench` binary, one module per subcommand.
 
+pub mod runtime;
 pub mod schedule;
 pub mod validate;

@@ -1,19 +1,25 @@
 //! `kommit-bench <name>`: benchmarks. Each prints what it measured and ends with one line
-//! `RESULT <name> key=value ...`.
+//! `RESULT <name> key=value ...`. Bodies live in `kommit_tests::bench`.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        eprintln!("usage: kommit-bench <validate|schedule> [options]");
+        eprintln!("usage: kommit-bench <validate|schedule|runtime> [options]");
         return ExitCode::from(2);
     };
+    let rest = &args[1..];
     let result = match name.as_str() {
-        "validate" => kommit_tests::bench::validate::run(&args[1..]),
-        "schedule" => kommit_tests::bench::schedule::main(&args[1..]),
+        // The runtime re-executes this binary as its helper (pod shim, container init).
+        "shim" => std::process::exit(kommit_runtime::helper::helper_main(rest)),
+        "validate" => kommit_tests::bench::validate::run(rest),
+        "schedule" => kommit_tests::bench::schedule::main(rest),
+        "runtime" => kommit_tests::bench::runtime::main(rest),
         other => {
-            eprintln!("kommit-bench: unknown benchmark `{other}` (known: validate, schedule)");
+            eprintln!(
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime)"
+            );
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,451 @@
+//! The [`ContainerRuntime`] operations of [`LinuxRuntime`]: each writes config, talks to the
+//! pod's shim or reads the files the shim wrote; none touches namespaces or mounts itself.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cgroup;
+use super::shim::{self, Request};
+use super::state::{read_json, write_json, InitConfig};
+use super::{effective_args, init, lerr, logs, merge_env, LinuxError, LinuxRuntime};
+use crate::spec::{
+    validate_name, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
+    LogOptions, PodSpec, PodStatus,
+};
+use crate::traits::{ContainerRuntime, Result, RuntimeError};
+
+impl ContainerRuntime for LinuxRuntime {
+    fn create_pod(&self, spec: &PodSpec) -> Result<()> {
+        validate_name("pod", &spec.id).map_err(RuntimeError::InvalidSpec)?;
+        if spec.hostname.is_empty() || spec.hostname.len() > 63 {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "hostname {:?} must be 1-63 characters",
+                spec.hostname
+            )));
+        }
+        let dir = self.pod_dir(&spec.id);
+        if dir.join("pod.json").exists() {
+            return Err(RuntimeError::AlreadyExists {
+                kind: "pod",
+                name: spec.id.clone(),
+            });
+        }
+        std::fs::create_dir_all(dir.join("ctr")).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
+        cgroup::create(&self.pod_cg(&spec.id), &Default::default()).map_err(lerr)?;
+        let log = std::fs::File::create(dir.join("shim.log"))
+            .map_err(|e| lerr(LinuxError::io(dir.join("shim.log"), e)))?;
+        let out = Command::new(&self.cfg.helper)
+            .arg("shim")
+            .arg("pod")
+            .arg(&dir)
+            .arg(&spec.hostname)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .map_err(|e| {
+                lerr(LinuxError::Spawn {
+                    path: self.cfg.helper.clone(),
+                    msg: e.to_string(),
+                })
+            })?;
+        if !out.success() {
+            let msg = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            let _ = cgroup::remove(&self.layout, &self.pod_cg(&spec.id), &[]);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(lerr(LinuxError::Shim(format!(
+                "starting shim for pod {}: {}",
+                spec.id,
+                msg.trim()
+            ))));
+        }
+        write_json(&dir.join("pod.json"), spec).map_err(lerr)?;
+        Ok(())
+    }
+
+    fn pod_netns(&self, pod: &str) -> Result<PathBuf> {
+        self.check_pod(pod)?;
+        let pid = self
+            .shim_pid(pod)
+            .ok_or_else(|| RuntimeError::InvalidState(format!("pod {pod} has no running shim")))?;
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    fn create_container(&self, pod: &str, spec: &ContainerSpec) -> Result<()> {
+        let pod_dir = self.check_pod(pod)?;
+        validate_name("container", &spec.name).map_err(RuntimeError::InvalidSpec)?;
+        let dir = self.ctr_dir(pod, &spec.name);
+        if dir.exists() {
+            return Err(RuntimeError::AlreadyExists {
+                kind: "container",
+                name: format!("{pod}/{}", spec.name),
+            });
+        }
+        let pspec: PodSpec = read_json(&pod_dir.join("pod.json")).map_err(lerr)?;
+        let img = self.images.resolve(&spec.image)?;
+        let ic = &img.config;
+        let args = effective_args(
+            spec,
+            ic.entrypoint.as_deref().unwrap_or(&[]),
+            ic.cmd.as_deref().unwrap_or(&[]),
+        );
+        if args.is_empty() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "container {}: no command and the image has none",
+                spec.name
+            )));
+        }
+        let (mut uid, mut gid) = match ic.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => Self::image_user(&img.layers, u)?,
+            None => (0, 0),
+        };
+        if let Some(u) = spec.security.run_as_user {
+            uid = u;
+        }
+        if let Some(g) = spec.security.run_as_group {
+            gid = g;
+        }
+        let mut caps: Vec<String> = init::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+        let norm = |c: &String| {
+            if c.starts_with("CAP_") {
+                c.clone()
+            } else {
+                format!("CAP_{c}")
+            }
+        };
+        for a in &spec.security.add_capabilities {
+            caps.push(norm(a));
+        }
+        let drop: Vec<String> = spec.security.drop_capabilities.iter().map(norm).collect();
+        if drop.iter().any(|d| d == "CAP_ALL") {
+            caps.clear();
+        }
+        caps.retain(|c| !drop.contains(c));
+        caps.sort();
+        caps.dedup();
+        init::parse_caps(&caps).map_err(RuntimeError::InvalidSpec)?;
+        for d in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(d))
+                .map_err(|e| lerr(LinuxError::io(dir.join(d), e)))?;
+        }
+        let mut hosts =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for (ip, names) in &pspec.extra_hosts {
+            hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+        }
+        let mut resolv = String::new();
+        for s in &pspec.dns_servers {
+            resolv.push_str(&format!("nameserver {s}\n"));
+        }
+        if !pspec.dns_search.is_empty() {
+            resolv.push_str(&format!("search {}\n", pspec.dns_search.join(" ")));
+        }
+        for (f, c) in [
+            ("hosts", hosts),
+            ("hostname", format!("{}\n", pspec.hostname)),
+            ("resolv.conf", resolv),
+        ] {
+            std::fs::write(dir.join(f), c).map_err(|e| lerr(LinuxError::io(dir.join(f), e)))?;
+        }
+        let rel = format!("{}/{}", self.pod_cg(pod), spec.name);
+        if let Err(e) = cgroup::create(&rel, &spec.resources) {
+            let _ = cgroup::remove(&self.layout, &rel, &[]);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(lerr(e));
+        }
+        let oom_file = self.layout.oom_file(&rel);
+        let oom_base = oom_file
+            .as_ref()
+            .map(|(f, k)| cgroup::read_counter(f, k))
+            .unwrap_or(0);
+        let cfg = InitConfig {
+            pod: pod.to_string(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            lower: img.layers.iter().rev().cloned().collect(),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            rootfs: dir.join("rootfs"),
+            args,
+            env: merge_env(ic.env.as_deref().unwrap_or(&[]), &spec.env),
+            cwd: spec
+                .working_dir
+                .clone()
+                .or_else(|| ic.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            uid,
+            gid,
+            caps,
+            privileged: spec.security.privileged,
+            read_only: spec.security.read_only_root_filesystem,
+            cgroup_procs: self.layout.procs_files(&rel),
+            oom_file: oom_file.map(|(f, k)| (f, k.to_string())),
+            oom_base,
+            cgroup_rel: rel,
+            log_max_bytes: spec.log_max_bytes,
+        };
+        write_json(&dir.join("config.json"), &cfg).map_err(lerr)?;
+        Ok(())
+    }
+
+    fn start_container(&self, pod: &str, name: &str) -> Result<()> {
+        self.check_ctr(pod, name)?;
+        self.call(
+            pod,
+            &Request::Start {
+                name: name.to_string(),
+            },
+            Some(Duration::from_secs(60)),
+        )?;
+        Ok(())
+    }
+
+    fn stop_container(&self, pod: &str, name: &str, grace: Duration) -> Result<ContainerStatus> {
+        let st = self.inspect(pod, name)?;
+        if st.state != ContainerState::Running {
+            return Ok(st);
+        }
+        self.call(
+            pod,
+            &Request::Signal {
+                name: name.to_string(),
+                signal: libc::SIGTERM,
+            },
+            Some(Duration::from_secs(5)),
+        )?;
+        match self.wait_container(pod, name, grace) {
+            Ok(s) => Ok(s),
+            Err(RuntimeError::Timeout(..)) => {
+                self.call(
+                    pod,
+                    &Request::Signal {
+                        name: name.to_string(),
+                        signal: libc::SIGKILL,
+                    },
+                    Some(Duration::from_secs(5)),
+                )?;
+                self.wait_container(pod, name, Duration::from_secs(30))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wait_container(&self, pod: &str, name: &str, timeout: Duration) -> Result<ContainerStatus> {
+        let st = self.inspect(pod, name)?;
+        match st.state {
+            ContainerState::Exited | ContainerState::Unknown => return Ok(st),
+            ContainerState::Created => {
+                return Err(RuntimeError::InvalidState(format!(
+                    "container {pod}/{name} was never started"
+                )))
+            }
+            ContainerState::Running => {}
+        }
+        let t = timeout.max(Duration::from_millis(1));
+        match shim::call(
+            &self.pod_dir(pod),
+            &Request::Wait {
+                name: name.to_string(),
+            },
+            Some(t),
+        ) {
+            Ok(_) => self.inspect(pod, name),
+            Err(e)
+                if e.contains("timed out")
+                    || e.contains("WouldBlock")
+                    || e.contains("Resource temporarily unavailable") =>
+            {
+                Err(RuntimeError::Timeout(
+                    timeout,
+                    format!("container {pod}/{name} to exit"),
+                ))
+            }
+            Err(e) => {
+                // The shim may have died; report what the files say.
+                let st = self.inspect(pod, name)?;
+                if st.state == ContainerState::Running {
+                    return Err(lerr(LinuxError::Shim(e)));
+                }
+                Ok(st)
+            }
+        }
+    }
+
+    fn remove_container(&self, pod: &str, name: &str) -> Result<()> {
+        let dir = self.check_ctr(pod, name)?;
+        let st = self.inspect(pod, name)?;
+        if st.state == ContainerState::Running {
+            return Err(RuntimeError::InvalidState(format!(
+                "container {pod}/{name} is running; stop it first"
+            )));
+        }
+        if self.shim_pid(pod).is_some() {
+            let _ = self.call(
+                pod,
+                &Request::Forget {
+                    name: name.to_string(),
+                },
+                Some(Duration::from_secs(5)),
+            );
+        }
+        cgroup::remove(&self.layout, &format!("{}/{}", self.pod_cg(pod), name), &[])
+            .map_err(lerr)?;
+        std::fs::remove_dir_all(&dir).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
+        Ok(())
+    }
+
+    fn remove_pod(&self, pod: &str) -> Result<()> {
+        let dir = self.check_pod(pod)?;
+        if let Some(pid) = self.shim_pid(pod) {
+            let _ = self.call(pod, &Request::Shutdown, Some(Duration::from_secs(30)));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && self.shim_pid(pod).is_some() {
+                if Instant::now() > deadline {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let names = self.container_names(pod);
+        cgroup::remove(&self.layout, &self.pod_cg(pod), &names).map_err(lerr)?;
+        std::fs::remove_dir_all(&dir).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
+        Ok(())
+    }
+
+    fn inspect(&self, pod: &str, name: &str) -> Result<ContainerStatus> {
+        self.check_ctr(pod, name)?;
+        self.status_of(pod, name, self.shim_pid(pod).is_some())
+    }
+
+    fn list(&self) -> Result<Vec<PodStatus>> {
+        let root = self.cfg.data_dir.join("pods");
+        let mut ids: Vec<String> = std::fs::read_dir(&root)
+            .map_err(|e| lerr(LinuxError::io(&root, e)))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("pod.json").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        ids.iter().map(|id| self.pod_status(id)).collect()
+    }
+
+    fn recover(&self) -> Result<Vec<PodStatus>> {
+        // All state lives in files written by the shims; re-adopting is reading them.
+        let pods = self.list()?;
+        for p in &pods {
+            if !p.ready {
+                tracing::warn!("pod {} has no live shim; its containers are reported as they were last recorded", p.id);
+            }
+        }
+        Ok(pods)
+    }
+
+    fn exec(&self, pod: &str, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput> {
+        let dir = self.check_ctr(pod, name)?;
+        if self.inspect(pod, name)?.state != ContainerState::Running {
+            return Err(RuntimeError::InvalidState(format!(
+                "container {pod}/{name} is not running"
+            )));
+        }
+        if cmd.is_empty() {
+            return Err(RuntimeError::InvalidSpec("exec needs a command".into()));
+        }
+        let mut child = Command::new(&self.cfg.helper)
+            .arg("shim")
+            .arg("exec")
+            .arg(&dir)
+            .arg("--")
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                lerr(LinuxError::Spawn {
+                    path: self.cfg.helper.clone(),
+                    msg: e.to_string(),
+                })
+            })?;
+        let mut out = child
+            .stdout
+            .take()
+            .ok_or_else(|| lerr(LinuxError::Shim("no stdout pipe".into())))?;
+        let mut err = child
+            .stderr
+            .take()
+            .ok_or_else(|| lerr(LinuxError::Shim("no stderr pipe".into())))?;
+        let to = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = out.read_to_end(&mut b);
+            b
+        });
+        let te = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = err.read_to_end(&mut b);
+            b
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(RuntimeError::Timeout(
+                        timeout,
+                        format!("exec in {pod}/{name}"),
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => {
+                    return Err(lerr(LinuxError::Spawn {
+                        path: self.cfg.helper.clone(),
+                        msg: e.to_string(),
+                    }))
+                }
+            }
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        Ok(ExecOutput {
+            exit_code: code,
+            stdout: to.join().unwrap_or_default(),
+            stderr: te.join().unwrap_or_default(),
+        })
+    }
+
+    fn logs(&self, pod: &str, name: &str, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
+        let dir = self.check_ctr(pod, name)?;
+        let mut done = || {
+            !matches!(
+                self.inspect(pod, name).map(|s| s.state),
+                Ok(ContainerState::Running)
+            )
+        };
+        logs::stream(
+            &dir.join("container.log"),
+            opts.tail,
+            opts.follow,
+            out,
+            &mut done,
+            Duration::from_secs(365 * 24 * 3600),
+        )
+        .map_err(|e| lerr(LinuxError::io(dir.join("container.log"), e)))
+    }
+
+    fn stats(&self, pod: &str, name: &str) -> Result<ContainerStats> {
+        self.check_ctr(pod, name)?;
+        Ok(cgroup::stats(
+            &self.layout,
+            &format!("{}/{}", self.pod_cg(pod), name),
+        ))
+    }
+}

@@ -1,0 +1,503 @@
+//! The pod network: a node bridge owning the pod CIDR, a veth per pod (`eth0` inside), IPs
+//! from a persisted allocation, masquerade and hostPorts in an nftables table of our own.
+//!
+//! Links and addresses go through rtnetlink. Configuring the pod's side happens on a
+//! dedicated OS thread that `setns`es into the pod's network namespace (network namespaces
+//! are per thread), never on a tokio worker of the caller. nftables is programmed by
+//! replacing the whole `ip <table>` atomically with `nft -f`, rebuilt from the allocation
+//! file, so the rules always match the persisted state.
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::spec::PortMapping;
+use crate::traits::{PodNetwork, Result};
+
+/// Network errors.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Netlink failure.
+    #[error("netlink: {0}")]
+    Netlink(String),
+    /// nft failure.
+    #[error("nft: {0}")]
+    Nft(String),
+    /// No free address.
+    #[error("no free IP left in {0}")]
+    Exhausted(Ipv4Net),
+    /// State file failure.
+    #[error("{path}: {msg}")]
+    State {
+        /// Path.
+        path: PathBuf,
+        /// Message.
+        msg: String,
+    },
+    /// Bad configuration.
+    #[error("invalid network config: {0}")]
+    Config(String),
+}
+
+/// Configuration of the node's pod network.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Bridge name (`kommit0`).
+    pub bridge: String,
+    /// The node's pod CIDR; the bridge takes the first host address.
+    pub cidr: Ipv4Net,
+    /// nftables table name (`kommit`).
+    pub nft_table: String,
+    /// Where the allocation file lives.
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Alloc {
+    ip: Option<Ipv4Addr>,
+    veth: String,
+    #[serde(default)]
+    ports: Vec<PortMapping>,
+}
+
+/// First free host address of `cidr` after the gateway (first host), or None.
+pub fn ipam_pick(cidr: &Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    cidr.hosts().skip(1).find(|ip| !used.contains(ip))
+}
+
+/// The gateway (bridge) address of `cidr`.
+pub fn gateway(cidr: &Ipv4Net) -> Option<Ipv4Addr> {
+    cidr.hosts().next()
+}
+
+/// Host-side veth name for a pod: stable, at most 15 bytes.
+pub fn veth_name(bridge: &str, pod: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{bridge}/{pod}").as_bytes());
+    format!("vk{}", &hex::encode(h)[..10])
+}
+
+/// The nft script for a table: masquerade pod traffic leaving the CIDR, DNAT hostPorts.
+pub fn nft_script(
+    table: &str,
+    cidr: &Ipv4Net,
+    pods: &BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)>,
+) -> String {
+    let mut dnat = String::new();
+    for (pod, (ip, ports)) in pods {
+        for p in ports {
+            dnat.push_str(&format!(
+                "    {} dport {} dnat to {}:{} comment \"{}\"\n",
+                p.protocol, p.host_port, ip, p.container_port, pod
+            ));
+        }
+    }
+    format!(
+        "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {cidr} ip daddr != {cidr} masquerade\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump hostports\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump hostports\n  }}\n  chain hostports {{\n{dnat}  }}\n}}\n"
+    )
+}
+
+/// The Linux pod network.
+pub struct LinuxNetwork {
+    cfg: NetConfig,
+    lock: Mutex<()>,
+}
+
+fn nerr(e: impl std::fmt::Display) -> NetError {
+    NetError::Netlink(e.to_string())
+}
+
+async fn link_index(
+    h: &rtnetlink::Handle,
+    name: &str,
+) -> std::result::Result<Option<u32>, NetError> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(nerr(e)),
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> std::result::Result<F::Output, NetError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(nerr)?;
+    Ok(rt.block_on(f))
+}
+
+/// Run `f` with a netlink handle in the current thread's network namespace.
+fn with_netlink<T, F, Fut>(f: F) -> std::result::Result<T, NetError>
+where
+    F: FnOnce(rtnetlink::Handle) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, NetError>>,
+{
+    block_on(async move {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(nerr)?;
+        let task = tokio::spawn(conn);
+        let r = f(handle).await;
+        task.abort();
+        r
+    })?
+}
+
+impl LinuxNetwork {
+    /// A network with `cfg`; nothing is created until the first attach.
+    pub fn new(cfg: NetConfig) -> std::result::Result<Self, NetError> {
+        if cfg.bridge.is_empty() || cfg.bridge.len() > 15 {
+            return Err(NetError::Config(format!(
+                "bridge name {:?} must be 1-15 bytes",
+                cfg.bridge
+            )));
+        }
+        if cfg.cidr.prefix_len() > 30 {
+            return Err(NetError::Config(format!(
+                "pod CIDR {} is too small",
+                cfg.cidr
+            )));
+        }
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|e| NetError::State {
+            path: cfg.state_dir.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(LinuxNetwork {
+            cfg,
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.cfg
+            .state_dir
+            .join(format!("ipam-{}.json", self.cfg.bridge))
+    }
+
+    fn load(&self) -> std::result::Result<BTreeMap<String, Alloc>, NetError> {
+        let p = self.state_path();
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::State {
+                path: p,
+                msg: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(NetError::State {
+                path: p,
+                msg: e.to_string(),
+            }),
+        }
+    }
+
+    fn save(&self, m: &BTreeMap<String, Alloc>) -> std::result::Result<(), NetError> {
+        let p = self.state_path();
+        let tmp = p.with_extension("tmp");
+        let b = serde_json::to_vec_pretty(m).map_err(|e| NetError::State {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?;
+        std::fs::write(&tmp, b).map_err(|e| NetError::State {
+            path: tmp.clone(),
+            msg: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, &p).map_err(|e| NetError::State {
+            path: p,
+            msg: e.to_string(),
+        })
+    }
+
+    fn program_nft(&self, m: &BTreeMap<String, Alloc>) -> std::result::Result<(), NetError> {
+        use std::io::Write;
+        let pods: BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)> = m
+            .iter()
+            .filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.ports.clone()))))
+            .collect();
+        let script = if m.is_empty() {
+            format!(
+                "table ip {t} {{}}\ndelete table ip {t}\n",
+                t = self.cfg.nft_table
+            )
+        } else {
+            nft_script(&self.cfg.nft_table, &self.cfg.cidr, &pods)
+        };
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                NetError::Nft(format!("running nft (apt-get install -y nftables): {e}"))
+            })?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| NetError::Nft("no stdin".into()))?
+            .write_all(script.as_bytes())
+            .map_err(|e| NetError::Nft(e.to_string()))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| NetError::Nft(e.to_string()))?;
+        if !out.status.success() {
+            return Err(NetError::Nft(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn ensure_bridge(&self) -> std::result::Result<u32, NetError> {
+        let br = self.cfg.bridge.clone();
+        let gw =
+            gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
+        let prefix = self.cfg.cidr.prefix_len();
+        with_netlink(|h| async move {
+            let idx = match link_index(&h, &br).await? {
+                Some(i) => i,
+                None => {
+                    h.link()
+                        .add(rtnetlink::LinkBridge::new(&br).build())
+                        .execute()
+                        .await
+                        .map_err(nerr)?;
+                    let i = link_index(&h, &br)
+                        .await?
+                        .ok_or_else(|| nerr(format!("bridge {br} vanished")))?;
+                    h.address()
+                        .add(i, std::net::IpAddr::V4(gw), prefix)
+                        .execute()
+                        .await
+                        .map_err(nerr)?;
+                    i
+                }
+            };
+            h.link()
+                .set(rtnetlink::LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(nerr)?;
+            Ok(idx)
+        })
+    }
+
+    fn delete_link(name: &str) -> std::result::Result<(), NetError> {
+        let name = name.to_string();
+        with_netlink(|h| async move {
+            if let Some(i) = link_index(&h, &name).await? {
+                h.link().del(i).execute().await.map_err(nerr)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn wire(
+        &self,
+        pod: &str,
+        netns: &Path,
+        ip: Ipv4Addr,
+        veth: &str,
+    ) -> std::result::Result<(), NetError> {
+        let br_idx = self.ensure_bridge()?;
+        let peer = format!("vp{}", &veth[2..]);
+        let ns = std::fs::File::open(netns)
+            .map_err(|e| nerr(format!("open {}: {e}", netns.display())))?;
+        use std::os::fd::AsRawFd;
+        let nsfd = ns.as_raw_fd();
+        let (veth_s, peer_s) = (veth.to_string(), peer.clone());
+        with_netlink(|h| async move {
+            if let Some(i) = link_index(&h, &veth_s).await? {
+                h.link().del(i).execute().await.map_err(nerr)?;
+            }
+            h.link()
+                .add(rtnetlink::LinkVeth::new(&veth_s, &peer_s).build())
+                .execute()
+                .await
+                .map_err(nerr)?;
+            let vi = link_index(&h, &veth_s)
+                .await?
+                .ok_or_else(|| nerr("veth vanished"))?;
+            let pi = link_index(&h, &peer_s)
+                .await?
+                .ok_or_else(|| nerr("veth peer vanished"))?;
+            h.link()
+                .set(
+                    rtnetlink::LinkUnspec::new_with_index(pi)
+                        .setns_by_fd(nsfd)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nerr)?;
+            h.link()
+                .set(
+                    rtnetlink::LinkUnspec::new_with_index(vi)
+                        .controller(br_idx)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nerr)?;
+            Ok(())
+        })?;
+        // Configure the pod side from a thread that lives in the pod's network namespace.
+        let gw =
+            gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
+        let prefix = self.cfg.cidr.prefix_len();
+        let pod_s = pod.to_string();
+        let t = std::thread::spawn(move || -> std::result::Result<(), NetError> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| nerr(format!("setns into pod {pod_s}: {e}")))?;
+            with_netlink(|h| async move {
+                let pi = link_index(&h, &peer)
+                    .await?
+                    .ok_or_else(|| nerr("peer not in pod namespace"))?;
+                h.link()
+                    .set(
+                        rtnetlink::LinkUnspec::new_with_index(pi)
+                            .name("eth0".to_string())
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
+                h.address()
+                    .add(pi, std::net::IpAddr::V4(ip), prefix)
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
+                h.link()
+                    .set(rtnetlink::LinkUnspec::new_with_index(pi).up().build())
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
+                if let Some(lo) = link_index(&h, "lo").await? {
+                    h.link()
+                        .set(rtnetlink::LinkUnspec::new_with_index(lo).up().build())
+                        .execute()
+                        .await
+                        .map_err(nerr)?;
+                }
+                let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(pi)
+                    .build();
+                h.route().add(route).execute().await.map_err(nerr)?;
+                Ok(())
+            })
+        });
+        t.join().map_err(|_| nerr("pod network thread panicked"))?
+    }
+}
+
+impl PodNetwork for LinuxNetwork {
+    fn attach(&self, pod: &str, netns: &Path, ports: &[PortMapping]) -> Result<Ipv4Addr> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.load()?;
+        if let Some(ip) = m.get(pod).and_then(|a| a.ip) {
+            return Ok(ip);
+        }
+        let used: BTreeSet<Ipv4Addr> = m.values().filter_map(|a| a.ip).collect();
+        let ip = ipam_pick(&self.cfg.cidr, &used).ok_or(NetError::Exhausted(self.cfg.cidr))?;
+        let veth = veth_name(&self.cfg.bridge, pod);
+        // Persist first: a crash after this never hands the IP out twice.
+        m.insert(
+            pod.to_string(),
+            Alloc {
+                ip: Some(ip),
+                veth: veth.clone(),
+                ports: ports.to_vec(),
+            },
+        );
+        self.save(&m)?;
+        let res = self
+            .wire(pod, netns, ip, &veth)
+            .and_then(|_| self.program_nft(&m));
+        if let Err(e) = res {
+            let _ = Self::delete_link(&veth);
+            m.remove(pod);
+            let _ = self.save(&m);
+            return Err(e.into());
+        }
+        Ok(ip)
+    }
+
+    fn detach(&self, pod: &str) -> Result<()> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.load()?;
+        let veth = m
+            .get(pod)
+            .map(|a| a.veth.clone())
+            .unwrap_or_else(|| veth_name(&self.cfg.bridge, pod));
+        Self::delete_link(&veth)?;
+        let had = m.remove(pod).is_some();
+        self.save(&m)?;
+        if had || m.is_empty() {
+            self.program_nft(&m)?;
+        }
+        if m.is_empty() {
+            Self::delete_link(&self.cfg.bridge)?;
+        }
+        Ok(())
+    }
+
+    fn ip_of(&self, pod: &str) -> Result<Option<Ipv4Addr>> {
+        Ok(self.load()?.get(pod).and_then(|a| a.ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipam_skips_gateway_and_used() {
+        let cidr: Ipv4Net = "10.244.1.0/29".parse().expect("cidr");
+        assert_eq!(gateway(&cidr), Some(Ipv4Addr::new(10, 244, 1, 1)));
+        let mut used = BTreeSet::new();
+        let mut got = Vec::new();
+        while let Some(ip) = ipam_pick(&cidr, &used) {
+            used.insert(ip);
+            got.push(ip.octets()[3]);
+        }
+        assert_eq!(got, vec![2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        let a = veth_name("kommit0", "default_web-0_abcdef");
+        assert!(a.len() <= 15);
+        assert_ne!(a, veth_name("kommit0", "other"));
+        assert_eq!(a, veth_name("kommit0", "default_web-0_abcdef"));
+    }
+
+    #[test]
+    fn nft_script_has_masquerade_and_dnat() {
+        let cidr: Ipv4Net = "10.244.1.0/24".parse().expect("cidr");
+        let mut pods = BTreeMap::new();
+        pods.insert(
+            "web".to_string(),
+            (
+                Ipv4Addr::new(10, 244, 1, 2),
+                vec![PortMapping {
+                    protocol: "tcp".into(),
+                    host_port: 8080,
+                    container_port: 80,
+                }],
+            ),
+        );
+        let s = nft_script("kommit", &cidr, &pods);
+        assert!(
+            s.contains("ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 masquerade"),
+            "{s}"
+        );
+        assert!(
+            s.contains("tcp dport 8080 dnat to 10.244.1.2:80 comment \"web\""),
+            "{s}"
+        );
+        assert!(s.starts_with("table ip kommit {}\ndelete table ip kommit\n"));
+    }
+}

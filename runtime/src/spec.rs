@@ -1,0 +1,232 @@
+//! The runtime's own spec and status types.
+//!
+//! These are deliberately not the manifest model: the runtime knows nothing of Git, Raft or
+//! YAML. The node agent translates its pods into these plain, serde-serializable structs.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Upper bound on names (pod and container) the runtime accepts.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A pod sandbox: the shared network, IPC and UTS namespaces plus a cgroup parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSpec {
+    /// Unique id of the sandbox on this node (`[a-z0-9][a-z0-9._-]*`).
+    pub id: String,
+    /// Hostname inside the pod (the pod name).
+    pub hostname: String,
+    /// Nameservers for /etc/resolv.conf; empty means copy nothing but a comment.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    /// Search domains for /etc/resolv.conf.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// Extra /etc/hosts lines (`ip`, names).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, Vec<String>)>,
+}
+
+/// Resource limits and requests for one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit in bytes.
+    pub memory_limit: Option<u64>,
+    /// CPU limit in millicores (quota over a 100 ms period).
+    pub cpu_limit_millis: Option<u64>,
+    /// CPU request in millicores (shares / weight).
+    pub cpu_request_millis: Option<u64>,
+    /// Maximum number of processes (pids.max).
+    pub pids_max: Option<u64>,
+}
+
+/// Security settings of one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// Keep every capability and skip the masked/read-only paths.
+    pub privileged: bool,
+    /// runAsUser; default is the image user, else 0.
+    pub run_as_user: Option<u32>,
+    /// runAsGroup; default is the image group, else 0.
+    pub run_as_group: Option<u32>,
+    /// Mount the root filesystem read-only.
+    pub read_only_root_filesystem: bool,
+    /// Capabilities added to the default set (names like `NET_ADMIN`).
+    #[serde(default)]
+    pub add_capabilities: Vec<String>,
+    /// Capabilities removed from the default set.
+    #[serde(default)]
+    pub drop_capabilities: Vec<String>,
+}
+
+/// One container inside a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Name, unique inside the pod.
+    pub name: String,
+    /// Image reference, resolved through the image store.
+    pub image: String,
+    /// Overrides the image entrypoint when non-empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Overrides the image cmd when non-empty.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment added on top of the image environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory; default is the image's, else `/`.
+    pub working_dir: Option<String>,
+    /// Limits and requests.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Security context.
+    #[serde(default)]
+    pub security: Security,
+    /// Log size cap in bytes before rotation (0 means the default of 10 MiB).
+    #[serde(default)]
+    pub log_max_bytes: u64,
+}
+
+impl ContainerSpec {
+    /// A container running `args` (as the command) from `image`, everything else default.
+    pub fn new(name: &str, image: &str, command: &[&str]) -> Self {
+        ContainerSpec {
+            name: name.to_string(),
+            image: image.to_string(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: None,
+            resources: Resources::default(),
+            security: Security::default(),
+            log_max_bytes: 0,
+        }
+    }
+}
+
+/// Lifecycle state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Its process is running.
+    Running,
+    /// Its process ended; exit code and reason are set.
+    Exited,
+    /// The state cannot be known (e.g. the shim is gone without recording an exit).
+    Unknown,
+}
+
+/// Everything `inspect` reports about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// Container name.
+    pub name: String,
+    /// Pod id.
+    pub pod: String,
+    /// Image reference it was created from.
+    pub image: String,
+    /// Current state.
+    pub state: ContainerState,
+    /// Host pid of the container's init while running.
+    pub pid: Option<u32>,
+    /// Exit code (128+signal when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`, `Killed` or `StartError`.
+    pub reason: Option<String>,
+    /// Start time, unix milliseconds.
+    pub started_at_ms: Option<u64>,
+    /// Finish time, unix milliseconds.
+    pub finished_at_ms: Option<u64>,
+}
+
+/// A pod sandbox as found on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    /// Pod id.
+    pub id: String,
+    /// Whether the shim holding its namespaces is alive.
+    pub ready: bool,
+    /// Pid of the shim.
+    pub shim_pid: Option<u32>,
+    /// Containers, sorted by name.
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// Result of `exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit code (128+signal when killed).
+    pub exit_code: i32,
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How to read logs back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Keep reading until the container exits.
+    pub follow: bool,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Stream it was written to.
+    pub stream: Stream,
+    /// The line without its newline.
+    pub line: String,
+}
+
+/// Resource usage read back from the cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// Current memory usage in bytes.
+    pub memory_bytes: u64,
+    /// Total CPU time consumed in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Current number of processes.
+    pub pids: u64,
+}
+
+/// A hostPort mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Port on the node.
+    pub host_port: u16,
+    /// Port in the pod.
+    pub container_port: u16,
+}
+
+/// Validate a pod or container name: short, lowercase DNS-ish, no path separators.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
+        })
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {kind} name {name:?}: want 1-{MAX_NAME_LEN} chars of [a-z0-9._-] starting alphanumeric"
+        ))
+    }
+}

@@ -1,0 +1,152 @@
+//! The OS contract: what the node agent may ask of a node.
+//!
+//! All methods are blocking. Callers on an async runtime use `spawn_blocking`; the Linux
+//! implementation does its namespace and mount work in re-executed single-threaded helpers,
+//! never on the calling thread.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::spec::{
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, LogOptions, PodSpec, PodStatus,
+    PortMapping,
+};
+
+/// Errors any implementation of the traits can return.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The pod, container or image does not exist.
+    #[error("{kind} {name} not found")]
+    NotFound {
+        /// `pod`, `container` or `image`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// It already exists.
+    #[error("{kind} {name} already exists")]
+    AlreadyExists {
+        /// `pod` or `container`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The spec is invalid.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// The operation does not fit the current state.
+    #[error("{0}")]
+    InvalidState(String),
+    /// A failure injected by the fake.
+    #[error("injected failure in {0}")]
+    Injected(String),
+    /// Timed out waiting.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// Image store failure.
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
+    /// Linux runtime failure.
+    #[error(transparent)]
+    Linux(#[from] crate::linux::LinuxError),
+    /// Network failure.
+    #[error(transparent)]
+    Net(#[from] crate::network::NetError),
+}
+
+/// Result alias for trait methods.
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// Pod sandboxes and their containers.
+pub trait ContainerRuntime: Send + Sync {
+    /// Create the pod sandbox (its shim and namespaces).
+    fn create_pod(&self, spec: &PodSpec) -> Result<()>;
+    /// Path of the pod's network namespace, for `PodNetwork::attach`.
+    fn pod_netns(&self, pod: &str) -> Result<PathBuf>;
+    /// Create a container in the pod (rootfs, cgroup, config); does not start it.
+    fn create_container(&self, pod: &str, spec: &ContainerSpec) -> Result<()>;
+    /// Start a created container.
+    fn start_container(&self, pod: &str, name: &str) -> Result<()>;
+    /// SIGTERM, then SIGKILL after `grace`; returns once it has exited.
+    fn stop_container(&self, pod: &str, name: &str, grace: Duration) -> Result<ContainerStatus>;
+    /// Wait until the container has exited, at most `timeout`.
+    fn wait_container(&self, pod: &str, name: &str, timeout: Duration) -> Result<ContainerStatus>;
+    /// Remove an exited or created container and everything it owns.
+    fn remove_container(&self, pod: &str, name: &str) -> Result<()>;
+    /// Stop every container (SIGKILL), end the shim and remove the pod.
+    fn remove_pod(&self, pod: &str) -> Result<()>;
+    /// State, exit code, reason and times of a container.
+    fn inspect(&self, pod: &str, name: &str) -> Result<ContainerStatus>;
+    /// Every pod on the node with its containers' true state, sorted by id.
+    fn list(&self) -> Result<Vec<PodStatus>>;
+    /// Re-adopt pods left by a previous instance (kills nothing); returns what was found.
+    fn recover(&self) -> Result<Vec<PodStatus>>;
+    /// Run a command inside a running container and collect its output.
+    fn exec(&self, pod: &str, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
+    /// Write the container's log lines (`stdout`/`stderr` merged in order) to `out`.
+    fn logs(&self, pod: &str, name: &str, opts: &LogOptions, out: &mut dyn Write) -> Result<()>;
+    /// Memory, CPU and pids usage.
+    fn stats(&self, pod: &str, name: &str) -> Result<ContainerStats>;
+}
+
+/// An image known to the store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfo {
+    /// Reference names (`name:tag`) pointing at it, sorted.
+    pub names: Vec<String>,
+    /// Manifest digest (`sha256:...`).
+    pub digest: String,
+    /// Sum of compressed layer sizes.
+    pub size: u64,
+}
+
+/// A progress report for pulls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullProgress {
+    /// Layers fully fetched so far.
+    pub layers_done: usize,
+    /// Total layers.
+    pub layers_total: usize,
+    /// Bytes fetched so far.
+    pub bytes_done: u64,
+    /// Total bytes announced by the manifest.
+    pub bytes_total: u64,
+}
+
+/// Credentials for one registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RegistryCredentials {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+/// The content-addressed image store.
+pub trait Images: Send + Sync {
+    /// Import an OCI layout dir, OCI archive or docker-save tarball; returns the images.
+    fn import(&self, path: &Path) -> Result<Vec<ImageInfo>>;
+    /// Pull from a registry.
+    fn pull(
+        &self,
+        reference: &str,
+        creds: Option<&RegistryCredentials>,
+        progress: &mut dyn FnMut(&PullProgress),
+    ) -> Result<ImageInfo>;
+    /// All images, sorted by digest.
+    fn list(&self) -> Result<Vec<ImageInfo>>;
+    /// Import every tarball dropped into the auto-import directory; returns what was new.
+    fn import_dropped(&self) -> Result<Vec<ImageInfo>>;
+}
+
+/// Pod IP address management and wiring.
+pub trait PodNetwork: Send + Sync {
+    /// Give the pod (whose netns is at `netns`) an IP, a veth as eth0, a default route and
+    /// the hostPort mappings. Idempotent for the same pod.
+    fn attach(&self, pod: &str, netns: &Path, ports: &[PortMapping]) -> Result<std::net::Ipv4Addr>;
+    /// Free the pod's IP and remove its veth and port mappings. Idempotent.
+    fn detach(&self, pod: &str) -> Result<()>;
+    /// The IP currently allocated to the pod.
+    fn ip_of(&self, pod: &str) -> Result<Option<std::net::Ipv4Addr>>;
+}

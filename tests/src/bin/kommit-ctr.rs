@@ -1,0 +1,28 @@
+//! `kommit ctr` and `kommit shim` with the same modules the real `kommit` binary uses, built
+//! by cargo for the tests crate (cargo cannot hand one package's binary to another's tests).
+
+use clap::Parser;
+use kommit_daemon::cli;
+
+#[derive(Parser)]
+#[command(name = "kommit")]
+enum Cli {
+    /// Low-level container operations.
+    Ctr(cli::ctr::Args),
+    /// Runtime re-exec helper.
+    Shim(cli::shim::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse() {
+        Cli::Ctr(a) => cli::ctr::run(a),
+        Cli::Shim(a) => cli::shim::run(a),
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kommit: error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Pod network extras beyond the conformance suite: limits in cgroup files, hostPort DNAT
+//! from the node, and IP allocation persisted across a restart of the network driver.
+use kommit_runtime::network::{gateway, LinuxNetwork, NetConfig};
+use kommit_runtime::spec::{ContainerSpec, PodSpec, PortMapping};
+use kommit_runtime::{ContainerRuntime, PodNetwork};
+use kommit_tests::runtime_support::{LinuxHarness, TEST_IMAGE};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn pod(id: &str) -> PodSpec {
+    PodSpec {
+        id: id.into(),
+        hostname: id.into(),
+        dns_servers: vec![],
+        dns_search: vec![],
+        extra_hosts: vec![],
+    }
+}
+
+#[test]
+fn limits_land_in_cgroup_files() {
+    let Some(h) = LinuxHarness::new(Path::new(env!("CARGO_BIN_EXE_kommit-runtime-helper"))) else {
+        return;
+    };
+    h.rt.create_pod(&pod("lim")).expect("pod");
+    let mut c = ContainerSpec::new("c", TEST_IMAGE, &["sleep", "1000"]);
+    c.resources.memory_limit = Some(48 << 20);
+    c.resources.cpu_limit_millis = Some(500);
+    c.resources.cpu_request_millis = Some(250);
+    c.resources.pids_max = Some(40);
+    h.rt.create_container("lim", &c).expect("create");
+    let rel = format!("{}/lim/c", h.parent);
+    let read = |ctrl: &str, v1: &str| -> String {
+        for d in h.rt.layout().dirs(&rel) {
+            let p = d.join(v1);
+            if d.to_string_lossy().contains(ctrl) && p.exists() {
+                return std::fs::read_to_string(p).expect("read").trim().to_string();
+            }
+        }
+        panic!("{v1} not found for {rel}");
+    };
+    if !h.rt.layout().is_v2() {
+        assert_eq!(
+            read("memory", "memory.limit_in_bytes"),
+            (48u64 << 20).to_string()
+        );
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu", "cpu.shares"), "256");
+        assert_eq!(read("pids", "pids.max"), "40");
+    }
+    h.rt.start_container("lim", "c").expect("start");
+    let st = h.rt.stats("lim", "c").expect("stats");
+    assert!(st.memory_bytes > 0 && st.pids == 1, "{st:?}");
+    h.rt.remove_pod("lim").expect("remove");
+}
+
+#[test]
+fn host_port_and_persisted_ipam() {
+    let Some(h) = LinuxHarness::new(Path::new(env!("CARGO_BIN_EXE_kommit-runtime-helper"))) else {
+        return;
+    };
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    h.rt.create_pod(&pod("web")).expect("pod");
+    let ns = h.rt.pod_netns("web").expect("netns");
+    let ports = [PortMapping {
+        protocol: "tcp".into(),
+        host_port,
+        container_port: 8080,
+    }];
+    let ip = h.net.attach("web", &ns, &ports).expect("attach");
+    let srv = [
+        "sh",
+        "-c",
+        "mkdir -p /www && echo via-hostport > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ];
+    h.rt.create_container("web", &ContainerSpec::new("c", TEST_IMAGE, &srv))
+        .expect("create");
+    h.rt.start_container("web", "c").expect("start");
+    let rules = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &h.table])
+        .output()
+        .expect("nft");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        rules.contains(&format!("dnat to {ip}:8080")) && rules.contains("masquerade"),
+        "{rules}"
+    );
+
+    // From the node, the bridge address (a local address) on hostPort reaches the pod.
+    let cidr_gw = {
+        let a = ip.octets();
+        std::net::Ipv4Addr::new(a[0], a[1], a[2], 1)
+    };
+    let t0 = Instant::now();
+    let body = loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(
+                &(cidr_gw, host_port).into(),
+                Duration::from_secs(2),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(b) if b.contains("via-hostport") => break b,
+            other => assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "hostPort never answered: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.starts_with("HTTP/1."));
+
+    // A restarted network driver (same state dir) never hands out an IP still in use.
+    let again = LinuxNetwork::new(NetConfig {
+        bridge: h.bridge.clone(),
+        cidr: format!("{}/24", cidr_gw)
+            .parse::<ipnet::Ipv4Net>()
+            .expect("cidr")
+            .trunc(),
+        nft_table: h.table.clone(),
+        state_dir: h.dir.path().join("data/net"),
+    })
+    .expect("network");
+    assert_eq!(again.ip_of("web").expect("ip_of"), Some(ip));
+    assert_eq!(
+        gateway(
+            &format!("{cidr_gw}/24")
+                .parse::<ipnet::Ipv4Net>()
+                .expect("cidr")
+                .trunc()
+        ),
+        Some(cidr_gw)
+    );
+    h.rt.create_pod(&pod("other")).expect("pod");
+    let ns2 = h.rt.pod_netns("other").expect("netns");
+    let ip2 = again.attach("other", &ns2, &[]).expect("attach");
+    assert_ne!(ip2, ip);
+    again.detach("other").expect("detach");
+    h.rt.remove_pod("other").expect("remove");
+    h.net.detach("web").expect("detach");
+    assert_eq!(h.net.ip_of("web").expect("ip_of"), None);
+    h.rt.remove_pod("web").expect("remove");
+}
