@@ -5,3 +5,4 @@
 //! every syscall in `kommit-runtime`.
 
 pub mod cli;
+pub mod consensus;
