@@ -16,6 +16,7 @@
 //!   tasks that read metrics and propose entries through the same path as any client, so the
 //!   simulation can drive the same code.
 
+pub mod api;
 pub mod kv;
 pub mod liveness;
 pub mod membership;
