@@ -1,1 +1,2 @@
 //! kommit test support.
+pub mod sim;
