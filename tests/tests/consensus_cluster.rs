@@ -89,6 +89,18 @@ async fn five_nodes_keep_three_voters_and_promote_a_learner_when_a_voter_dies() 
         c.members(&name(0))
     );
     let leader = c.leader().expect("leader");
+    assert!(
+        wait_until(SETTLE, || c.node(&leader).read_local(|a| a
+            .nodes
+            .values()
+            .filter(|n| n.up)
+            .count()
+            == 5))
+        .await,
+        "all 5 nodes up: {:?}",
+        c.node(&leader)
+            .read_local(|a| a.nodes.keys().cloned().collect::<Vec<_>>())
+    );
     let voters = c.voters(&leader);
     let victim = (0..5)
         .map(name)
@@ -120,7 +132,8 @@ async fn five_nodes_keep_three_voters_and_promote_a_learner_when_a_voter_dies() 
             .map(|n| !n.up)
             .unwrap_or(false)))
         .await,
-        "{victim} recorded down"
+        "{victim} recorded down: {:?}",
+        c.node(&leader).read_local(|a| a.nodes.clone())
     );
     c.node(&leader)
         .propose(&put("after", "promotion"))
@@ -149,6 +162,19 @@ async fn leader_kill_elects_a_new_leader_within_two_seconds() {
     })
     .await;
     let took = killed.elapsed();
+    if !ok {
+        for (k, n) in c.running() {
+            let m = n.raft().metrics();
+            let m = m.borrow();
+            eprintln!(
+                "{k}: {:?} term {} leader {:?} voters {:?}",
+                m.state,
+                m.current_term,
+                m.current_leader,
+                m.membership_config.membership()
+            );
+        }
+    }
     assert!(ok, "no new leader");
     // The bound the issue names: a new leader in under 2 s with default election timing.
     assert!(took < Duration::from_secs(2), "new leader after {took:?}");

@@ -194,11 +194,16 @@ impl TestCluster {
         Some(name.clone())
     }
 
-    /// Voter ids according to node `name`.
+    /// Voter ids according to node `name`; empty while a joint (changing) configuration is
+    /// in force, so "N voters" waits for the change to finish.
     pub fn voters(&self, name: &str) -> BTreeSet<NodeId> {
         let m = self.node(name).raft().metrics();
         let m = m.borrow();
-        m.membership_config.membership().voter_ids().collect()
+        let mem = m.membership_config.membership();
+        if mem.get_joint_config().len() > 1 {
+            return BTreeSet::new();
+        }
+        mem.voter_ids().collect()
     }
 
     /// Member ids according to node `name`.
