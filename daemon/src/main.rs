@@ -23,6 +23,14 @@ struct Cli {
 enum Command {
     /// Validate a desired-state repository, directory or file.
     Validate(cli::validate::Args),
+    /// Run a cluster node (consensus, liveness, local API).
+    Daemon(cli::daemon::Args),
+    /// Manage join tokens.
+    #[command(subcommand)]
+    Token(cli::token::Args),
+    /// Operator actions on nodes, recorded in the Raft log.
+    #[command(subcommand)]
+    Node(cli::node::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +44,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Daemon(args) => cli::daemon::run(args),
+        Command::Token(args) => cli::token::run(args),
+        Command::Node(args) => cli::node::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

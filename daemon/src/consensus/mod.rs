@@ -19,6 +19,7 @@
 pub mod api;
 pub mod kv;
 pub mod liveness;
+pub mod local;
 pub mod membership;
 pub mod network;
 pub mod node;
