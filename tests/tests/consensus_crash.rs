@@ -57,7 +57,14 @@ fn spawn(bin: &Path, dir: &Path, listen: &str, bootstrap: bool) -> Child {
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", listen, "--node-name", "c0"])
-        .args(["--heartbeat-ms", "200", "--lease-ms", "1000", "--down-after-ms", "1600"])
+        .args([
+            "--heartbeat-ms",
+            "200",
+            "--lease-ms",
+            "1000",
+            "--down-after-ms",
+            "1600",
+        ])
         .args(["--snapshot-every", "40"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -99,7 +106,10 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         child: Some(spawn(&bin, &cdir, &listen, true)),
     };
     assert!(
-        wait_until(Duration::from_secs(20), || cdir.join("kommit.sock").exists()).await,
+        wait_until(Duration::from_secs(20), || cdir
+            .join("kommit.sock")
+            .exists())
+        .await,
         "child daemon came up"
     );
     let out = Command::new(&bin)
@@ -107,7 +117,11 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         .arg(&cdir)
         .output()
         .expect("token create");
-    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).expect("utf8 token");
 
     let mut nodes = Vec::new();
@@ -134,7 +148,8 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
             let m = nodes[0].raft().metrics();
             let m = m.borrow();
             let mem = m.membership_config.membership();
-            mem.get_joint_config().len() == 1 && mem.voter_ids().collect::<std::collections::BTreeSet<_>>() == want
+            mem.get_joint_config().len() == 1
+                && mem.voter_ids().collect::<std::collections::BTreeSet<_>>() == want
         })
         .await,
         "3 voters"
@@ -181,8 +196,10 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         for _ in 0..300 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if let Some(s) = status(&client).await {
-                let others: Vec<(u64, String)> =
-                    nodes.iter().map(|n| (n.applied_index(), n.digest())).collect();
+                let others: Vec<(u64, String)> = nodes
+                    .iter()
+                    .map(|n| (n.applied_index(), n.digest()))
+                    .collect();
                 last = format!("child ({}, {}) others {others:?}", s.applied, s.digest);
                 if others.iter().all(|o| o.0 == s.applied && o.1 == s.digest) {
                     ok = true;
@@ -205,7 +222,11 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         let acked = acked.lock().expect("acked lock").clone();
         assert!(!acked.is_empty());
         for (k, v) in &acked {
-            assert_eq!(state.kv.get(k), Some(v), "round {round}: acked {k} lost on the child");
+            assert_eq!(
+                state.kv.get(k),
+                Some(v),
+                "round {round}: acked {k} lost on the child"
+            );
             assert_eq!(
                 nodes[0].read_local(|a| a.kv.get(k).cloned()).as_ref(),
                 Some(v),

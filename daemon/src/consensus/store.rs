@@ -70,10 +70,15 @@ fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Disp
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
-/// Runs a redb operation on the blocking pool.
+/// Runs a redb operation on the blocking pool (or inline for the in-memory backend of the
+/// deterministic simulation, where there is no disk to wait for).
 async fn blocking<T: Send + 'static>(
+    inline: bool,
     f: impl FnOnce() -> Result<T, SErr> + Send + 'static,
 ) -> Result<T, SErr> {
+    if inline {
+        return f();
+    }
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(io_err(ErrorSubject::Store, ErrorVerb::Write, e)),
@@ -143,12 +148,19 @@ fn init_tables(db: &Database) -> Result<(), String> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    inline: bool,
 }
 
 impl LogStore {
     /// A log store on `db`.
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+        Self { db, inline: false }
+    }
+
+    /// A log store that calls redb inline. Only for an in-memory database in the
+    /// deterministic simulation (tokio paused time); never for a file on disk.
+    pub fn new_inline_in_memory(db: Arc<Database>) -> Self {
+        Self { db, inline: true }
     }
 
     fn put_meta(&self, key: &'static str, value: Vec<u8>) -> impl FnOnce() -> Result<(), SErr> {
@@ -181,7 +193,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => None,
         };
         let db = self.db.clone();
-        blocking(move || {
+        blocking(self.inline, move || {
             let r = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Read, e);
             let txn = db.begin_read().map_err(|e| r(&e))?;
             let table = txn.open_table(LOG).map_err(|e| r(&e))?;
@@ -207,7 +219,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
         let db = self.db.clone();
-        blocking(move || {
+        blocking(self.inline, move || {
             let r = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Read, e);
             let last_purged: Option<LogId<NodeId>> = match get_meta(&db, "last_purged")? {
                 Some(b) => decode(&b, "last_purged")?,
@@ -233,12 +245,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
-        blocking(self.put_meta("vote", encode(vote)?)).await
+        blocking(self.inline, self.put_meta("vote", encode(vote)?)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
         let db = self.db.clone();
-        blocking(move || match get_meta(&db, "vote")? {
+        blocking(self.inline, move || match get_meta(&db, "vote")? {
             Some(b) => decode(&b, "vote").map(Some),
             None => Ok(None),
         })
@@ -246,12 +258,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        blocking(self.put_meta("committed", encode(&committed)?)).await
+        blocking(self.inline, self.put_meta("committed", encode(&committed)?)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
         let db = self.db.clone();
-        blocking(move || match get_meta(&db, "committed")? {
+        blocking(self.inline, move || match get_meta(&db, "committed")? {
             Some(b) => decode(&b, "committed"),
             None => Ok(None),
         })
@@ -268,7 +280,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.push((e.log_id.index, encode(&e)?));
         }
         let db = self.db.clone();
-        let res = blocking(move || {
+        let res = blocking(self.inline, move || {
             let w = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Write, e);
             let txn = db.begin_write().map_err(|e| w(&e))?;
             {
@@ -306,7 +318,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         let db = self.db.clone();
-        blocking(move || {
+        blocking(self.inline, move || {
             let w = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e);
             let txn = db.begin_write().map_err(|e| w(&e))?;
             {
@@ -322,7 +334,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         let db = self.db.clone();
         let purged = encode(&Some(log_id))?;
-        blocking(move || {
+        blocking(self.inline, move || {
             let w = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e);
             let txn = db.begin_write().map_err(|e| w(&e))?;
             {
@@ -347,6 +359,7 @@ struct SmState<A> {
 
 struct SmInner<A: App> {
     db: Arc<Database>,
+    inline: bool,
     state: RwLock<SmState<A>>,
     effects: Option<mpsc::UnboundedSender<(u64, A::Effects)>>,
     applied_tx: watch::Sender<u64>,
@@ -378,6 +391,20 @@ impl<A: App> StateMachineStore<A> {
         db: Arc<Database>,
         effects: Option<mpsc::UnboundedSender<(u64, A::Effects)>>,
     ) -> Result<Self, StoreError> {
+        Self::open_with(db, effects, false)
+    }
+
+    /// Like [`StateMachineStore::open`], calling redb inline: only for an in-memory database
+    /// in the deterministic simulation.
+    pub fn open_inline_in_memory(db: Arc<Database>) -> Result<Self, StoreError> {
+        Self::open_with(db, None, true)
+    }
+
+    fn open_with(
+        db: Arc<Database>,
+        effects: Option<mpsc::UnboundedSender<(u64, A::Effects)>>,
+        inline: bool,
+    ) -> Result<Self, StoreError> {
         let snap = |message: String| StoreError::Snapshot {
             path: "raft store".into(),
             message,
@@ -404,6 +431,7 @@ impl<A: App> StateMachineStore<A> {
         Ok(Self {
             inner: Arc::new(SmInner {
                 db,
+                inline,
                 state: RwLock::new(state),
                 effects,
                 applied_tx: watch::channel(applied).0,
@@ -452,7 +480,7 @@ impl<A: App> StateMachineStore<A> {
         let m = encode(&StoredSnapshotMeta { meta: meta.clone() })?;
         let db = self.inner.db.clone();
         let sig = meta.signature();
-        blocking(move || {
+        blocking(self.inner.inline, move || {
             let w = |e: &dyn std::fmt::Display| {
                 io_err(
                     ErrorSubject::Snapshot(Some(sig.clone())),
@@ -611,7 +639,7 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
         let db = self.inner.db.clone();
-        let (meta, data) = blocking(move || {
+        let (meta, data) = blocking(self.inner.inline, move || {
             Ok((
                 get_meta(&db, "snapshot_meta")?,
                 get_meta(&db, "snapshot_data")?,
