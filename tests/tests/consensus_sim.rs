@@ -17,6 +17,7 @@ fn seeded_fault_simulation_keeps_raft_invariants() {
     };
     let mut failures = Vec::new();
     let mut total = kommit_tests::sim::raft_sim::SimStats::default();
+    let many = seeds.len() >= 20;
     for seed in seeds {
         let nodes = if seed % 4 == 3 { 5 } else { 3 };
         let cfg = SimConfig {
