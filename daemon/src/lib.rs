@@ -6,3 +6,4 @@
 
 pub mod cli;
 pub mod consensus;
+pub mod fstree;

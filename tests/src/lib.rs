@@ -1,2 +1,6 @@
-//! kommit test support.
+//! kommit's test support: corpus generators, cluster simulations, and the benchmarks the
+//! `kommit-bench` binary runs.
+
+pub mod bench;
+pub mod gen;
 pub mod sim;

@@ -1,0 +1,791 @@
+//! Checks that need more than one object, or policy from `kommit.yaml`: the parts of
+//! validation a JSON Schema cannot express.
+
+use crate::diagnostic::Diagnostic;
+use crate::load::Loaded;
+use crate::model::config::ClusterSettings;
+use crate::model::meta::{is_dns1123_label, IntOrString, LabelSelector};
+use crate::model::pod::{PodSpec, RestartPolicy};
+use crate::model::{Kind, Object};
+use base64::Engine;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Namespaces that exist without a manifest.
+pub const IMPLICIT_NAMESPACES: &[&str] = &["default", "kube-system"];
+
+/// The NodePort range.
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+/// Where a pod spec sits in an object, and the labels its pods get.
+struct PodSite<'a> {
+    spec: &'a PodSpec,
+    ptr: &'static str,
+    labels: Option<&'a BTreeMap<String, String>>,
+}
+
+fn pod_site(o: &Object) -> Option<PodSite<'_>> {
+    Some(match o {
+        Object::Pod(p) => PodSite {
+            spec: &p.spec,
+            ptr: "/spec",
+            labels: Some(&p.metadata.labels),
+        },
+        Object::Deployment(d) => PodSite {
+            spec: &d.spec.template.spec,
+            ptr: "/spec/template/spec",
+            labels: Some(&d.spec.template.metadata.labels),
+        },
+        Object::DaemonSet(d) => PodSite {
+            spec: &d.spec.template.spec,
+            ptr: "/spec/template/spec",
+            labels: Some(&d.spec.template.metadata.labels),
+        },
+        Object::StatefulSet(d) => PodSite {
+            spec: &d.spec.template.spec,
+            ptr: "/spec/template/spec",
+            labels: Some(&d.spec.template.metadata.labels),
+        },
+        Object::Job(j) => PodSite {
+            spec: &j.spec.template.spec,
+            ptr: "/spec/template/spec",
+            labels: Some(&j.spec.template.metadata.labels),
+        },
+        Object::CronJob(c) => PodSite {
+            spec: &c.spec.job_template.spec.template.spec,
+            ptr: "/spec/jobTemplate/spec/template/spec",
+            labels: Some(&c.spec.job_template.spec.template.metadata.labels),
+        },
+        _ => return None,
+    })
+}
+
+/// Runs every cross-object check. Returns the cluster settings (defaults when there is no
+/// `kommit.yaml`).
+pub(crate) fn check_all(objs: &[Loaded], diags: &mut Vec<Diagnostic>) -> ClusterSettings {
+    let settings = cluster_settings(objs, diags);
+    duplicates(objs, diags);
+    let index = Index::new(objs);
+    let mut node_ports: BTreeMap<i64, String> = BTreeMap::new();
+    for l in objs {
+        namespace_exists(l, &index, diags);
+        match &l.object {
+            Object::Service(s) => service(l, s, &settings, &mut node_ports, diags),
+            Object::Namespace(_) if !is_dns1123_label(&l.name) => diags.push(l.at(
+                "/metadata/name",
+                format!(
+                    "Namespace name `{}` must be a DNS-1123 label (no dots, at most 63 characters)",
+                    l.name
+                ),
+            )),
+            Object::Secret(s) => {
+                for (k, v) in &s.data {
+                    if base64::engine::general_purpose::STANDARD
+                        .decode(v.trim())
+                        .is_err()
+                    {
+                        diags.push(l.at(
+                            &format!("/data/{}", crate::yaml::escape_segment(k)),
+                            format!("`data.{k}` of {} is not valid base64", l.display()),
+                        ));
+                    }
+                }
+            }
+            Object::ConfigMap(c) => {
+                for (k, v) in &c.binary_data {
+                    if base64::engine::general_purpose::STANDARD
+                        .decode(v.trim())
+                        .is_err()
+                    {
+                        diags.push(l.at(
+                            &format!("/binaryData/{}", crate::yaml::escape_segment(k)),
+                            format!("`binaryData.{k}` of {} is not valid base64", l.display()),
+                        ));
+                    }
+                }
+            }
+            Object::PersistentVolumeClaim(p)
+                if !p.spec.resources.requests.contains_key("storage") =>
+            {
+                diags.push(l.at(
+                    "/spec/resources",
+                    "`spec.resources.requests.storage` is required",
+                ))
+            }
+            Object::CronJob(c) => {
+                if let Err(e) = check_cron(&c.spec.schedule) {
+                    diags.push(l.at(
+                        "/spec/schedule",
+                        format!("invalid schedule \"{}\": {e}", &*c.spec.schedule),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        workload(l, diags);
+        if let Some(site) = pod_site(&l.object) {
+            pod(l, &site, &settings, &index, diags);
+        }
+    }
+    settings
+}
+
+fn cluster_settings(objs: &[Loaded], diags: &mut Vec<Diagnostic>) -> ClusterSettings {
+    let mut settings = ClusterSettings::default();
+    for l in objs {
+        let Object::ClusterConfig(c) = &l.object else {
+            continue;
+        };
+        if l.path != "kommit.yaml" {
+            diags.push(l.at(
+                "/kind",
+                "ClusterConfig belongs in `kommit.yaml` at the root of the tree",
+            ));
+            continue;
+        }
+        match c.settings() {
+            Ok(s) => settings = s,
+            Err((field, msg)) => diags.push(l.at(&format!("/spec/{field}"), msg)),
+        }
+    }
+    settings
+}
+
+fn duplicates(objs: &[Loaded], diags: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<(Kind, &str, &str), &Loaded> = BTreeMap::new();
+    for l in objs {
+        let key = (l.kind, l.namespace.as_str(), l.name.as_str());
+        if let Some(first) = seen.get(&key) {
+            let p = first.spans.value_pos("/metadata/name");
+            diags.push(l.at(
+                "/metadata/name",
+                format!(
+                    "duplicate {}: first defined at {}:{}:{}",
+                    l.display(),
+                    first.path,
+                    p.line,
+                    p.col
+                ),
+            ));
+        } else {
+            seen.insert(key, l);
+        }
+    }
+}
+
+/// What the tree defines, for reference checks.
+struct Index<'a> {
+    namespaces: BTreeSet<&'a str>,
+    config_maps: BTreeMap<(&'a str, &'a str), BTreeSet<&'a str>>,
+    secrets: BTreeMap<(&'a str, &'a str), BTreeSet<&'a str>>,
+    claims: BTreeSet<(&'a str, &'a str)>,
+}
+
+impl<'a> Index<'a> {
+    fn new(objs: &'a [Loaded]) -> Self {
+        let mut ix = Index {
+            namespaces: IMPLICIT_NAMESPACES.iter().copied().collect(),
+            config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            claims: BTreeSet::new(),
+        };
+        for l in objs {
+            let id = (l.namespace.as_str(), l.name.as_str());
+            match &l.object {
+                Object::Namespace(_) => {
+                    ix.namespaces.insert(l.name.as_str());
+                }
+                Object::ConfigMap(c) => {
+                    let keys = c
+                        .data
+                        .keys()
+                        .chain(c.binary_data.keys())
+                        .map(String::as_str)
+                        .collect();
+                    ix.config_maps.insert(id, keys);
+                }
+                Object::Secret(s) => {
+                    let keys = s
+                        .data
+                        .keys()
+                        .chain(s.string_data.keys())
+                        .map(String::as_str)
+                        .collect();
+                    ix.secrets.insert(id, keys);
+                }
+                Object::PersistentVolumeClaim(_) => {
+                    ix.claims.insert(id);
+                }
+                _ => {}
+            }
+        }
+        ix
+    }
+}
+
+fn namespace_exists(l: &Loaded, ix: &Index<'_>, diags: &mut Vec<Diagnostic>) {
+    if l.kind.namespaced() && !ix.namespaces.contains(l.namespace.as_str()) {
+        diags.push(l.at(
+            "/metadata/namespace",
+            format!(
+                "namespace `{}` is not defined in any file (add a Namespace manifest)",
+                l.namespace
+            ),
+        ));
+    }
+}
+
+fn service(
+    l: &Loaded,
+    s: &crate::model::core::Service,
+    settings: &ClusterSettings,
+    node_ports: &mut BTreeMap<i64, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::model::core::ServiceType;
+    if !is_dns1123_label(&l.name) {
+        diags.push(l.at(
+            "/metadata/name",
+            format!(
+                "Service name `{}` must be a DNS-1123 label (no dots, at most 63 characters)",
+                l.name
+            ),
+        ));
+    }
+    match s.spec.cluster_ip.as_deref() {
+        None | Some("") | Some("None") => {}
+        Some(ip) => match ip.parse::<std::net::Ipv4Addr>() {
+            Ok(a) if settings.service_cidr.contains(&a) => {}
+            Ok(_) => diags.push(l.at(
+                "/spec/clusterIP",
+                format!(
+                    "clusterIP {ip} is outside the service CIDR {}",
+                    settings.service_cidr
+                ),
+            )),
+            Err(_) => diags.push(l.at(
+                "/spec/clusterIP",
+                format!("clusterIP \"{ip}\" is not an IPv4 address or \"None\""),
+            )),
+        },
+    }
+    if s.spec.ports.len() > 1 {
+        for (i, p) in s.spec.ports.iter().enumerate() {
+            if p.name.is_none() {
+                diags.push(l.at(
+                    &format!("/spec/ports/{i}"),
+                    format!("`spec.ports[{i}].name` is required when a Service has several ports"),
+                ));
+            }
+        }
+    }
+    let is_node_port = s.spec.kind == Some(ServiceType::NodePort);
+    for (i, p) in s.spec.ports.iter().enumerate() {
+        let Some(np) = p.node_port else { continue };
+        let ptr = format!("/spec/ports/{i}/nodePort");
+        if !is_node_port {
+            diags.push(l.at(
+                &ptr,
+                "`nodePort` is only allowed on a Service of type NodePort",
+            ));
+        } else if !NODE_PORT_RANGE.contains(&np.get()) {
+            diags.push(l.at(
+                &ptr,
+                format!("nodePort {} is outside the range 30000-32767", np.get()),
+            ));
+        } else if let Some(other) = node_ports.insert(np.get(), l.display()) {
+            diags.push(l.at(
+                &ptr,
+                format!("nodePort {} is already used by {other}", np.get()),
+            ));
+        }
+    }
+}
+
+fn selector_matches(
+    l: &Loaded,
+    sel: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if sel.is_empty() {
+        diags.push(l.at("/spec/selector", "`spec.selector` must not be empty"));
+    } else if !sel.matches(labels) {
+        diags.push(l.at(
+            "/spec/selector",
+            "`spec.selector` does not match the template's labels (`spec.template.metadata.labels`)",
+        ));
+    }
+}
+
+fn percent_or_count(v: &IntOrString) -> Result<(), String> {
+    match v {
+        IntOrString::Int(i) if *i >= 0 => Ok(()),
+        IntOrString::Int(i) => Err(format!("{i} must not be negative")),
+        IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
+            Some(Ok(p)) if p <= 100 => Ok(()),
+            _ => Err(format!(
+                "\"{s}\" must be a count or a percentage such as \"25%\""
+            )),
+        },
+    }
+}
+
+fn is_zero(v: &Option<IntOrString>) -> bool {
+    matches!(v, Some(IntOrString::Int(0)))
+        || matches!(v, Some(IntOrString::String(s)) if s.trim_end_matches('%') == "0")
+}
+
+fn workload(l: &Loaded, diags: &mut Vec<Diagnostic>) {
+    match &l.object {
+        Object::Deployment(d) => {
+            selector_matches(l, &d.spec.selector, &d.spec.template.metadata.labels, diags);
+            if let Some(ru) = d
+                .spec
+                .strategy
+                .as_ref()
+                .and_then(|s| s.rolling_update.as_ref())
+            {
+                for (v, f) in [
+                    (&ru.max_surge, "maxSurge"),
+                    (&ru.max_unavailable, "maxUnavailable"),
+                ] {
+                    if let Some(Err(e)) = v.as_ref().map(percent_or_count) {
+                        diags.push(l.at(
+                            &format!("/spec/strategy/rollingUpdate/{f}"),
+                            format!("`{f}`: {e}"),
+                        ));
+                    }
+                }
+                if is_zero(&ru.max_surge) && is_zero(&ru.max_unavailable) {
+                    diags.push(l.at(
+                        "/spec/strategy/rollingUpdate",
+                        "`maxSurge` and `maxUnavailable` cannot both be zero: the rollout could never progress",
+                    ));
+                }
+            }
+        }
+        Object::DaemonSet(d) => {
+            selector_matches(l, &d.spec.selector, &d.spec.template.metadata.labels, diags)
+        }
+        Object::StatefulSet(s) => {
+            selector_matches(l, &s.spec.selector, &s.spec.template.metadata.labels, diags);
+            for (i, t) in s.spec.volume_claim_templates.iter().enumerate() {
+                if t.metadata.name.is_none() {
+                    diags.push(l.at(
+                        &format!("/spec/volumeClaimTemplates/{i}/metadata"),
+                        "`metadata.name` is required in a volume claim template",
+                    ));
+                }
+                if !t.spec.resources.requests.contains_key("storage") {
+                    diags.push(l.at(
+                        &format!("/spec/volumeClaimTemplates/{i}/spec/resources"),
+                        "`resources.requests.storage` is required",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pod(
+    l: &Loaded,
+    site: &PodSite<'_>,
+    settings: &ClusterSettings,
+    ix: &Index<'_>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let spec = site.spec;
+    let p = site.ptr;
+    let _ = site.labels;
+    // Restart policy fits the controller.
+    let policy = spec.restart_policy;
+    match l.kind {
+        Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet
+            if policy.is_some_and(|r| r != RestartPolicy::Always) =>
+        {
+            diags.push(l.at(
+                &format!("{p}/restartPolicy"),
+                format!("{} pods must use restartPolicy Always", l.kind.name()),
+            ))
+        }
+        Kind::Job | Kind::CronJob
+            if !matches!(
+                policy,
+                Some(RestartPolicy::OnFailure | RestartPolicy::Never)
+            ) =>
+        {
+            diags.push(l.at(
+                &format!("{p}/restartPolicy"),
+                format!(
+                    "{} pods must set restartPolicy to OnFailure or Never",
+                    l.kind.name()
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let ns = l.namespace.as_str();
+    // Volumes: sources, references, hostPath policy.
+    let mut volume_names: BTreeSet<&str> = BTreeSet::new();
+    if let Object::StatefulSet(s) = &l.object {
+        for t in &s.spec.volume_claim_templates {
+            if let Some(n) = &t.metadata.name {
+                volume_names.insert(n.as_str());
+            }
+        }
+    }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let vp = format!("{p}/volumes/{i}");
+        if !volume_names.insert(v.name.as_str()) {
+            diags.push(l.at(
+                &format!("{vp}/name"),
+                format!("duplicate volume name `{}`", v.name),
+            ));
+        }
+        if let Some(cm) = &v.config_map {
+            if !cm.optional.unwrap_or(false)
+                && !ix.config_maps.contains_key(&(ns, cm.name.as_str()))
+            {
+                diags.push(l.at(
+                    &format!("{vp}/configMap/name"),
+                    missing("ConfigMap", cm.name.as_str(), ns),
+                ));
+            }
+        }
+        if let Some(s) = &v.secret {
+            if !s.optional.unwrap_or(false)
+                && !ix.secrets.contains_key(&(ns, s.secret_name.as_str()))
+            {
+                diags.push(l.at(
+                    &format!("{vp}/secret/secretName"),
+                    missing("Secret", s.secret_name.as_str(), ns),
+                ));
+            }
+        }
+        if let Some(c) = &v.persistent_volume_claim {
+            if !ix.claims.contains(&(ns, c.claim_name.as_str())) {
+                diags.push(l.at(
+                    &format!("{vp}/persistentVolumeClaim/claimName"),
+                    missing("PersistentVolumeClaim", c.claim_name.as_str(), ns),
+                ));
+            }
+        }
+        if let Some(h) = &v.host_path {
+            if let Err(e) = host_path_allowed(&h.path, &settings.host_path_allowlist) {
+                diags.push(l.at(&format!("{vp}/hostPath/path"), e));
+            }
+        }
+    }
+    // Containers: names, mounts, env references, privileges, probe ports.
+    let mut names = BTreeSet::new();
+    let all = spec
+        .init_containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{p}/initContainers/{i}"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{p}/containers/{i}"), c)),
+        );
+    for (cp, c) in all {
+        if !names.insert(c.name.as_str()) {
+            diags.push(l.at(
+                &format!("{cp}/name"),
+                format!("duplicate container name `{}`", c.name),
+            ));
+        }
+        for (j, m) in c.volume_mounts.iter().enumerate() {
+            if !volume_names.contains(m.name.as_str()) {
+                diags.push(l.at(
+                    &format!("{cp}/volumeMounts/{j}/name"),
+                    format!("volumeMount `{}` names no volume of this pod", m.name),
+                ));
+            }
+            if !m.mount_path.starts_with('/') {
+                diags.push(l.at(
+                    &format!("{cp}/volumeMounts/{j}/mountPath"),
+                    format!("mountPath \"{}\" must be absolute", &*m.mount_path),
+                ));
+            }
+            if let Some(sp) = &m.sub_path {
+                if sp.starts_with('/') || sp.split('/').any(|s| s == "..") {
+                    diags.push(l.at(
+                        &format!("{cp}/volumeMounts/{j}/subPath"),
+                        format!("subPath \"{sp}\" must be relative and must not contain `..`"),
+                    ));
+                }
+            }
+        }
+        for (j, e) in c.env.iter().enumerate() {
+            let Some(src) = &e.value_from else { continue };
+            let ep = format!("{cp}/env/{j}/valueFrom");
+            if let Some(r) = &src.config_map_key_ref {
+                key_ref(
+                    l,
+                    &format!("{ep}/configMapKeyRef"),
+                    "ConfigMap",
+                    r,
+                    ns,
+                    &ix.config_maps,
+                    diags,
+                );
+            }
+            if let Some(r) = &src.secret_key_ref {
+                key_ref(
+                    l,
+                    &format!("{ep}/secretKeyRef"),
+                    "Secret",
+                    r,
+                    ns,
+                    &ix.secrets,
+                    diags,
+                );
+            }
+        }
+        for (j, e) in c.env_from.iter().enumerate() {
+            let ep = format!("{cp}/envFrom/{j}");
+            if let Some(r) = &e.config_map_ref {
+                if !r.optional.unwrap_or(false)
+                    && !ix.config_maps.contains_key(&(ns, r.name.as_str()))
+                {
+                    diags.push(l.at(
+                        &format!("{ep}/configMapRef/name"),
+                        missing("ConfigMap", r.name.as_str(), ns),
+                    ));
+                }
+            }
+            if let Some(r) = &e.secret_ref {
+                if !r.optional.unwrap_or(false) && !ix.secrets.contains_key(&(ns, r.name.as_str()))
+                {
+                    diags.push(l.at(
+                        &format!("{ep}/secretRef/name"),
+                        missing("Secret", r.name.as_str(), ns),
+                    ));
+                }
+            }
+        }
+        if c.security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            .unwrap_or(false)
+            && !settings.allow_privileged
+        {
+            diags.push(l.at(
+                &format!("{cp}/securityContext/privileged"),
+                "privileged containers are not allowed (set spec.allowPrivileged in kommit.yaml)",
+            ));
+        }
+        let port_names: BTreeSet<&str> = c
+            .ports
+            .iter()
+            .filter_map(|p| p.name.as_ref().map(|n| n.as_str()))
+            .collect();
+        for (probe, field) in [
+            (&c.liveness_probe, "livenessProbe"),
+            (&c.readiness_probe, "readinessProbe"),
+            (&c.startup_probe, "startupProbe"),
+        ] {
+            let Some(probe) = probe else { continue };
+            let port = probe
+                .http_get
+                .as_ref()
+                .map(|h| (&h.port, "httpGet"))
+                .or(probe.tcp_socket.as_ref().map(|t| (&t.port, "tcpSocket")));
+            match port {
+                Some((IntOrString::String(name), how)) if !port_names.contains(name.as_str()) => {
+                    diags.push(l.at(
+                        &format!("{cp}/{field}/{how}/port"),
+                        format!(
+                            "{field} names port `{name}`, which the container does not declare"
+                        ),
+                    ))
+                }
+                Some((IntOrString::Int(n), how)) if !(1..=65535).contains(n) => diags.push(l.at(
+                    &format!("{cp}/{field}/{how}/port"),
+                    format!("{field} port {n} is out of range 1..=65535"),
+                )),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn missing(kind: &str, name: &str, ns: &str) -> String {
+    format!("{kind} `{name}` is not defined in namespace `{ns}` by any file (mark the reference `optional: true` if that is intended)")
+}
+
+fn key_ref(
+    l: &Loaded,
+    ptr: &str,
+    kind: &str,
+    r: &crate::model::pod::KeySelector,
+    ns: &str,
+    defined: &BTreeMap<(&str, &str), BTreeSet<&str>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if r.optional.unwrap_or(false) {
+        return;
+    }
+    match defined.get(&(ns, r.name.as_str())) {
+        None => diags.push(l.at(&format!("{ptr}/name"), missing(kind, r.name.as_str(), ns))),
+        Some(keys) if !keys.contains(&*r.key) => diags.push(l.at(
+            &format!("{ptr}/key"),
+            format!("{kind} `{}` has no key `{}`", r.name, &*r.key),
+        )),
+        Some(_) => {}
+    }
+}
+
+/// Whether a hostPath is absolute, free of `..`, and under an allowlisted prefix.
+pub fn host_path_allowed(path: &str, allowlist: &[String]) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("hostPath \"{path}\" must be absolute"));
+    }
+    if path.split('/').any(|s| s == "..") {
+        return Err(format!("hostPath \"{path}\" must not contain `..`"));
+    }
+    fn norm(p: &str) -> Vec<&str> {
+        p.split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect()
+    }
+    let want = norm(path);
+    let ok = allowlist.iter().any(|a| {
+        let a = norm(a);
+        want.len() >= a.len() && want[..a.len()] == a[..]
+    });
+    if ok {
+        Ok(())
+    } else if allowlist.is_empty() {
+        Err(format!(
+            "hostPath \"{path}\" is not allowed: kommit.yaml spec.hostPathAllowlist is empty"
+        ))
+    } else {
+        Err(format!(
+            "hostPath \"{path}\" is not under an allowlisted path ({})",
+            allowlist.join(", ")
+        ))
+    }
+}
+
+/// Checks a cron schedule: five fields (minute hour day-of-month month day-of-week) with
+/// numbers, ranges, lists, steps and names, or a @macro.
+pub fn check_cron(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    if let Some(m) = s.strip_prefix('@') {
+        return match m {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                Ok(())
+            }
+            _ => Err(format!("unknown macro `@{m}`")),
+        };
+    }
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("expected 5 fields, found {}", fields.len()));
+    }
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let specs: [(&str, u32, u32, &[&str], u32); 5] = [
+        ("minute", 0, 59, &[], 0),
+        ("hour", 0, 23, &[], 0),
+        ("day of month", 1, 31, &[], 0),
+        ("month", 1, 12, &MONTHS, 1),
+        ("day of week", 0, 7, &DAYS, 0),
+    ];
+    for (f, (what, lo, hi, names, base)) in fields.iter().zip(specs) {
+        let value = |t: &str| -> Result<u32, String> {
+            if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
+                return Ok(u32::try_from(i).expect("at most 12 names") + base);
+            }
+            let v: u32 = t
+                .parse()
+                .map_err(|_| format!("{what} `{t}` is not a number"))?;
+            if v < lo || v > hi {
+                return Err(format!("{what} {v} is out of range {lo}-{hi}"));
+            }
+            Ok(v)
+        };
+        for part in f.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, st)) => {
+                    let st: u32 = st
+                        .parse()
+                        .map_err(|_| format!("{what} step `{st}` is not a number"))?;
+                    if st == 0 {
+                        return Err(format!("{what} step must be positive"));
+                    }
+                    (r, Some(st))
+                }
+                None => (part, None),
+            };
+            let _ = step;
+            if range == "*" || range == "?" {
+                continue;
+            }
+            match range.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (value(a)?, value(b)?);
+                    if a > b {
+                        return Err(format!("{what} range {a}-{b} is backwards"));
+                    }
+                }
+                None => {
+                    value(range)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron() {
+        for ok in [
+            "*/5 * * * *",
+            "0 3 * * 1-5",
+            "@hourly",
+            "15,45 9-17 1 jan-mar sun",
+            "0 0 * * 7",
+        ] {
+            assert!(check_cron(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "*/0 * * * *",
+            "@often",
+            "5-1 * * * *",
+            "x * * * *",
+        ] {
+            assert!(check_cron(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_paths() {
+        let allow = vec!["/srv/data".to_string(), "/var/log/".to_string()];
+        let table = [
+            ("/srv/data", true),
+            ("/srv/data/x", true),
+            ("/srv/database", false),
+            ("/var/log", true),
+            ("/etc", false),
+            ("/srv/data/../../etc", false),
+            ("relative", false),
+        ];
+        for (p, want) in table {
+            assert_eq!(host_path_allowed(p, &allow).is_ok(), want, "{p}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Benchmarks run by the `kommit-bench` binary.
+
+pub mod validate;
