@@ -234,6 +234,57 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
             );
         }
     }
+    // The operator commands go through the local socket and become entries everywhere.
+    let out = Command::new(&bin)
+        .args(["node", "drain", "p1", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("node drain");
+    assert!(
+        out.status.success(),
+        "node drain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || nodes[1].read_local(|a| a
+            .nodes
+            .get("p1")
+            .map(|n| n.drained)
+            .unwrap_or(false)))
+        .await,
+        "p1 drained on p2"
+    );
+    let out = Command::new(&bin)
+        .args(["node", "drain", "nosuch", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("node drain");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown node nosuch"));
+    let out = Command::new(&bin)
+        .args(["node", "remove", "p2", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("node remove");
+    assert!(
+        out.status.success(),
+        "node remove: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let m = nodes[0].raft().metrics();
+            let gone = !m
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .any(|(id, _)| *id == node_id_for("p2"));
+            gone && nodes[0].read_local(|a| !a.nodes.contains_key("p2"))
+        })
+        .await,
+        "p2 removed from membership and node table"
+    );
     for n in nodes {
         n.shutdown().await;
     }

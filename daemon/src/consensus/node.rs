@@ -714,14 +714,23 @@ async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
     let down_after = Duration::from_millis(shared.cfg.liveness.down_after_ms);
     loop {
         tokio::time::sleep(every).await;
-        let (state, term, voters, all) = {
+        let (state, term, voters, all, unfinished) = {
             let m = shared.raft.metrics();
             let m = m.borrow();
             let mem = m.membership_config.membership();
             let joint = mem.get_joint_config().len() > 1;
+            let unfinished: Option<BTreeSet<NodeId>> = joint
+                .then(|| mem.get_joint_config().last().cloned())
+                .flatten();
             let voters: BTreeSet<NodeId> = mem.voter_ids().collect();
             let all: BTreeSet<NodeId> = mem.nodes().map(|(id, _)| *id).collect();
-            (m.state, m.current_term, (!joint).then_some(voters), all)
+            (
+                m.state,
+                m.current_term,
+                (!joint).then_some(voters),
+                all,
+                unfinished,
+            )
         };
         if state != ServerState::Leader {
             shared.tracker.follow();
@@ -731,7 +740,9 @@ async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
         shared.tracker.lead(term, now);
 
         // Liveness decisions, level-triggered from the replicated state.
-        let fresh = shared.tracker.fresh(now, down_after);
+        let mut fresh = shared.tracker.fresh(now, down_after);
+        // A node removed from the membership is not brought back by stale sightings.
+        fresh.retain(|name, _| all.contains(&node_id_for(name)));
         let grace_over = shared.tracker.grace_over(now, down_after);
         let decisions = shared
             .sm
@@ -746,6 +757,14 @@ async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
             }
         }
 
+        // A change left half-done (joint config) by a failed call or a leader change is
+        // finished first.
+        if let Some(target) = unfinished {
+            if let Err(e) = shared.raft.change_membership(target, true).await {
+                tracing::warn!("finishing membership change failed: {e}");
+            }
+            continue;
+        }
         // Voter set.
         if let Some(voters) = voters {
             let plan = membership::plan_voters(&shared.cfg.voters, &voters, &all, |id| {
