@@ -5,5 +5,6 @@
 //! every syscall in `kommit-runtime`.
 
 pub mod cli;
+pub mod consensus;
 pub mod fstree;
 pub mod git;

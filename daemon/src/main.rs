@@ -32,6 +32,14 @@ enum Command {
     /// Runtime re-exec helper (pod shim, container init, exec).
     #[command(hide = true)]
     Shim(cli::shim::Args),
+    /// Run a cluster node (consensus, liveness, local API).
+    Daemon(cli::daemon::Args),
+    /// Manage join tokens.
+    #[command(subcommand)]
+    Token(cli::token::Args),
+    /// Operator actions on nodes, recorded in the Raft log.
+    #[command(subcommand)]
+    Node(cli::node::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +57,9 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Ctr(args) => cli::ctr::run(args),
         Command::Shim(args) => cli::shim::run(args),
+        Command::Daemon(args) => cli::daemon::run(args),
+        Command::Token(args) => cli::token::run(args),
+        Command::Node(args) => cli::node::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,3 +4,4 @@
 pub mod bench;
 pub mod gen;
 pub mod runtime_support;
+pub mod sim;

@@ -2,7 +2,10 @@
 //! `run(args) -> anyhow::Result<u8>` returning the process exit code.
 
 pub mod ctr;
+pub mod daemon;
 pub mod log;
+pub mod node;
 pub mod plan;
 pub mod shim;
+pub mod token;
 pub mod validate;

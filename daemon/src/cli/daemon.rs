@@ -1,0 +1,173 @@
+//! `kommit daemon`: one cluster node.
+//!
+//! Today the daemon runs consensus (Raft over mTLS), liveness and the local API. Later stages
+//! plug in here, each as one more task started after the node is up: the git mirror (leader
+//! polls, followers fetch the agreed SHA), the node agent (plans and runs this node's pods,
+//! and implements the lease's fence hook), and the status writer.
+
+use crate::consensus::kv::KvApp;
+use crate::consensus::liveness::{LivenessConfig, LogFence};
+use crate::consensus::local::{serve_local, SOCKET};
+use crate::consensus::membership::VoterPolicy;
+use crate::consensus::node::{Node, NodeConfig, Timing};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Arguments of `kommit daemon`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Start a new cluster with this node as its only voter (first start only).
+    #[arg(long, conflicts_with = "join")]
+    pub bootstrap: bool,
+    /// Join the cluster through this node's cluster address (first start only).
+    #[arg(long, requires = "token_file")]
+    pub join: Option<String>,
+    /// File holding the join token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Data dir (raft.redb, tls/, tokens/, kommit.sock).
+    #[arg(long, default_value = "/var/lib/kommit")]
+    pub data_dir: PathBuf,
+    /// Cluster port address to bind.
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    pub listen: SocketAddr,
+    /// Address other nodes dial (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Voters in a small cluster.
+    #[arg(long, default_value_t = 3)]
+    pub voters: usize,
+    /// Voters once the cluster has at least --large-from nodes.
+    #[arg(long, default_value_t = 5)]
+    pub voters_large: usize,
+    /// Node count from which the cluster keeps --voters-large voters.
+    #[arg(long, default_value_t = 5)]
+    pub large_from: usize,
+    /// Snapshot every N applied entries.
+    #[arg(long, default_value_t = 1000)]
+    pub snapshot_every: u64,
+    /// Raft heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub raft_heartbeat_ms: u64,
+    /// Minimum election timeout.
+    #[arg(long, default_value_t = 400)]
+    pub election_min_ms: u64,
+    /// Maximum election timeout.
+    #[arg(long, default_value_t = 800)]
+    pub election_max_ms: u64,
+    /// Liveness heartbeat interval.
+    #[arg(long, default_value_t = 500)]
+    pub heartbeat_ms: u64,
+    /// Lease length (must be shorter than --down-after-ms minus one heartbeat).
+    #[arg(long, default_value_t = 2500)]
+    pub lease_ms: u64,
+    /// Declare a node down after this long without heartbeats.
+    #[arg(long, default_value_t = 4000)]
+    pub down_after_ms: u64,
+    /// Allocatable CPU in millicores.
+    #[arg(long, default_value_t = 1000)]
+    pub cpu_millis: u64,
+    /// Allocatable memory in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub memory_bytes: u64,
+    /// Maximum pods.
+    #[arg(long, default_value_t = 110)]
+    pub pods: u64,
+    /// Node label `key=value` (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Node taint `key[=value]:Effect` (repeatable).
+    #[arg(long = "taint")]
+    pub taints: Vec<String>,
+}
+
+fn config(args: &Args) -> anyhow::Result<NodeConfig> {
+    let name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .context("no --node-name and cannot read /etc/hostname")?,
+    };
+    let mut cfg = NodeConfig::new(&name, args.data_dir.clone(), args.listen);
+    cfg.advertise = args.advertise.clone();
+    cfg.voters = VoterPolicy {
+        small: args.voters,
+        large: args.voters_large,
+        large_from: args.large_from,
+    };
+    cfg.snapshot_every = args.snapshot_every;
+    cfg.timing = Timing {
+        heartbeat_ms: args.raft_heartbeat_ms,
+        election_min_ms: args.election_min_ms,
+        election_max_ms: args.election_max_ms,
+    };
+    cfg.liveness = LivenessConfig {
+        heartbeat_ms: args.heartbeat_ms,
+        lease_ms: args.lease_ms,
+        down_after_ms: args.down_after_ms,
+    };
+    cfg.liveness.validate()?;
+    cfg.facts.cpu_millis = args.cpu_millis;
+    cfg.facts.memory_bytes = args.memory_bytes;
+    cfg.facts.pods = args.pods;
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("label {l:?} is not key=value"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    cfg.facts.labels = labels;
+    cfg.facts.taints = args.taints.clone();
+    Ok(cfg)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cfg = config(&args)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start runtime")?;
+    rt.block_on(async move {
+        let fence = Box::new(LogFence);
+        let node = if args.bootstrap {
+            Node::<KvApp>::bootstrap(cfg.clone(), fence).await?
+        } else if let Some(addr) = &args.join {
+            let path = args
+                .token_file
+                .as_ref()
+                .context("--join needs --token-file")?;
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read token file {}", path.display()))?;
+            Node::<KvApp>::join(cfg.clone(), addr, token.trim(), fence).await?
+        } else {
+            Node::<KvApp>::restart(cfg.clone(), fence).await?
+        };
+        let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET))?;
+        eprintln!(
+            "kommit: node {} (id {}) serving cluster port {}",
+            cfg.name,
+            node.id(),
+            node.local_addr()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot install SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        local.abort();
+        node.shutdown().await;
+        Ok::<u8, anyhow::Error>(0)
+    })
+}

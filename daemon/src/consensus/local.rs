@@ -1,0 +1,141 @@
+//! The local API: HTTP on a Unix socket under the data dir, mode 0600 in a 0700 directory,
+//! so only root (the daemon's user) can use it. Operator commands (`kommit node drain|remove`)
+//! and local tools go through it; they become Raft entries like everything else.
+
+use super::api::{remove_member_via_leader, status_of, Status};
+use super::node::{propose, Shared};
+use super::App;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Socket file name under the data dir.
+pub const SOCKET: &str = "kommit.sock";
+
+/// Errors of the local API.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The socket could not be created.
+    #[error("cannot serve local api at {path}: {source}")]
+    Bind {
+        /// Socket path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the local API socket at `path` and serves it until the task is aborted.
+pub fn serve_local<A: App>(
+    shared: Arc<Shared<A>>,
+    path: &Path,
+) -> Result<tokio::task::JoinHandle<()>, LocalError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| LocalError::Bind {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    let router = Router::new()
+        .route("/status", get(status::<A>))
+        .route("/state", get(state::<A>))
+        .route("/propose", post(propose_entry::<A>))
+        .route("/node/drain", post(drain::<A>))
+        .route("/node/remove", post(remove::<A>))
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .with_state(shared);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("local api stopped: {e}");
+        }
+    }))
+}
+
+async fn status<A: App>(State(s): State<Arc<Shared<A>>>) -> Json<Status> {
+    Json(status_of(&s))
+}
+
+async fn state<A: App>(State(s): State<Arc<Shared<A>>>) -> Vec<u8> {
+    s.sm.read(|a| a.snapshot_bytes())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Index {
+    index: u64,
+}
+
+async fn propose_entry<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let entry: A::Entry = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid entry: {e}")),
+    };
+    match propose(&s, &entry).await {
+        Ok(index) => (
+            StatusCode::OK,
+            serde_json::to_string(&Index { index }).unwrap_or_default(),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Body of `/node/drain` and `/node/remove`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct NodeName {
+    /// The node.
+    pub name: String,
+}
+
+async fn drain<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Json(n): Json<NodeName>,
+) -> (StatusCode, String) {
+    if s.sm.read(|a| a.node_view(&n.name)).is_none() {
+        return (StatusCode::NOT_FOUND, format!("unknown node {}", n.name));
+    }
+    match propose(&s, &A::node_drain(&n.name)).await {
+        Ok(i) => (
+            StatusCode::OK,
+            format!("node {} drained at index {i}", n.name),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn remove<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Json(n): Json<NodeName>,
+) -> (StatusCode, String) {
+    if s.sm.read(|a| a.node_view(&n.name)).is_none() {
+        return (StatusCode::NOT_FOUND, format!("unknown node {}", n.name));
+    }
+    if let Err(e) = remove_member_via_leader(&s, &n.name).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    match propose(&s, &A::node_remove(&n.name)).await {
+        Ok(i) => (
+            StatusCode::OK,
+            format!("node {} removed at index {i}", n.name),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// A reqwest client for the local API socket under `data_dir`.
+pub fn local_client(data_dir: &Path) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .unix_socket(data_dir.join(SOCKET))
+        .build()
+}

@@ -1,0 +1,781 @@
+//! The node: one Raft member with its stores, TLS server, proposal batcher and control loops.
+//!
+//! [`Node::bootstrap`], [`Node::join`] and [`Node::restart`] differ only in how the TLS
+//! identity and the membership come to exist; all three end in [`Node::start`]. What a node
+//! persists under its data dir (`raft.redb`, `tls/`, `tokens/`) is enough to restart it with
+//! nothing else: no add_learner, no initialize.
+
+use super::liveness::{self, FenceHook, Lease, LivenessConfig, Tracker};
+use super::membership::{self, VoterPolicy};
+use super::network::{self, PeerNetwork};
+use super::store::{self, LogStore, StateMachineStore};
+use super::tls::{self, ClusterCa, JoinToken, NodeIdentity};
+use super::{node_id_for, now_ms, App, NodeFacts, NodeId, Proposal, Raft};
+use crate::consensus::api;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most items in one proposal batch.
+pub const MAX_BATCH_ITEMS: usize = 512;
+/// Capacity of the proposal queue.
+const QUEUE: usize = 4096;
+/// How long a proposal may wait for a leader before it fails.
+const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Errors of a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Store error.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// TLS error.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// I/O error on a path.
+    #[error("cannot use {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Raft refused or failed.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The join was refused by the cluster.
+    #[error("join refused by {addr}: {message}")]
+    JoinRefused {
+        /// The address joined.
+        addr: String,
+        /// The server's reason.
+        message: String,
+    },
+    /// A proposal could not be committed.
+    #[error("proposal failed: {0}")]
+    Propose(String),
+    /// An HTTP call failed.
+    #[error("request to {url} failed: {message}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Raft election and replication timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout.
+    pub election_min_ms: u64,
+    /// Maximum election timeout.
+    pub election_max_ms: u64,
+}
+
+impl Default for Timing {
+    /// Defaults that elect a new leader well under 2 s after the old one dies.
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+        }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique node name; the Raft id is derived from it.
+    pub name: String,
+    /// Data dir holding `raft.redb`, `tls/` and `tokens/`.
+    pub data_dir: PathBuf,
+    /// Address the cluster port binds.
+    pub listen: SocketAddr,
+    /// Address peers dial; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Raft timing.
+    pub timing: Timing,
+    /// Take a snapshot every this many applied entries.
+    pub snapshot_every: u64,
+    /// Voter policy.
+    pub voters: VoterPolicy,
+    /// Liveness timing.
+    pub liveness: LivenessConfig,
+    /// Facts reported in heartbeats (name and address are filled in).
+    pub facts: NodeFacts,
+}
+
+impl NodeConfig {
+    /// A config with defaults for `name` in `data_dir`, listening on `listen`.
+    pub fn new(name: &str, data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            data_dir,
+            listen,
+            advertise: None,
+            timing: Timing::default(),
+            snapshot_every: 1000,
+            voters: VoterPolicy::default(),
+            liveness: LivenessConfig::default(),
+            facts: NodeFacts::default(),
+        }
+    }
+
+    fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// Directory of join tokens.
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.data_dir.join("tokens")
+    }
+}
+
+pub(crate) struct Pending {
+    pub items: Vec<serde_json::Value>,
+    pub reply: oneshot::Sender<Result<u64, String>>,
+}
+
+/// State shared by the node's tasks and HTTP handlers.
+pub struct Shared<A: App> {
+    /// openraft handle.
+    pub raft: Raft,
+    /// State machine.
+    pub sm: StateMachineStore<A>,
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's name.
+    pub name: String,
+    /// Advertised cluster address.
+    pub addr: String,
+    /// mTLS client for peers.
+    pub client: reqwest::Client,
+    /// Configuration.
+    pub cfg: NodeConfig,
+    /// Heartbeat record (leader side).
+    pub tracker: Tracker,
+    /// This node's lease.
+    pub lease: Lease,
+    /// CA, when this node holds the key (it can admit joining nodes).
+    pub ca: Option<ClusterCa>,
+    pub(crate) batch_tx: mpsc::Sender<Pending>,
+}
+
+/// A running node.
+pub struct Node<A: App> {
+    shared: Arc<Shared<A>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct JoinRequest {
+    pub token: String,
+    pub name: String,
+    pub address: String,
+    pub csr_pem: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct JoinResponse {
+    pub ca_pem: String,
+    pub cert_pem: String,
+}
+
+impl<A: App> Node<A> {
+    /// Starts the first node of a new cluster: makes the CA and this node's certificate (once)
+    /// and initialises a one-voter membership (once).
+    pub async fn bootstrap(cfg: NodeConfig, fence: Box<dyn FenceHook>) -> Result<Self, NodeError> {
+        let dir = cfg.tls_dir();
+        if !NodeIdentity::exists(&dir) {
+            let ca = ClusterCa::generate(&cfg.name)?;
+            ca.store(&dir)?;
+            ca.issue(&cfg.name)?.store(&dir)?;
+        }
+        let node = Self::start(cfg, fence).await?;
+        let raft = &node.shared.raft;
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+        {
+            let members = BTreeMap::from([(
+                node.shared.id,
+                BasicNode {
+                    addr: node.shared.addr.clone(),
+                },
+            )]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))?;
+        }
+        Ok(node)
+    }
+
+    /// Joins the cluster at `addr` with `token` (first start only; a node that already has an
+    /// identity just restarts).
+    pub async fn join(
+        cfg: NodeConfig,
+        addr: &str,
+        token: &str,
+        fence: Box<dyn FenceHook>,
+    ) -> Result<Self, NodeError> {
+        let dir = cfg.tls_dir();
+        if NodeIdentity::exists(&dir) {
+            return Self::start(cfg, fence).await;
+        }
+        let token = JoinToken::parse(token)?;
+        let (key_pem, csr_pem) = tls::make_csr(&cfg.name)?;
+        // Bind first so the advertised address is known; the listener is handed to start().
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| NodeError::Io {
+                path: cfg.listen.to_string(),
+                source: e,
+            })?;
+        let advertise = match &cfg.advertise {
+            Some(a) => a.clone(),
+            None => listener
+                .local_addr()
+                .map_err(|e| NodeError::Io {
+                    path: cfg.listen.to_string(),
+                    source: e,
+                })?
+                .to_string(),
+        };
+        let resp = request_join(addr, &token, &cfg.name, &advertise, &csr_pem).await?;
+        NodeIdentity {
+            ca_pem: resp.ca_pem,
+            cert_pem: resp.cert_pem,
+            key_pem,
+        }
+        .store(&dir)?;
+        Self::start_on(cfg, listener, fence).await
+    }
+
+    /// Restarts a node from its data dir.
+    pub async fn restart(cfg: NodeConfig, fence: Box<dyn FenceHook>) -> Result<Self, NodeError> {
+        if !NodeIdentity::exists(&cfg.tls_dir()) {
+            return Err(NodeError::Config(format!(
+                "{} holds no node identity; bootstrap or join first",
+                cfg.data_dir.display()
+            )));
+        }
+        Self::start(cfg, fence).await
+    }
+
+    async fn start(cfg: NodeConfig, fence: Box<dyn FenceHook>) -> Result<Self, NodeError> {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| NodeError::Io {
+                path: cfg.listen.to_string(),
+                source: e,
+            })?;
+        Self::start_on(cfg, listener, fence).await
+    }
+
+    async fn start_on(
+        cfg: NodeConfig,
+        listener: tokio::net::TcpListener,
+        fence: Box<dyn FenceHook>,
+    ) -> Result<Self, NodeError> {
+        cfg.liveness
+            .validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        // The invariant the fencing argument rests on, asserted where the loops start.
+        assert!(
+            cfg.liveness.lease_ms < cfg.liveness.down_after_ms,
+            "lease must be shorter than the down timeout"
+        );
+        std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
+        let local_addr = listener.local_addr().map_err(io(&cfg.data_dir))?;
+        let addr = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+        let tls_dir = cfg.tls_dir();
+        let identity = NodeIdentity::load(&tls_dir)?;
+        let ca = ClusterCa::load(&tls_dir).ok();
+        let client =
+            network::peer_client(identity.client_config()?).map_err(|e| NodeError::Http {
+                url: "client".into(),
+                message: e.to_string(),
+            })?;
+
+        let db = store::open_database(&cfg.data_dir.join("raft.redb"))?;
+        let sm = StateMachineStore::<A>::open(db.clone(), None)?;
+        let log = LogStore::new(db);
+        let raft_cfg = openraft::Config {
+            cluster_name: "kommit".into(),
+            heartbeat_interval: cfg.timing.heartbeat_ms,
+            election_timeout_min: cfg.timing.election_min_ms,
+            election_timeout_max: cfg.timing.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: 0,
+            install_snapshot_timeout: 2000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+        let id = node_id_for(&cfg.name);
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_cfg),
+            PeerNetwork::new(client.clone()),
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+        let (batch_tx, batch_rx) = mpsc::channel(QUEUE);
+        let lease = Lease::new(cfg.liveness.lease_ms, fence);
+        let shared = Arc::new(Shared {
+            raft: raft.clone(),
+            sm,
+            id,
+            name: cfg.name.clone(),
+            addr,
+            client,
+            cfg,
+            tracker: Tracker::default(),
+            lease,
+            ca,
+            batch_tx,
+        });
+        let mut tasks = Vec::new();
+        tasks.push(network::serve_tls(
+            listener,
+            identity.server_config()?,
+            identity.join_server_config()?,
+            network::raft_routes(raft).merge(api::cluster_routes(shared.clone())),
+            api::join_routes(shared.clone()),
+        ));
+        tasks.push(tokio::spawn(batcher(shared.clone(), batch_rx)));
+        tasks.push(tokio::spawn(heartbeat_loop(shared.clone())));
+        tasks.push(tokio::spawn(leader_loop(shared.clone())));
+        Ok(Self {
+            shared,
+            tasks,
+            local_addr,
+        })
+    }
+
+    /// The address the cluster port is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This node's Raft id.
+    pub fn id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// The openraft handle (metrics, membership).
+    pub fn raft(&self) -> &Raft {
+        &self.shared.raft
+    }
+
+    /// Shared state (for the local API).
+    pub fn shared(&self) -> Arc<Shared<A>> {
+        self.shared.clone()
+    }
+
+    /// Proposes one application entry through the batcher; returns the log index that
+    /// committed it. Works on any node (followers forward to the leader).
+    pub async fn propose(&self, entry: &A::Entry) -> Result<u64, NodeError> {
+        propose(&self.shared, entry).await
+    }
+
+    /// Reads the local (possibly stale) state.
+    pub fn read_local<R>(&self, f: impl FnOnce(&A) -> R) -> R {
+        self.shared.sm.read(f)
+    }
+
+    /// A linearizable read: on the leader via `ensure_linearizable`; on a follower by asking
+    /// the leader for its read index and waiting until it is applied locally.
+    pub async fn read_linearizable<R>(&self, f: impl FnOnce(&A) -> R) -> Result<R, NodeError> {
+        let index = read_index(&self.shared).await?;
+        let mut w = self.shared.sm.applied_watch();
+        tokio::time::timeout(PROPOSE_DEADLINE, w.wait_for(|a| *a >= index))
+            .await
+            .map_err(|_| NodeError::Propose(format!("apply did not reach {index}")))?
+            .map_err(|e| NodeError::Propose(e.to_string()))?;
+        Ok(self.shared.sm.read(f))
+    }
+
+    /// Digest of the local state.
+    pub fn digest(&self) -> String {
+        self.shared.sm.digest()
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.shared.sm.last_applied_index()
+    }
+
+    /// Whether this node's lease fence is active.
+    pub fn fenced(&self) -> bool {
+        self.shared.lease.fenced()
+    }
+
+    /// Stops every task and Raft, dropping open connections (like a crash, minus the disk).
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.shared.raft.shutdown().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn request_join(
+    addr: &str,
+    token: &JoinToken,
+    name: &str,
+    advertise: &str,
+    csr_pem: &str,
+) -> Result<JoinResponse, NodeError> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|e| NodeError::Config(format!("join address {addr}: {e}")))?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls::join_client_config(&token.ca_hash)?)
+        .resolve(tls::JOIN_SERVER_NAME, sock)
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| NodeError::Http {
+            url: addr.into(),
+            message: e.to_string(),
+        })?;
+    let url = format!("https://{}:{}/join", tls::JOIN_SERVER_NAME, sock.port());
+    let resp = client
+        .post(&url)
+        .json(&JoinRequest {
+            token: token.to_string(),
+            name: name.into(),
+            address: advertise.into(),
+            csr_pem: csr_pem.into(),
+        })
+        .send()
+        .await
+        .map_err(|e| NodeError::Http {
+            url: url.clone(),
+            message: format!("{e:#}: {}", error_chain(&e)),
+        })?;
+    if !resp.status().is_success() {
+        let message = resp.text().await.unwrap_or_default();
+        return Err(NodeError::JoinRefused {
+            addr: addr.into(),
+            message,
+        });
+    }
+    resp.json().await.map_err(|e| NodeError::Http {
+        url,
+        message: e.to_string(),
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
+/// Proposes one entry through the node's batcher.
+pub async fn propose<A: App>(shared: &Shared<A>, entry: &A::Entry) -> Result<u64, NodeError> {
+    let item = serde_json::to_value(entry).map_err(|e| NodeError::Propose(e.to_string()))?;
+    let (tx, rx) = oneshot::channel();
+    shared
+        .batch_tx
+        .send(Pending {
+            items: vec![item],
+            reply: tx,
+        })
+        .await
+        .map_err(|_| NodeError::Propose("node is shutting down".into()))?;
+    rx.await
+        .map_err(|_| NodeError::Propose("node is shutting down".into()))?
+        .map_err(NodeError::Propose)
+}
+
+async fn batcher<A: App>(shared: Arc<Shared<A>>, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.items.len();
+        let mut batch = vec![first];
+        while count < MAX_BATCH_ITEMS {
+            match rx.try_recv() {
+                Ok(p) => {
+                    count += p.items.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let items: Vec<serde_json::Value> =
+            batch.iter().flat_map(|p| p.items.iter().cloned()).collect();
+        let result = submit(&shared, items).await;
+        for p in batch {
+            let _ = p.reply.send(result.clone());
+        }
+    }
+}
+
+/// Commits `items` as one proposal: locally when leader, else forwarded to the leader.
+async fn submit<A: App>(shared: &Shared<A>, items: Vec<serde_json::Value>) -> Result<u64, String> {
+    let deadline = Instant::now() + PROPOSE_DEADLINE;
+    let mut last_err = String::from("no leader");
+    while Instant::now() < deadline {
+        match shared
+            .raft
+            .client_write(Proposal {
+                at_ms: now_ms(),
+                items: items.clone(),
+            })
+            .await
+        {
+            Ok(r) => return Ok(r.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                if let Some(node) = f.leader_node {
+                    match forward(shared, &node.addr, &items).await {
+                        Ok(i) => return Ok(i),
+                        Err(e) => last_err = e,
+                    }
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "no leader committed the proposal in time: {last_err}"
+    ))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ProposeRequest {
+    pub items: Vec<serde_json::Value>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ProposeResponse {
+    pub index: Option<u64>,
+    pub error: Option<String>,
+}
+
+async fn forward<A: App>(
+    shared: &Shared<A>,
+    leader: &str,
+    items: &[serde_json::Value],
+) -> Result<u64, String> {
+    let url = format!("https://{leader}/cluster/propose");
+    let resp: ProposeResponse = shared
+        .client
+        .post(&url)
+        .timeout(PROPOSE_DEADLINE)
+        .json(&ProposeRequest {
+            items: items.to_vec(),
+        })
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    match (resp.index, resp.error) {
+        (Some(i), _) => Ok(i),
+        (None, e) => Err(e.unwrap_or_else(|| "leader gave no index".into())),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ReadIndexResponse {
+    pub index: Option<u64>,
+    pub error: Option<String>,
+}
+
+async fn read_index<A: App>(shared: &Shared<A>) -> Result<u64, NodeError> {
+    let deadline = Instant::now() + PROPOSE_DEADLINE;
+    loop {
+        match shared.raft.ensure_linearizable().await {
+            Ok(l) => return Ok(l.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                if let Some(node) = f.leader_node {
+                    let url = format!("https://{}/cluster/read_index", node.addr);
+                    let r = shared.client.post(&url).send().await;
+                    if let Ok(resp) = r {
+                        if let Ok(ReadIndexResponse { index: Some(i), .. }) = resp.json().await {
+                            return Ok(i);
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(NodeError::Raft(e.to_string())),
+        }
+        if Instant::now() >= deadline {
+            return Err(NodeError::Propose(
+                "no leader for a linearizable read".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Heartbeat {
+    pub id: NodeId,
+    pub facts: NodeFacts,
+}
+
+/// Sends heartbeats with this node's facts to the leader and keeps the lease.
+async fn heartbeat_loop<A: App>(shared: Arc<Shared<A>>) {
+    let every = Duration::from_millis(shared.cfg.liveness.heartbeat_ms);
+    let mut facts = shared.cfg.facts.clone();
+    facts.name = shared.name.clone();
+    facts.address = shared.addr.clone();
+    loop {
+        let sent = Instant::now();
+        let leader = {
+            let m = shared.raft.metrics();
+            let m = m.borrow();
+            m.current_leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| (l, n.addr.clone()))
+            })
+        };
+        let acked = match leader {
+            Some((l, _)) if l == shared.id => {
+                if shared.raft.ensure_linearizable().await.is_ok() {
+                    shared
+                        .tracker
+                        .seen(shared.id, facts.clone(), Instant::now());
+                    true
+                } else {
+                    false
+                }
+            }
+            Some((_, addr)) => {
+                let url = format!("https://{addr}/cluster/heartbeat");
+                matches!(
+                    shared
+                        .client
+                        .post(&url)
+                        .timeout(every * 2)
+                        .json(&Heartbeat {
+                            id: shared.id,
+                            facts: facts.clone(),
+                        })
+                        .send()
+                        .await,
+                    Ok(r) if r.status().is_success()
+                )
+            }
+            None => false,
+        };
+        if acked {
+            shared.lease.renew(sent);
+        }
+        shared.lease.check(Instant::now());
+        tokio::time::sleep(every.saturating_sub(sent.elapsed())).await;
+    }
+}
+
+/// As leader: propose NodeUp/NodeDown and keep the voter set.
+async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
+    let every = Duration::from_millis(shared.cfg.liveness.heartbeat_ms);
+    let down_after = Duration::from_millis(shared.cfg.liveness.down_after_ms);
+    loop {
+        tokio::time::sleep(every).await;
+        let (state, term, voters, all, unfinished) = {
+            let m = shared.raft.metrics();
+            let m = m.borrow();
+            let mem = m.membership_config.membership();
+            let joint = mem.get_joint_config().len() > 1;
+            let unfinished: Option<BTreeSet<NodeId>> = joint
+                .then(|| mem.get_joint_config().last().cloned())
+                .flatten();
+            let voters: BTreeSet<NodeId> = mem.voter_ids().collect();
+            let all: BTreeSet<NodeId> = mem.nodes().map(|(id, _)| *id).collect();
+            (
+                m.state,
+                m.current_term,
+                (!joint).then_some(voters),
+                all,
+                unfinished,
+            )
+        };
+        if state != ServerState::Leader {
+            shared.tracker.follow();
+            continue;
+        }
+        let now = Instant::now();
+        shared.tracker.lead(term, now);
+
+        // Liveness decisions, level-triggered from the replicated state.
+        let mut fresh = shared.tracker.fresh(now, down_after);
+        // A node removed from the membership is not brought back by stale sightings.
+        fresh.retain(|name, _| all.contains(&node_id_for(name)));
+        let grace_over = shared.tracker.grace_over(now, down_after);
+        let decisions = shared
+            .sm
+            .read(|app| liveness::decide(app, &fresh, grace_over));
+        for d in decisions {
+            let entry = match &d {
+                liveness::Decision::Up(f) => A::node_up(f.clone()),
+                liveness::Decision::Down(n) => A::node_down(n),
+            };
+            if let Err(e) = propose(&shared, &entry).await {
+                tracing::warn!("liveness proposal {d:?} failed: {e}");
+            }
+        }
+
+        // A change left half-done (joint config) by a failed call or a leader change is
+        // finished first.
+        if let Some(target) = unfinished {
+            if let Err(e) = shared.raft.change_membership(target, true).await {
+                tracing::warn!("finishing membership change failed: {e}");
+            }
+            continue;
+        }
+        // Voter set.
+        if let Some(voters) = voters {
+            let plan = membership::plan_voters(&shared.cfg.voters, &voters, &all, |id| {
+                id == shared.id || shared.tracker.alive(id, now, down_after)
+            });
+            if let Some(new) = plan {
+                tracing::info!(?voters, ?new, "changing voters");
+                if let Err(e) = shared.raft.change_membership(new, true).await {
+                    tracing::warn!("change_membership failed: {e}");
+                }
+            }
+        }
+    }
+}

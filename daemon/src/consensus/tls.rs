@@ -1,0 +1,534 @@
+//! The cluster's certificate authority, node certificates, join tokens and the rustls
+//! configurations built from them.
+//!
+//! * The first node makes a CA at bootstrap ([`ClusterCa::generate`]). Every node certificate
+//!   carries the DNS name [`NODE_SERVER_NAME`] and is verified against the CA under that fixed
+//!   name, so a peer is trusted because the cluster CA signed it, whatever address it has.
+//! * A join token is `kommit1.<sha256 of the CA certificate>.<id>.<secret>`, like kubeadm's
+//!   `--discovery-token-ca-cert-hash`: the joining node pins the CA by hash before it trusts the
+//!   server, and the server checks the secret against the hash it stored under the data dir.
+//! * A joining node makes its own key and sends a CSR; its private key never leaves it.
+//!
+//! Files under the data dir (`tls/`, `tokens/`) are written with mode 0600.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The DNS name every node certificate carries and every peer verifies.
+pub const NODE_SERVER_NAME: &str = "kommit-node";
+/// The TLS server name a joining node sends; the server answers it without client auth and
+/// serves only the join endpoint on it.
+pub const JOIN_SERVER_NAME: &str = "join.kommit";
+
+/// Errors of the TLS layer.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Certificate generation or signing failed.
+    #[error("certificate error: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// A PEM file could not be parsed.
+    #[error("invalid pem in {what}: {message}")]
+    Pem {
+        /// Which file or field.
+        what: String,
+        /// What failed.
+        message: String,
+    },
+    /// rustls refused a configuration.
+    #[error("tls configuration error: {0}")]
+    Rustls(String),
+    /// A file under the data dir could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A join token is malformed, unknown, expired or wrong.
+    #[error("invalid join token: {0}")]
+    Token(String),
+}
+
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what: what.into(),
+            message: e.to_string(),
+        })
+}
+
+fn pem_key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem {
+        what: what.into(),
+        message: e.to_string(),
+    })
+}
+
+/// Hex SHA-256 of the CA certificate (DER): the pin a join token carries.
+pub fn ca_hash(ca_pem: &str) -> Result<String, TlsError> {
+    let certs = pem_certs(ca_pem, "ca certificate")?;
+    let first = certs.first().ok_or_else(|| TlsError::Pem {
+        what: "ca certificate".into(),
+        message: "no certificate found".into(),
+    })?;
+    Ok(hex::encode(sha2::Sha256::digest(first.as_ref())))
+}
+
+/// Writes `contents` to `path` with mode 0600 (created that way, never widened).
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(contents).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The cluster CA (certificate and private key).
+#[derive(Clone)]
+pub struct ClusterCa {
+    /// CA certificate, PEM.
+    pub cert_pem: String,
+    /// CA private key, PEM.
+    pub key_pem: String,
+}
+
+impl ClusterCa {
+    /// Makes a new CA.
+    pub fn generate(cluster_name: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("kommit cluster CA {cluster_name}"),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Loads the CA from `dir` (`ca.pem`, `ca.key`).
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            cert_pem: read(&dir.join("ca.pem"))?,
+            key_pem: read(&dir.join("ca.key"))?,
+        })
+    }
+
+    /// Stores the CA in `dir` (`ca.pem`, `ca.key`, both 0600).
+    pub fn store(&self, dir: &Path) -> Result<(), TlsError> {
+        write_private(&dir.join("ca.pem"), self.cert_pem.as_bytes())?;
+        write_private(&dir.join("ca.key"), self.key_pem.as_bytes())
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, TlsError> {
+        let key = KeyPair::from_pem(&self.key_pem)?;
+        Ok(Issuer::from_ca_cert_pem(&self.cert_pem, key)?)
+    }
+
+    fn node_params(params: &mut CertificateParams, name: &str) -> Result<(), TlsError> {
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.subject_alt_names = vec![
+            SanType::DnsName(NODE_SERVER_NAME.try_into()?),
+            SanType::DnsName(JOIN_SERVER_NAME.try_into()?),
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        Ok(())
+    }
+
+    /// Issues a certificate and key for the node `name` (used for the bootstrap node itself).
+    pub fn issue(&self, name: &str) -> Result<NodeIdentity, TlsError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        Self::node_params(&mut params, name)?;
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        Ok(NodeIdentity {
+            ca_pem: self.cert_pem.clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Signs a joining node's CSR. The subject and names are set here, not taken from the CSR.
+    pub fn sign_csr(&self, csr_pem: &str, name: &str) -> Result<String, TlsError> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
+        Self::node_params(&mut csr.params, name)?;
+        Ok(csr.signed_by(&self.issuer()?)?.pem())
+    }
+}
+
+/// Makes a key pair and a CSR for a joining node: (key PEM, CSR PEM).
+pub fn make_csr(name: &str) -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
+/// A node's TLS identity: the CA certificate, its own certificate and key.
+#[derive(Clone)]
+pub struct NodeIdentity {
+    /// Cluster CA certificate, PEM.
+    pub ca_pem: String,
+    /// Node certificate, PEM.
+    pub cert_pem: String,
+    /// Node private key, PEM.
+    pub key_pem: String,
+}
+
+impl NodeIdentity {
+    /// Loads the identity from `dir` (`ca.pem`, `node.pem`, `node.key`).
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            ca_pem: read(&dir.join("ca.pem"))?,
+            cert_pem: read(&dir.join("node.pem"))?,
+            key_pem: read(&dir.join("node.key"))?,
+        })
+    }
+
+    /// Whether an identity is stored in `dir`.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("node.pem").exists() && dir.join("node.key").exists()
+    }
+
+    /// Stores the identity in `dir`, every file 0600.
+    pub fn store(&self, dir: &Path) -> Result<(), TlsError> {
+        write_private(&dir.join("ca.pem"), self.ca_pem.as_bytes())?;
+        write_private(&dir.join("node.pem"), self.cert_pem.as_bytes())?;
+        write_private(&dir.join("node.key"), self.key_pem.as_bytes())
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for c in pem_certs(&self.ca_pem, "ca certificate")? {
+            roots
+                .add(c)
+                .map_err(|e| TlsError::Rustls(format!("ca certificate: {e}")))?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    fn chain(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let mut chain = pem_certs(&self.cert_pem, "node certificate")?;
+        chain.extend(pem_certs(&self.ca_pem, "ca certificate")?);
+        Ok(chain)
+    }
+
+    /// Server config for the cluster port: a client certificate signed by the CA is mandatory.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, ring())
+                .build()
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        let mut cfg = ServerConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain()?, pem_key(&self.key_pem, "node key")?)
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// Server config for the join endpoint: no client certificate (the token authenticates).
+    pub fn join_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut cfg = ServerConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain()?, pem_key(&self.key_pem, "node key")?)
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// Client config for talking to peers: presents this node's certificate and trusts only
+    /// servers whose certificate the cluster CA signed.
+    pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, ring())
+                .build()
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        ClientConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ClusterCaVerifier { inner }))
+            .with_client_auth_cert(self.chain()?, pem_key(&self.key_pem, "node key")?)
+            .map_err(|e| TlsError::Rustls(e.to_string()))
+    }
+}
+
+/// Client config for joining: no client certificate, and the server must present a chain
+/// whose CA certificate hashes to `ca_hash_hex`.
+pub fn join_client_config(ca_hash_hex: &str) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier {
+            ca_hash: ca_hash_hex.to_ascii_lowercase(),
+        }))
+        .with_no_client_auth())
+}
+
+/// Verifies a peer against the cluster CA under the fixed name [`NODE_SERVER_NAME`], whatever
+/// address was dialled.
+#[derive(Debug)]
+struct ClusterCaVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+fn fixed_name() -> ServerName<'static> {
+    ServerName::try_from(NODE_SERVER_NAME).expect("NODE_SERVER_NAME is a valid DNS name")
+}
+
+impl ServerCertVerifier for ClusterCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &fixed_name(), ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Trusts the server only if its chain contains a CA certificate with the pinned hash and the
+/// server certificate verifies against that CA.
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    ca_hash: String,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| hex::encode(sha2::Sha256::digest(c.as_ref())) == self.ca_hash)
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "server's CA does not match the join token's CA hash {}",
+                    self.ca_hash
+                ))
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(ca.clone().into_owned())
+            .map_err(|e| rustls::Error::General(format!("pinned ca: {e}")))?;
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), ring())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], &fixed_name(), ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &ring().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &ring().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ring().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A parsed join token `kommit1.<ca hash>.<id>.<secret>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// Hex SHA-256 of the CA certificate.
+    pub ca_hash: String,
+    /// Token id (names the file under `tokens/`).
+    pub id: String,
+    /// Token secret.
+    pub secret: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    secret_sha256: String,
+    expires_ms: u64,
+}
+
+impl JoinToken {
+    /// Parses a token string.
+    pub fn parse(s: &str) -> Result<Self, TlsError> {
+        let parts: Vec<&str> = s.trim().split('.').collect();
+        let bad = |why: &str| {
+            TlsError::Token(format!("{why} (expected kommit1.<ca-hash>.<id>.<secret>)"))
+        };
+        if parts.len() != 4 || parts[0] != "kommit1" {
+            return Err(bad("malformed token"));
+        }
+        let hexok = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hexok(parts[1], 64) || !hexok(parts[2], 12) || !hexok(parts[3], 32) {
+            return Err(bad("malformed token fields"));
+        }
+        Ok(Self {
+            ca_hash: parts[1].to_ascii_lowercase(),
+            id: parts[2].to_ascii_lowercase(),
+            secret: parts[3].to_ascii_lowercase(),
+        })
+    }
+
+    /// Creates a token for the CA in `tls_dir`, stores its secret hash under `tokens_dir`
+    /// (0600) and returns it. `rand_bytes` supplies 22 random bytes (id and secret).
+    pub fn create(
+        ca_pem: &str,
+        tokens_dir: &Path,
+        rand_bytes: [u8; 22],
+        expires_ms: u64,
+    ) -> Result<Self, TlsError> {
+        let token = Self {
+            ca_hash: ca_hash(ca_pem)?,
+            id: hex::encode(&rand_bytes[..6]),
+            secret: hex::encode(&rand_bytes[6..]),
+        };
+        let stored = StoredToken {
+            secret_sha256: hex::encode(sha2::Sha256::digest(token.secret.as_bytes())),
+            expires_ms,
+        };
+        let json = serde_json::to_vec(&stored).map_err(|e| TlsError::Token(e.to_string()))?;
+        write_private(&tokens_dir.join(&token.id), &json)?;
+        Ok(token)
+    }
+
+    /// Checks this token against the tokens stored under `tokens_dir` at time `now_ms`.
+    pub fn verify(&self, tokens_dir: &Path, now_ms: u64) -> Result<(), TlsError> {
+        let path = tokens_dir.join(&self.id);
+        let bytes = std::fs::read(&path)
+            .map_err(|_| TlsError::Token(format!("unknown token id {}", self.id)))?;
+        let stored: StoredToken = serde_json::from_slice(&bytes)
+            .map_err(|e| TlsError::Token(format!("corrupt token file {}: {e}", path.display())))?;
+        let got = sha2::Sha256::digest(self.secret.as_bytes());
+        let want = hex::decode(&stored.secret_sha256)
+            .map_err(|e| TlsError::Token(format!("corrupt token file {}: {e}", path.display())))?;
+        // Constant-time comparison of the two digests.
+        let diff = got
+            .iter()
+            .zip(want.iter())
+            .fold(want.len() ^ got.len(), |acc, (a, b)| {
+                acc | usize::from(a ^ b)
+            });
+        if diff != 0 {
+            return Err(TlsError::Token(format!(
+                "wrong secret for token id {}",
+                self.id
+            )));
+        }
+        if now_ms > stored.expires_ms {
+            return Err(TlsError::Token(format!("token id {} expired", self.id)));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kommit1.{}.{}.{}", self.ca_hash, self.id, self.secret)
+    }
+}

@@ -1,0 +1,291 @@
+//! Crash test: a node runs as a child process (the `kommit` binary) and is SIGKILLed in the
+//! middle of a stream of acknowledged writes, 20 times. After every restart no acknowledged
+//! entry is lost and its digest matches the two in-process nodes.
+//!
+//! Needs the daemon binary: `cargo build -p kommit-daemon --bin kommit` before the tests.
+
+use kommit_daemon::consensus::kv::{KvApp, KvEntry};
+use kommit_daemon::consensus::liveness::LogFence;
+use kommit_daemon::consensus::node::{Node, NodeConfig};
+use kommit_daemon::consensus::{node_id_for, App};
+use kommit_tests::sim::cluster::wait_until;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn kommit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("kommit");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p kommit-daemon --bin kommit` first",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind(format!("{ip}:0"))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+struct ChildNode {
+    child: Option<Child>,
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(bin: &Path, dir: &Path, listen: &str, bootstrap: bool) -> Child {
+    let mut cmd = Command::new(bin);
+    cmd.arg("daemon")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", listen, "--node-name", "c0"])
+        .args([
+            "--heartbeat-ms",
+            "200",
+            "--lease-ms",
+            "1000",
+            "--down-after-ms",
+            "1600",
+        ])
+        .args(["--snapshot-every", "40"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if bootstrap {
+        cmd.arg("--bootstrap");
+    }
+    cmd.spawn().expect("spawn kommit daemon")
+}
+
+#[derive(serde::Deserialize)]
+struct Status {
+    applied: u64,
+    digest: String,
+}
+
+async fn status(client: &reqwest::Client) -> Option<Status> {
+    client
+        .get("http://localhost/status")
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+fn local(dir: &Path) -> reqwest::Client {
+    kommit_daemon::consensus::local::local_client(dir).expect("local client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
+    let bin = kommit_bin();
+    let root = tempfile::tempdir().expect("temp dir");
+    let cdir = root.path().join("c0");
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut child = ChildNode {
+        child: Some(spawn(&bin, &cdir, &listen, true)),
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || cdir
+            .join("kommit.sock")
+            .exists())
+        .await,
+        "child daemon came up"
+    );
+    let out = Command::new(&bin)
+        .args(["token", "create", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).expect("utf8 token");
+
+    let mut nodes = Vec::new();
+    for (i, ip) in [(1, "127.0.0.2"), (2, "127.0.0.3")] {
+        let mut cfg = NodeConfig::new(
+            &format!("p{i}"),
+            root.path().join(format!("p{i}")),
+            format!("{ip}:0").parse().expect("addr"),
+        );
+        cfg.snapshot_every = 40;
+        cfg.liveness.heartbeat_ms = 200;
+        cfg.liveness.lease_ms = 1000;
+        cfg.liveness.down_after_ms = 1600;
+        nodes.push(
+            Node::<KvApp>::join(cfg, &listen, token.trim(), Box::new(LogFence))
+                .await
+                .expect("join child's cluster"),
+        );
+    }
+    let want: std::collections::BTreeSet<u64> =
+        ["c0", "p1", "p2"].iter().map(|n| node_id_for(n)).collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let m = nodes[0].raft().metrics();
+            let m = m.borrow();
+            let mem = m.membership_config.membership();
+            mem.get_joint_config().len() == 1
+                && mem.voter_ids().collect::<std::collections::BTreeSet<_>>() == want
+        })
+        .await,
+        "3 voters"
+    );
+
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    for round in 0..20 {
+        let client = local(&cdir);
+        let acked2 = acked.clone();
+        let writer = tokio::spawn(async move {
+            for i in 0.. {
+                let key = format!("r{round}-{i}");
+                let value = format!("v{i}");
+                let entry = KvEntry::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                };
+                let r = client
+                    .post("http://localhost/propose")
+                    .timeout(Duration::from_secs(5))
+                    .json(&entry)
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        acked2.lock().expect("acked lock").insert(key, value);
+                    }
+                    _ => break,
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(150..450))).await;
+        if let Some(mut c) = child.child.take() {
+            c.kill().expect("SIGKILL child");
+            c.wait().expect("reap child");
+        }
+        let _ = writer.await;
+        child.child = Some(spawn(&bin, &cdir, &listen, false));
+        let client = local(&cdir);
+        // Converged: the child's applied index and digest equal both in-process nodes'.
+        let mut last = String::new();
+        let mut ok = false;
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(s) = status(&client).await {
+                let others: Vec<(u64, String)> = nodes
+                    .iter()
+                    .map(|n| (n.applied_index(), n.digest()))
+                    .collect();
+                last = format!("child ({}, {}) others {others:?}", s.applied, s.digest);
+                if others.iter().all(|o| o.0 == s.applied && o.1 == s.digest) {
+                    ok = true;
+                    break;
+                }
+            }
+        }
+        assert!(ok, "round {round}: child did not converge: {last}");
+        let state: KvApp = KvApp::restore(
+            &client
+                .get("http://localhost/state")
+                .send()
+                .await
+                .expect("state")
+                .bytes()
+                .await
+                .expect("state body"),
+        )
+        .expect("kv state");
+        let acked = acked.lock().expect("acked lock").clone();
+        assert!(!acked.is_empty());
+        for (k, v) in &acked {
+            assert_eq!(
+                state.kv.get(k),
+                Some(v),
+                "round {round}: acked {k} lost on the child"
+            );
+            assert_eq!(
+                nodes[0].read_local(|a| a.kv.get(k).cloned()).as_ref(),
+                Some(v),
+                "round {round}: acked {k} lost on p1"
+            );
+        }
+    }
+    // The operator commands go through the local socket and become entries everywhere.
+    let out = Command::new(&bin)
+        .args(["node", "drain", "p1", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("node drain");
+    assert!(
+        out.status.success(),
+        "node drain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || nodes[1].read_local(|a| a
+            .nodes
+            .get("p1")
+            .map(|n| n.drained)
+            .unwrap_or(false)))
+        .await,
+        "p1 drained on p2"
+    );
+    let out = Command::new(&bin)
+        .args(["node", "drain", "nosuch", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("node drain");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown node nosuch"));
+    let out = Command::new(&bin)
+        .args(["node", "remove", "p2", "--data-dir"])
+        .arg(&cdir)
+        .output()
+        .expect("node remove");
+    assert!(
+        out.status.success(),
+        "node remove: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let m = nodes[0].raft().metrics();
+            let gone = !m
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .any(|(id, _)| *id == node_id_for("p2"));
+            gone && nodes[0].read_local(|a| !a.nodes.contains_key("p2"))
+        })
+        .await,
+        "p2 removed from membership and node table"
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
