@@ -424,10 +424,12 @@ impl ContainerRuntime for LinuxRuntime {
 
     fn logs(&self, pod: &str, name: &str, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
         let dir = self.check_ctr(pod, name)?;
+        // Follow until the process has ended: a container that is only Created (start still
+        // in flight) has output to come, so it does not end the stream.
         let mut done = || {
             !matches!(
                 self.inspect(pod, name).map(|s| s.state),
-                Ok(ContainerState::Running)
+                Ok(ContainerState::Running | ContainerState::Created)
             )
         };
         logs::stream(
