@@ -3,8 +3,11 @@
 pub mod config;
 pub mod core;
 pub mod meta;
+pub mod placement;
 pub mod pod;
+pub mod probe;
 mod strict;
+pub mod volume;
 pub mod workloads;
 
 use self::config::{ClusterConfig, ClusterSettings};
