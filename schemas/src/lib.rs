@@ -10,6 +10,7 @@
 //! usable from the CLI, from the Git reader and from tests alike.
 
 pub mod checks;
+pub mod cron;
 pub mod diagnostic;
 pub mod load;
 pub mod model;
