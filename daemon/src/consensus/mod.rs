@@ -20,6 +20,7 @@ pub mod api;
 pub mod kv;
 pub mod liveness;
 pub mod local;
+mod loops;
 pub mod membership;
 pub mod network;
 pub mod node;
