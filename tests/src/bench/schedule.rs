@@ -1,4 +1,5 @@
-//! `kommit-bench schedule`: place pods on 1,000 nodes from empty.
+//! `kommit-bench schedule [--pods N] [--nodes M]`: place N pods (default 10,000) on M nodes
+//! (default 1,000) from empty.
 //!
 //! The workload mixes Deployments (100 replicas each; some with a zone nodeSelector, some
 //! with required podAntiAffinity on the hostname) and DaemonSets (one per node pool), all
@@ -7,8 +8,9 @@
 //!   controllers create the pods, the scheduler places them, IPs and endpoints are set;
 //! - `scheduler`: `scheduler::schedule` alone on the same pods.
 //!
-//! Sizes: 1k, 10k, 100k pods (100k is skipped with `--quick`). The last line is
-//! `RESULT schedule pods=10000 nodes=1000 ms=<apply ms> pods_per_s=<y> ...`.
+//! One size per run; the last line is
+//! `RESULT schedule pods=<N> nodes=<M> ms=<apply ms> pods_per_s=<y> ...` where `pods_per_s`
+//! counts placed pods over the whole apply.
 
 use kommit_reconcilers::scheduler::{self, Decision, NodeView, PodView};
 use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Taint};
@@ -17,12 +19,11 @@ use kommit_schemas::{DesiredState, Limits, SourceTree};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-const NODES: usize = 1000;
 const POOLS: usize = 10;
 const REPLICAS: usize = 100;
 
-fn nodes() -> Vec<NodeInfo> {
-    (0..NODES)
+fn nodes(count: usize) -> Vec<NodeInfo> {
+    (0..count)
         .map(|i| {
             let mut labels = BTreeMap::new();
             labels.insert("zone".to_string(), format!("z{}", i % 4));
@@ -49,12 +50,12 @@ fn nodes() -> Vec<NodeInfo> {
         .collect()
 }
 
-fn manifests(pods: usize) -> DesiredState {
-    let ds_pods_per_set = NODES / POOLS;
+fn manifests(pods: usize, nodes: usize) -> DesiredState {
+    let ds_pods_per_set = (nodes / POOLS).max(1);
     let daemon_sets = (pods / 5) / ds_pods_per_set;
     let deployments = (pods - daemon_sets * ds_pods_per_set) / REPLICAS;
     let mut tree = SourceTree::default();
-    // 1,000 nodes need more than the default /16's 256 node CIDRs.
+    // 1,000 nodes need more than the default /16's 256 node CIDRs; a /9 holds 32,768.
     tree.add(
         "kommit.yaml",
         b"apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: bench\nspec:\n  podCIDR: 10.128.0.0/9\n".to_vec(),
@@ -99,8 +100,8 @@ struct Run {
     sched_ms: f64,
 }
 
-fn run(pods: usize) -> Run {
-    let desired = manifests(pods);
+fn run(pods: usize, node_count: usize) -> Run {
+    let desired = manifests(pods, node_count);
     let mut state = ClusterState::new();
     let bootstrap = DesiredState {
         config: desired.config.clone(),
@@ -115,7 +116,7 @@ fn run(pods: usize) -> Run {
         },
         1,
     );
-    for n in nodes() {
+    for n in nodes(node_count) {
         state.apply(&Entry::NodeUp { info: n }, 1);
     }
     let adopt = Entry::Adopt {
@@ -189,36 +190,43 @@ fn run(pods: usize) -> Run {
     }
 }
 
-/// Runs the benchmark; `args` may hold `--quick` (skip 100k).
-pub fn main(args: &[String]) -> anyhow::Result<()> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick {
-        &[1_000, 10_000]
-    } else {
-        &[1_000, 10_000, 100_000]
-    };
-    let mut headline = None;
-    println!("schedule: {NODES} nodes, Deployments of {REPLICAS} replicas (20% with a zone selector, 10% with hostname anti-affinity) + DaemonSets per node pool");
-    for &n in sizes {
-        let r = run(n);
-        let pps = |ms: f64| (r.placed as f64 / (ms / 1000.0)).round();
-        println!(
-            "  pods={:>6} placed={:>6} apply_ms={:>9.1} apply_pods_per_s={:>9} scheduler_ms={:>9.1} scheduler_pods_per_s={:>9}",
-            r.pods, r.placed, r.apply_ms, pps(r.apply_ms), r.sched_ms, pps(r.sched_ms)
-        );
-        if n == 10_000 {
-            headline = Some((
-                r.apply_ms,
-                pps(r.apply_ms),
-                r.sched_ms,
-                pps(r.sched_ms),
-                r.placed,
-            ));
+fn flag(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            let v = args
+                .get(i + 1)
+                .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?;
+            v.parse()
+                .map_err(|e| anyhow::anyhow!("{name} {v}: not a count: {e}"))
         }
     }
-    let (ms, pps, sms, spps, placed) = headline.expect("10k is always measured");
+}
+
+/// Runs the benchmark; `args` may hold `--pods N` (default 10000) and `--nodes M` (default
+/// 1000).
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    for a in args {
+        if a.starts_with("--") && a != "--pods" && a != "--nodes" {
+            anyhow::bail!("unknown option {a} (known: --pods N, --nodes M)");
+        }
+    }
+    let pods = flag(args, "--pods", 10_000)?;
+    let nodes = flag(args, "--nodes", 1_000)?;
+    if pods < 100 || nodes < POOLS || nodes > 30_000 {
+        anyhow::bail!("--pods must be at least 100 and --nodes between {POOLS} and 30000");
+    }
+    println!("schedule: {pods} pods on {nodes} nodes: Deployments of {REPLICAS} replicas (20% with a zone selector, 10% with hostname anti-affinity) + DaemonSets per node pool");
+    let r = run(pods, nodes);
+    let pps = |ms: f64| (r.placed as f64 / (ms / 1000.0)).round();
     println!(
-        "RESULT schedule pods=10000 nodes={NODES} ms={ms:.1} pods_per_s={pps} placed={placed} scheduler_ms={sms:.1} scheduler_pods_per_s={spps}"
+        "RESULT schedule pods={} nodes={nodes} ms={:.1} pods_per_s={} placed={} scheduler_ms={:.1} scheduler_pods_per_s={}",
+        r.pods,
+        r.apply_ms,
+        pps(r.apply_ms),
+        r.placed,
+        r.sched_ms,
+        pps(r.sched_ms)
     );
     Ok(())
 }

@@ -1,0 +1,94 @@
+//! Scoring: among the nodes that pass every filter, the pod goes to the one with the fewest
+//! pods of its owner (spread), then the least allocated after adding its requests, then the
+//! highest rendezvous hash of (pod uid, node name).
+//!
+//! This is the hot loop (pods x candidate nodes), so it reads flat per-node arrays, skips a
+//! node on spread before anything else, takes the least-allocated score from a per-group
+//! cache (only the node a pod lands on changes, so one entry is refreshed per placement),
+//! and hashes only on ties.
+
+use super::{Res, Scheduler};
+use crate::ids::{fnv64, mix};
+
+/// Least-allocated score (0..=100, higher is emptier) of a node after adding `cpu` and
+/// `mem`: the mean of the free cpu and free memory percentages, rounded down.
+pub(super) fn least_allocated(r: &Res, cpu: u64, mem: u64) -> u64 {
+    let part = |used: u64, req: u64, cap: u64| {
+        cap.saturating_sub(used.saturating_add(req))
+            .saturating_mul(100)
+            .checked_div(cap)
+            .unwrap_or(0)
+    };
+    (part(r.cpu_used, cpu, r.cpu_cap) + part(r.mem_used, mem, r.mem_cap)) / 2
+}
+
+const NONE: usize = usize::MAX;
+
+impl Scheduler<'_> {
+    /// Makes the least-allocated cache hold group `g`'s scores on its candidates.
+    pub(super) fn cache_scores(&mut self, g: usize) {
+        if self.score_group == g {
+            return;
+        }
+        let grp = &self.groups[g];
+        let cands = grp
+            .candidates
+            .as_deref()
+            .expect("candidates are computed before scores");
+        for &n in cands {
+            let n = n as usize;
+            self.score[n] = least_allocated(&self.res[n], grp.cpu, grp.mem);
+        }
+        self.score_group = g;
+    }
+
+    /// Refreshes the cached score of node `n` after a placement changed its usage.
+    pub(super) fn refresh_score(&mut self, n: usize) {
+        if let Some(grp) = self.groups.get(self.score_group) {
+            self.score[n] = least_allocated(&self.res[n], grp.cpu, grp.mem);
+        }
+    }
+
+    /// The best candidate node for a pod of group `g` with `uid`, if any fits. The group's
+    /// candidates and cached scores must be current.
+    pub(super) fn best_node(&self, g: usize, uid: &str) -> Option<usize> {
+        debug_assert_eq!(self.score_group, g);
+        let grp = &self.groups[g];
+        let cands = grp
+            .candidates
+            .as_deref()
+            .expect("candidates are computed before scoring");
+        let spread = &self.owner_counts[grp.owner];
+        let (cpu, mem) = (grp.cpu, grp.mem);
+        let slow = !grp.ports.is_empty() || !grp.carries.is_empty() || !grp.matches.is_empty();
+        let uid_hash = fnv64(uid.as_bytes());
+        let (mut best, mut best_spread, mut best_free) = (NONE, 0u32, 0u64);
+        let mut best_hash: Option<u64> = None;
+        for &n in cands {
+            let n = n as usize;
+            let s = spread[n];
+            if best != NONE && s > best_spread {
+                continue;
+            }
+            let r = &self.res[n];
+            if r.pods >= r.max_pods
+                || r.cpu_used.saturating_add(cpu) > r.cpu_cap
+                || r.mem_used.saturating_add(mem) > r.mem_cap
+                || (slow && !self.fits_slow(g, n))
+            {
+                continue;
+            }
+            let free = self.score[n];
+            if best == NONE || s < best_spread || free > best_free {
+                (best, best_spread, best_free, best_hash) = (n, s, free, None);
+            } else if free == best_free {
+                let h = mix(uid_hash, self.name_hash[n]);
+                let bh = *best_hash.get_or_insert_with(|| mix(uid_hash, self.name_hash[best]));
+                if h > bh {
+                    (best, best_hash) = (n, Some(h));
+                }
+            }
+        }
+        (best != NONE).then_some(best)
+    }
+}
