@@ -12,11 +12,19 @@ const MAX_SCAN: u64 = 1 << 20;
 
 /// The lowest `mask`-sized subnet of `cluster` not in `used`, if any.
 pub fn node_cidr(cluster: Ipv4Net, mask: u8, used: &BTreeSet<Ipv4Net>) -> Option<Ipv4Net> {
+    // Walk the subnets and the (sorted) used set together: the first subnet the set skips
+    // is free. Linear in the nodes, where a lookup per subnet would add a log factor.
+    let mut taken = used
+        .range(Ipv4Net::new(cluster.network(), mask).ok()?..)
+        .peekable();
     cluster
         .subnets(mask)
         .ok()?
         .take(MAX_SCAN as usize)
-        .find(|s| !used.contains(s))
+        .find(|s| {
+            while taken.next_if(|t| *t < s).is_some() {}
+            taken.next_if_eq(&s).is_none()
+        })
 }
 
 /// How many pod IPs a node CIDR holds: all but network, gateway (.1) and broadcast.
@@ -27,11 +35,21 @@ pub fn pod_capacity(cidr: Ipv4Net) -> u32 {
 
 /// The lowest free pod IP of `cidr` (offsets from 2 up, skipping broadcast).
 pub fn pod_ip(cidr: Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    pod_ip_from(cidr, used, 0).map(|(ip, _)| ip)
+}
+
+/// [`pod_ip`] for callers that allocate several IPs in a row from a growing `used`: the
+/// search starts at slot `from` (every lower slot must be taken) and also returns the slot
+/// to start the next search at.
+pub fn pod_ip_from(cidr: Ipv4Net, used: &BTreeSet<Ipv4Addr>, from: u64) -> Option<(Ipv4Addr, u64)> {
     let base = u32::from(cidr.network());
     let cap = u64::from(pod_capacity(cidr));
-    (0..cap.min(MAX_SCAN))
-        .map(|i| Ipv4Addr::from(base + 2 + u32::try_from(i).expect("bounded by MAX_SCAN")))
-        .find(|ip| !used.contains(ip))
+    (from..cap.min(MAX_SCAN))
+        .map(|i| {
+            let ip = Ipv4Addr::from(base + 2 + u32::try_from(i).expect("bounded by MAX_SCAN"));
+            (ip, i + 1)
+        })
+        .find(|(ip, _)| !used.contains(ip))
 }
 
 /// The gateway (bridge) address of a node CIDR: its first host.

@@ -68,11 +68,7 @@ impl ClusterState {
     pub fn apply(&mut self, entry: &Entry, at: Millis) -> Effects {
         let mut fx = Effects::default();
         self.now = self.now.max(at);
-        let before: BTreeMap<String, (String, Option<String>)> = self
-            .pods
-            .iter()
-            .map(|(k, p)| (k.clone(), (p.uid.clone(), p.node.clone())))
-            .collect();
+        let before = self.bound_pods();
         match entry {
             Entry::Adopt {
                 commit,
@@ -128,7 +124,7 @@ impl ClusterState {
             Entry::Tick => {}
         }
         controllers::reconcile(self, &mut fx);
-        self.diff_pods(&before, &mut fx);
+        self.diff_pods(before, &mut fx);
         fx
     }
 
@@ -187,29 +183,47 @@ impl ClusterState {
         }
     }
 
-    fn diff_pods(&self, before: &BTreeMap<String, (String, Option<String>)>, fx: &mut Effects) {
-        for (k, (uid, node)) in before {
-            let Some(node) = node else { continue };
-            let same = self
-                .pods
-                .get(k)
-                .is_some_and(|p| &p.uid == uid && p.node.as_ref() == Some(node));
-            if !same {
-                fx.stop.entry(node.clone()).or_default().push(PodRef {
-                    pod: k.clone(),
-                    uid: uid.clone(),
-                });
+    /// Every bound pod as (key, uid, node), in key order.
+    fn bound_pods(&self) -> Vec<(String, String, String)> {
+        self.pods
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), p.uid.clone(), p.node.clone()?)))
+            .collect()
+    }
+
+    /// Pods to stop (bound before, and now gone, rebound or another incarnation) and to
+    /// start (bound now, and not the same binding before): one merge of two key-ordered
+    /// lists.
+    fn diff_pods(&self, before: Vec<(String, String, String)>, fx: &mut Effects) {
+        let mut now = self
+            .pods
+            .iter()
+            .filter_map(|(k, p)| Some((k, &p.uid, p.node.as_ref()?)))
+            .peekable();
+        let mut before = before.into_iter().peekable();
+        loop {
+            let order = match (before.peek(), now.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(b), Some(n)) => b.0.as_str().cmp(n.0.as_str()),
+            };
+            let old = if order.is_le() { before.next() } else { None };
+            let new = if order.is_ge() { now.next() } else { None };
+            let same = match (&old, &new) {
+                (Some((_, uid, node)), Some((_, nuid, nnode))) => uid == *nuid && node == *nnode,
+                _ => false,
+            };
+            if same {
+                continue;
             }
-        }
-        for (k, p) in &self.pods {
-            let Some(node) = &p.node else { continue };
-            let same = before
-                .get(k)
-                .is_some_and(|(uid, n)| uid == &p.uid && n.as_ref() == Some(node));
-            if !same {
+            if let Some((pod, uid, node)) = old {
+                fx.stop.entry(node).or_default().push(PodRef { pod, uid });
+            }
+            if let Some((pod, uid, node)) = new {
                 fx.start.entry(node.clone()).or_default().push(PodRef {
-                    pod: k.clone(),
-                    uid: p.uid.clone(),
+                    pod: pod.clone(),
+                    uid: uid.clone(),
                 });
             }
         }

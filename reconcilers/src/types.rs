@@ -7,6 +7,7 @@ use kommit_schemas::model::pod::{PodSpec, TaintEffect};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// The proposer's timestamp, milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -191,8 +192,11 @@ pub struct PodRecord {
     pub template_hash: String,
     /// Labels (template labels plus `pod-template-hash` for ReplicaSet pods).
     pub labels: BTreeMap<String, String>,
-    /// The spec the node runs.
-    pub spec: PodSpec,
+    /// The spec the node runs. Shared with the other pods made from the same template (a
+    /// ReplicaSet or DaemonSet makes thousands of identical specs); it serializes as a plain
+    /// spec.
+    #[serde(with = "shared_spec")]
+    pub spec: Arc<PodSpec>,
     /// The node it is bound to; None while Pending.
     pub node: Option<String>,
     /// For DaemonSet pods: the only node it may run on.
@@ -216,6 +220,21 @@ pub struct PodRecord {
     pub created_at: Millis,
     /// Creation order inside its owner (newest is highest).
     pub serial: u64,
+}
+
+/// Serde for `Arc<PodSpec>` as the spec itself, so the bytes are those of an unshared spec.
+mod shared_spec {
+    use kommit_schemas::model::pod::PodSpec;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(spec: &Arc<PodSpec>, s: S) -> Result<S::Ok, S::Error> {
+        spec.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<PodSpec>, D::Error> {
+        PodSpec::deserialize(d).map(Arc::new)
+    }
 }
 
 impl PodRecord {

@@ -16,6 +16,7 @@ use crate::types::Owner;
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{DaemonSet, DaemonSetStrategyType};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Nodes a DaemonSet's pods belong on, sorted.
 pub fn eligible_nodes(state: &ClusterState, ds: &DaemonSet) -> Vec<String> {
@@ -120,6 +121,7 @@ fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) 
     let rec = state.daemon_sets.entry(key.to_owned()).or_default();
     let mut serial = rec.next_serial;
     let mut created = Vec::new();
+    let spec = Arc::new(ds.spec.template.spec.clone());
     for node in &eligible {
         if by_node.contains_key(node) {
             continue;
@@ -139,7 +141,7 @@ fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) 
             Owner::DaemonSet(key.to_owned()),
             &hash,
             ds.spec.template.metadata.labels.clone(),
-            &ds.spec.template.spec,
+            &spec,
             serial,
             now,
         );

@@ -11,6 +11,7 @@ use crate::types::{DeploymentStatus, Effects, Millis, Owner, ReplicaSetRecord, R
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{Deployment, DeploymentStrategyType};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The label carrying a pod's template hash.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -400,6 +401,7 @@ fn sync_replica_set(
         }
     } else if have.len() < want {
         let rs = rs.clone();
+        let spec = Arc::new(rs.template.spec.clone());
         let mut serial = rs.next_serial;
         let now = state.now;
         let mut guard = 0;
@@ -425,7 +427,7 @@ fn sync_replica_set(
                 owner.clone(),
                 &rs.template_hash,
                 rs.template.metadata.labels.clone(),
-                &rs.template.spec,
+                &spec,
                 serial - 1,
                 now,
             );

@@ -17,12 +17,15 @@ pub mod deployment;
 
 use crate::alloc;
 use crate::ids;
-use crate::scheduler::{self, Decision, NodeView, PodView};
+use crate::scheduler::{self, NodeView, Placement, PodView};
 use crate::state::ClusterState;
-use crate::types::{Effects, Endpoint, IpChange, Owner, PodPhase, PodRecord, PodStatusChange};
+use crate::types::{
+    Effects, Endpoint, IpChange, NodeRecord, Owner, PodPhase, PodRecord, PodStatusChange,
+};
 use kommit_schemas::model::pod::{PodSpec, RestartPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Records one status report. Reports for another UID (an older incarnation) or from a node
 /// the pod is not bound to are ignored.
@@ -100,7 +103,7 @@ pub(crate) fn new_pod(
     owner: Owner,
     template_hash: &str,
     labels: BTreeMap<String, String>,
-    spec: &PodSpec,
+    spec: &Arc<PodSpec>,
     serial: u64,
     now: crate::types::Millis,
 ) -> PodRecord {
@@ -118,7 +121,7 @@ pub(crate) fn new_pod(
         owner,
         template_hash: template_hash.to_owned(),
         labels,
-        spec: spec.clone(),
+        spec: Arc::clone(spec),
         node: None,
         pinned_node: None,
         pod_ip: None,
@@ -168,7 +171,7 @@ fn bare_pods(state: &mut ClusterState) {
             Owner::Pod(key.clone()),
             &hash,
             d.metadata.labels.clone(),
-            &d.spec,
+            &Arc::new(d.spec.clone()),
             serial,
             now,
         ));
@@ -242,12 +245,22 @@ fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
     if state.pods.values().all(|p| p.node.is_some()) {
         return;
     }
-    let decisions = {
-        let owner_ids: BTreeMap<&String, String> =
-            state.pods.iter().map(|(k, p)| (k, p.owner.id())).collect();
-        let nodes: Vec<NodeView> = state
-            .nodes
-            .values()
+    let nodes: Vec<&NodeRecord> = state.nodes.values().collect();
+    // (position in `state.pods`, placement), in key order.
+    let placements: Vec<(usize, Placement)> = {
+        // Owner ids, one per run of pods with the same owner (pods come in key order).
+        let mut owner_ids: Vec<String> = Vec::new();
+        let mut owner_of: Vec<usize> = Vec::with_capacity(state.pods.len());
+        let mut last: Option<&Owner> = None;
+        for p in state.pods.values() {
+            if last != Some(&p.owner) {
+                owner_ids.push(p.owner.id());
+                last = Some(&p.owner);
+            }
+            owner_of.push(owner_ids.len() - 1);
+        }
+        let views: Vec<NodeView> = nodes
+            .iter()
             .map(|n| NodeView {
                 name: &n.info.name,
                 ready: n.ready,
@@ -263,49 +276,79 @@ fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
             })
             .collect();
         let mut pending = Vec::new();
+        let mut pending_pos = Vec::new();
         let mut bound = Vec::new();
-        for (k, p) in &state.pods {
+        for (i, (k, p)) in state.pods.iter().enumerate() {
+            let owner = owner_ids[owner_of[i]].as_str();
             match &p.node {
                 None => {
                     if p.phase == PodPhase::Pending {
-                        pending.push(pod_view(k, p, &owner_ids[k]));
+                        pending.push(pod_view(k, p, owner));
+                        pending_pos.push(i);
                     }
                 }
-                Some(n) => bound.push((pod_view(k, p, &owner_ids[k]), n.as_str())),
+                Some(n) => bound.push((pod_view(k, p, owner), n.as_str())),
             }
         }
-        scheduler::schedule(&pending, &nodes, &bound)
+        let mut out: Vec<(usize, Placement)> =
+            scheduler::schedule_indexed(&pending, &views, &bound)
+                .into_iter()
+                .map(|(i, p)| (pending_pos[i], p))
+                .collect();
+        // Already in key order (pending is); sorting keeps that explicit.
+        out.sort_by_key(|(pos, _)| *pos);
+        out
     };
-    let mut used: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
-    if decisions.values().any(|d| matches!(d, Decision::Bind(_))) {
+    // Pod IPs in use per node (only needed once something binds), and where each node's
+    // lowest-free search resumes.
+    let mut used: Vec<BTreeSet<Ipv4Addr>> = vec![BTreeSet::new(); nodes.len()];
+    let mut next_slot: Vec<u64> = vec![0; nodes.len()];
+    if placements
+        .iter()
+        .any(|(_, p)| matches!(p, Placement::Node(_)))
+    {
+        let index: BTreeMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.info.name.as_str(), i))
+            .collect();
         for p in state.pods.values() {
             if let (Some(n), Some(ip)) = (&p.node, p.pod_ip) {
-                used.entry(n.clone()).or_default().insert(ip);
+                if let Some(&i) = index.get(n.as_str()) {
+                    used[i].insert(ip);
+                }
             }
         }
     }
-    for (key, d) in decisions {
-        let Some(p) = state.pods.get_mut(&key) else {
+    let mut todo = placements.into_iter().peekable();
+    for (pos, (key, p)) in state.pods.iter_mut().enumerate() {
+        let Some((_, placement)) = todo.next_if(|(at, _)| *at == pos) else {
             continue;
         };
-        match d {
-            Decision::Bind(node) => {
-                let cidr = state.nodes.get(&node).and_then(|n| n.pod_cidr);
-                let taken = used.entry(node.clone()).or_default();
-                let Some(ip) = cidr.and_then(|c| alloc::pod_ip(c, taken)) else {
+        match placement {
+            Placement::Node(n) => {
+                let node = &nodes[n].info.name;
+                let Some((ip, next)) = nodes[n]
+                    .pod_cidr
+                    .and_then(|c| alloc::pod_ip_from(c, &used[n], next_slot[n]))
+                else {
                     // Cannot happen: max_pods is capped by the CIDR's capacity.
                     p.reason = Some(format!("no free pod IP in node {node}'s pod CIDR"));
                     continue;
                 };
-                taken.insert(ip);
-                p.node = Some(node);
+                used[n].insert(ip);
+                next_slot[n] = next;
+                p.node = Some(node.clone());
                 p.pod_ip = Some(ip);
                 p.reason = None;
-                fx.ips.push(IpChange::Pod { pod: key, ip });
+                fx.ips.push(IpChange::Pod {
+                    pod: key.clone(),
+                    ip,
+                });
             }
-            Decision::Unschedulable(reason) => {
+            Placement::Unschedulable(reason) => {
                 if p.reason.as_deref() != Some(reason.as_str()) {
-                    fx.unschedulable.insert(key, reason.clone());
+                    fx.unschedulable.insert(key.clone(), reason.clone());
                     p.reason = Some(reason);
                 }
             }
