@@ -123,7 +123,7 @@ fn random_pods(rng: &mut ChaCha8Rng, groups: usize, nodes: &[NodeInfo]) -> Vec<P
         } else {
             rng.gen_range(1..=80)
         };
-        for i in 0..count {
+        for (i, pin) in (0..count).zip(nodes.iter().cycle()) {
             let key = format!("ns{}/g{g}-{i:03}", g % 3);
             pods.push(Pod {
                 uid: format!("uid-{:016x}", rng.gen::<u64>()),
@@ -131,7 +131,7 @@ fn random_pods(rng: &mut ChaCha8Rng, groups: usize, nodes: &[NodeInfo]) -> Vec<P
                 hash: format!("h{g}"),
                 labels: labels.clone(),
                 spec: spec.clone(),
-                pinned: daemon.then(|| nodes[i].name.clone()),
+                pinned: daemon.then(|| pin.name.clone()),
                 key,
             });
         }

@@ -85,12 +85,13 @@ fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) 
         .unwrap_or_else(|| resolve(&IntOrString::Int(1), eligible_n, false))
         .max(1);
 
-    // One pod per node: drop pods on ineligible nodes and duplicates.
+    // One pod per node: drop pods on ineligible nodes and duplicates. `eligible` is sorted
+    // (node map order), so membership is a binary search.
     let mut by_node: BTreeMap<String, String> = BTreeMap::new();
     for k in keys {
         let p = &state.pods[&k];
         let node = p.pinned_node.clone().unwrap_or_default();
-        if !eligible.contains(&node) || by_node.contains_key(&node) {
+        if eligible.binary_search(&node).is_err() || by_node.contains_key(&node) {
             state.pods.remove(&k);
         } else {
             by_node.insert(node, k);

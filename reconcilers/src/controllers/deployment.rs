@@ -111,8 +111,17 @@ pub(crate) fn reconcile(
         .iter()
         .map(|(k, d)| (k.clone(), d.clone()))
         .collect();
+    // Each Deployment's ReplicaSets, in key order (a sync only touches its own).
+    let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, rs) in &state.replica_sets {
+        owned
+            .entry(rs.deployment.clone())
+            .or_default()
+            .push(k.clone());
+    }
     for (key, d) in deployments {
-        sync_deployment(state, &key, &d, &mut index, fx, recreating);
+        let mine = owned.remove(&key).unwrap_or_default();
+        sync_deployment(state, &key, &d, mine, &mut index, fx, recreating);
     }
     state
         .replica_sets
@@ -141,10 +150,12 @@ fn counts(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the pass state is threaded through
 fn sync_deployment(
     state: &mut ClusterState,
     key: &str,
     d: &Deployment,
+    mut mine: Vec<String>,
     index: &mut BTreeMap<Owner, Vec<String>>,
     fx: &mut Effects,
     recreating: &mut BTreeSet<String>,
@@ -159,12 +170,6 @@ fn sync_deployment(
     let rs_name = format!("{name}-{hash}");
     let new_key = format!("{ns}/{rs_name}");
 
-    let mut mine: Vec<String> = state
-        .replica_sets
-        .iter()
-        .filter(|(_, rs)| rs.deployment == key)
-        .map(|(k, _)| k.clone())
-        .collect();
     let max_rev = mine
         .iter()
         .map(|k| state.replica_sets[k].revision)

@@ -117,8 +117,9 @@ struct Group {
     carries: Vec<usize>,
     /// Terms whose selector matches this group's pods.
     matches: Vec<usize>,
-    /// Nodes passing the static filters (computed lazily, unpinned pods only).
-    candidates: Option<Vec<u32>>,
+    /// Nodes passing the static filters, an index into `Scheduler::candidate_lists`
+    /// (computed lazily, unpinned pods only).
+    candidates: Option<usize>,
 }
 
 /// A node's capacity and what is placed on it so far.
@@ -167,6 +168,10 @@ struct Scheduler<'a> {
     /// The last group looked up (pods come sorted, so a group's pods are mostly adjacent).
     last_group: Option<(&'a str, &'a str, usize)>,
     owners: BTreeMap<&'a str, usize>,
+    /// Node lists passing the static filters, shared by groups whose static constraints
+    /// (tolerations, nodeSelector, node affinity) are equal, keyed by those constraints.
+    candidate_lists: Vec<Vec<u32>>,
+    candidate_index: BTreeMap<String, usize>,
     /// Pods per owner per node.
     owner_counts: Vec<Vec<u32>>,
     /// Least-allocated score of each candidate node for group `score_group`.
@@ -217,6 +222,8 @@ impl<'a> Scheduler<'a> {
             group_index: BTreeMap::new(),
             last_group: None,
             owners: BTreeMap::new(),
+            candidate_lists: Vec::new(),
+            candidate_index: BTreeMap::new(),
             owner_counts: Vec::new(),
             score: vec![0; count],
             score_group: usize::MAX,
@@ -364,6 +371,29 @@ impl<'a> Scheduler<'a> {
         self.refresh_score(n);
     }
 
+    /// The candidate list of unpinned pods with `spec`: the nodes passing the static filters.
+    fn candidates(&mut self, spec: &PodSpec) -> usize {
+        let key = serde_json::to_string(&(
+            &spec.tolerations,
+            &spec.node_selector,
+            spec.affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref()),
+        ))
+        .expect("specs are JSON-representable");
+        if let Some(&i) = self.candidate_index.get(&key) {
+            return i;
+        }
+        let list: Vec<u32> = (0..self.nodes.len())
+            .filter(|&n| self.static_reason(spec, None, n).is_none())
+            .map(|n| u32::try_from(n).expect("fewer than 2^32 nodes"))
+            .collect();
+        self.candidate_lists.push(list);
+        self.candidate_index
+            .insert(key, self.candidate_lists.len() - 1);
+        self.candidate_lists.len() - 1
+    }
+
     fn choose(&mut self, g: usize, p: &PodView<'a>) -> Result<usize, String> {
         if let Some(pin) = p.pinned_node {
             let n = self.node_index.get(pin).map(|&i| i as usize);
@@ -381,10 +411,7 @@ impl<'a> Scheduler<'a> {
             }
         }
         if self.groups[g].candidates.is_none() {
-            let c: Vec<u32> = (0..self.nodes.len())
-                .filter(|&n| self.static_reason(p.spec, None, n).is_none())
-                .map(|n| u32::try_from(n).expect("fewer than 2^32 nodes"))
-                .collect();
+            let c = self.candidates(p.spec);
             self.groups[g].candidates = Some(c);
         }
         self.cache_scores(g);

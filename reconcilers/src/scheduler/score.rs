@@ -31,10 +31,9 @@ impl Scheduler<'_> {
             return;
         }
         let grp = &self.groups[g];
-        let cands = grp
+        let cands = &self.candidate_lists[grp
             .candidates
-            .as_deref()
-            .expect("candidates are computed before scores");
+            .expect("candidates are computed before scores")];
         for &n in cands {
             let n = n as usize;
             self.score[n] = least_allocated(&self.res[n], grp.cpu, grp.mem);
@@ -54,10 +53,9 @@ impl Scheduler<'_> {
     pub(super) fn best_node(&self, g: usize, uid: &str) -> Option<usize> {
         debug_assert_eq!(self.score_group, g);
         let grp = &self.groups[g];
-        let cands = grp
+        let cands = &self.candidate_lists[grp
             .candidates
-            .as_deref()
-            .expect("candidates are computed before scoring");
+            .expect("candidates are computed before scoring")];
         let spread = &self.owner_counts[grp.owner];
         let (cpu, mem) = (grp.cpu, grp.mem);
         let slow = !grp.ports.is_empty() || !grp.carries.is_empty() || !grp.matches.is_empty();

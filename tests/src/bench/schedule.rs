@@ -213,7 +213,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
     let pods = flag(args, "--pods", 10_000)?;
     let nodes = flag(args, "--nodes", 1_000)?;
-    if pods < 100 || nodes < POOLS || nodes > 30_000 {
+    if pods < 100 || !(POOLS..=30_000).contains(&nodes) {
         anyhow::bail!("--pods must be at least 100 and --nodes between {POOLS} and 30000");
     }
     println!("schedule: {pods} pods on {nodes} nodes: Deployments of {REPLICAS} replicas (20% with a zone selector, 10% with hostname anti-affinity) + DaemonSets per node pool");
