@@ -134,6 +134,28 @@ mod tests {
     }
 
     #[test]
+    fn resumed_pod_ip_searches_match_fresh_ones() {
+        let c = net("10.244.7.0/26");
+        // Some slots taken up front, with gaps.
+        let mut used: BTreeSet<Ipv4Addr> = [2u32, 3, 5, 9, 10, 40]
+            .iter()
+            .map(|o| Ipv4Addr::from(u32::from(c.network()) + o))
+            .collect();
+        let mut fresh = used.clone();
+        let mut slot = 0;
+        loop {
+            let want = pod_ip(c, &fresh);
+            let got = pod_ip_from(c, &used, slot);
+            assert_eq!(got.map(|(ip, _)| ip), want);
+            let Some((ip, next)) = got else { break };
+            used.insert(ip);
+            fresh.insert(ip);
+            slot = next;
+        }
+        assert_eq!(used.len() as u32, pod_capacity(c));
+    }
+
+    #[test]
     fn service_ips_honour_requests_and_probe_deterministically() {
         let r = net("10.96.0.0/24");
         let used = BTreeSet::new();

@@ -12,7 +12,7 @@
 mod common;
 use common::*;
 use kommit_reconcilers::scheduler::{schedule, Decision, NodeView, PodView};
-use kommit_reconcilers::{ClusterState, Entry, NodeInfo, PodPhase, PodStatusChange, Taint};
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Taint};
 use kommit_schemas::model::pod::{PodSpec, TaintEffect};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -374,24 +374,9 @@ fn replay_digest(seed: u64, n_nodes: usize) -> (String, usize) {
             let fx = s.apply(&e, t);
             most_pending = most_pending.max(fold(&mut h, &s, &fx));
             // Most bound pods report ready.
-            let mut by_node: BTreeMap<String, Vec<PodStatusChange>> = BTreeMap::new();
-            for (k, p) in &s.pods {
-                if let Some(n) = &p.node {
-                    if !p.ready && !rng.gen_ratio(1, 5) {
-                        by_node.entry(n.clone()).or_default().push(PodStatusChange {
-                            pod: k.clone(),
-                            uid: p.uid.clone(),
-                            phase: PodPhase::Running,
-                            ready: true,
-                            containers: vec![],
-                            pod_ip: p.pod_ip,
-                        });
-                    }
-                }
-            }
-            for (node, changes) in by_node {
+            for e in ready_entries(&s, |_| !rng.gen_ratio(1, 5)) {
                 t += 10;
-                let fx = s.apply(&Entry::PodStatus { node, changes }, t);
+                let fx = s.apply(&e, t);
                 fold(&mut h, &s, &fx);
             }
         }

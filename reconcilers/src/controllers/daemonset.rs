@@ -35,7 +35,7 @@ pub fn eligible_nodes(state: &ClusterState, ds: &DaemonSet) -> Vec<String> {
 }
 
 pub(crate) fn reconcile(state: &mut ClusterState) {
-    let index = pods_by_owner(state);
+    let mut index = pods_by_owner(state);
     // Pods of deleted DaemonSets go.
     for (owner, keys) in &index {
         if let Owner::DaemonSet(k) = owner {
@@ -49,17 +49,14 @@ pub(crate) fn reconcile(state: &mut ClusterState) {
     state
         .daemon_sets
         .retain(|k, _| state.desired.daemon_sets.contains_key(k));
-    let sets: Vec<(String, DaemonSet)> = state
-        .desired
-        .daemon_sets
-        .iter()
-        .map(|(k, d)| (k.clone(), d.clone()))
-        .collect();
-    for (key, ds) in sets {
+    // Syncs never read the desired state, so it is lent out rather than cloned.
+    let sets = std::mem::take(&mut state.desired.daemon_sets);
+    for (key, ds) in &sets {
         let owner = Owner::DaemonSet(key.clone());
-        let keys = index.get(&owner).cloned().unwrap_or_default();
-        sync(state, &key, &ds, keys);
+        let keys = index.remove(&owner).unwrap_or_default();
+        sync(state, key, ds, keys);
     }
+    state.desired.daemon_sets = sets;
 }
 
 fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) {

@@ -105,12 +105,8 @@ pub(crate) fn reconcile(
     index
         .retain(|o, _| !matches!(o, Owner::ReplicaSet(rs) if !state.replica_sets.contains_key(rs)));
 
-    let deployments: Vec<(String, Deployment)> = state
-        .desired
-        .deployments
-        .iter()
-        .map(|(k, d)| (k.clone(), d.clone()))
-        .collect();
+    // Syncs never read the desired state, so it is lent out rather than cloned.
+    let deployments = std::mem::take(&mut state.desired.deployments);
     // Each Deployment's ReplicaSets, in key order (a sync only touches its own).
     let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, rs) in &state.replica_sets {
@@ -119,10 +115,11 @@ pub(crate) fn reconcile(
             .or_default()
             .push(k.clone());
     }
-    for (key, d) in deployments {
-        let mine = owned.remove(&key).unwrap_or_default();
-        sync_deployment(state, &key, &d, mine, &mut index, fx, recreating);
+    for (key, d) in &deployments {
+        let mine = owned.remove(key).unwrap_or_default();
+        sync_deployment(state, key, d, mine, &mut index, fx, recreating);
     }
+    state.desired.deployments = deployments;
     state
         .replica_sets
         .iter()

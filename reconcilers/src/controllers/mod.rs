@@ -370,10 +370,29 @@ fn pod_view<'a>(k: &'a str, p: &'a PodRecord, owner: &'a str) -> PodView<'a> {
 }
 
 fn endpoints(state: &mut ClusterState, fx: &mut Effects) {
-    let mut by_ns: BTreeMap<&str, Vec<&PodRecord>> = BTreeMap::new();
-    for p in state.pods.values() {
-        if p.node.is_some() && p.pod_ip.is_some() {
-            by_ns.entry(p.namespace.as_str()).or_default().push(p);
+    // Bound pods with an IP, indexed by (namespace, label, value) for the labels that come
+    // first in some service's selector: each service then only filters the pods carrying
+    // its first label, not every pod of its namespace.
+    let first_keys: BTreeSet<&str> = state
+        .desired
+        .services
+        .values()
+        .filter_map(|s| s.spec.selector.keys().next().map(String::as_str))
+        .collect();
+    let mut by_label: BTreeMap<(&str, &str, &str), Vec<&PodRecord>> = BTreeMap::new();
+    if !first_keys.is_empty() {
+        for p in state.pods.values() {
+            if p.node.is_none() || p.pod_ip.is_none() {
+                continue;
+            }
+            for (k, v) in &p.labels {
+                if first_keys.contains(k.as_str()) {
+                    by_label
+                        .entry((p.namespace.as_str(), k.as_str(), v.as_str()))
+                        .or_default()
+                        .push(p);
+                }
+            }
         }
     }
     let mut next: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
@@ -382,8 +401,11 @@ fn endpoints(state: &mut ClusterState, fx: &mut Effects) {
             continue;
         }
         let ns = key.split_once('/').map(|(ns, _)| ns).unwrap_or("default");
-        let mut eps: Vec<Endpoint> = by_ns
-            .get(ns)
+        let Some((k0, v0)) = svc.spec.selector.iter().next() else {
+            continue;
+        };
+        let mut eps: Vec<Endpoint> = by_label
+            .get(&(ns, k0.as_str(), v0.as_str()))
             .into_iter()
             .flatten()
             .filter(|p| {
@@ -417,7 +439,12 @@ fn endpoints(state: &mut ClusterState, fx: &mut Effects) {
 pub(crate) fn pods_by_owner(state: &ClusterState) -> BTreeMap<Owner, Vec<String>> {
     let mut m: BTreeMap<Owner, Vec<String>> = BTreeMap::new();
     for (k, p) in &state.pods {
-        m.entry(p.owner.clone()).or_default().push(k.clone());
+        match m.get_mut(&p.owner) {
+            Some(v) => v.push(k.clone()),
+            None => {
+                m.insert(p.owner.clone(), vec![k.clone()]);
+            }
+        }
     }
     m
 }

@@ -49,7 +49,7 @@ pub fn labelled(mut n: NodeInfo, labels: &[(&str, &str)]) -> NodeInfo {
 
 /// PodStatus entries reporting every bound pod (optionally only those matching `filter`)
 /// as Running and ready, one entry per node.
-pub fn ready_entries(state: &ClusterState, filter: impl Fn(&str) -> bool) -> Vec<Entry> {
+pub fn ready_entries(state: &ClusterState, mut filter: impl FnMut(&str) -> bool) -> Vec<Entry> {
     let mut by_node: BTreeMap<String, Vec<PodStatusChange>> = BTreeMap::new();
     for (k, p) in &state.pods {
         if let Some(n) = &p.node {

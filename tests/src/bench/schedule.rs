@@ -6,7 +6,8 @@
 //! with cpu and memory requests. Two timings per size:
 //! - `apply`: the whole `ClusterState::apply(Adopt)` on a state with every node up:
 //!   controllers create the pods, the scheduler places them, IPs and endpoints are set;
-//! - `scheduler`: `scheduler::schedule` alone on the same pods.
+//! - `scheduler`: `scheduler::schedule` alone on the same pods;
+//! - `tick`: one more entry (a Tick) on the placed state, what every later entry pays.
 //!
 //! One size per run; the last line is
 //! `RESULT schedule pods=<N> nodes=<M> ms=<apply ms> pods_per_s=<y> ...` where `pods_per_s`
@@ -98,6 +99,7 @@ struct Run {
     placed: usize,
     apply_ms: f64,
     sched_ms: f64,
+    tick_ms: f64,
 }
 
 fn run(pods: usize, node_count: usize) -> Run {
@@ -129,6 +131,15 @@ fn run(pods: usize, node_count: usize) -> Run {
     let t0 = Instant::now();
     state.apply(&adopt, 2);
     let apply_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    // What every later entry costs at this size: a Tick changes nothing, but the controllers,
+    // the scheduler (for pods still Pending) and endpoints run over the whole state.
+    let t2 = Instant::now();
+    let fx = state.apply(&Entry::Tick, 3);
+    let tick_ms = t2.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        fx.is_empty(),
+        "a Tick after the adopt changed something: {fx:?}"
+    );
     let total = state.pods.len();
     let placed = state.pods.values().filter(|p| p.node.is_some()).count();
 
@@ -187,6 +198,7 @@ fn run(pods: usize, node_count: usize) -> Run {
         placed,
         apply_ms,
         sched_ms,
+        tick_ms,
     }
 }
 
@@ -220,13 +232,14 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let r = run(pods, nodes);
     let pps = |ms: f64| (r.placed as f64 / (ms / 1000.0)).round();
     println!(
-        "RESULT schedule pods={} nodes={nodes} ms={:.1} pods_per_s={} placed={} scheduler_ms={:.1} scheduler_pods_per_s={}",
+        "RESULT schedule pods={} nodes={nodes} ms={:.1} pods_per_s={} placed={} scheduler_ms={:.1} scheduler_pods_per_s={} tick_ms={:.1}",
         r.pods,
         r.apply_ms,
         pps(r.apply_ms),
         r.placed,
         r.sched_ms,
-        pps(r.sched_ms)
+        pps(r.sched_ms),
+        r.tick_ms
     );
     Ok(())
 }
