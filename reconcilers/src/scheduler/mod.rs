@@ -10,7 +10,7 @@
 //! - dynamic state (requests, host ports, anti-affinity counts per topology domain, pods per
 //!   owner per node) lives in flat vectors indexed by node, updated as pods are placed;
 //! - the score ([`score`]) is (fewest pods of the same owner, least allocated, rendezvous hash
-//!   of (pod uid, node)); the hash is only computed on ties;
+//!   of (pod uid, node)), packed into one integer per node so the scan compares once;
 //! - a pod no node accepts gets a reason ([`explain`]); the walk over all nodes that builds it
 //!   runs once per group until something is placed, since until then every pod of the group
 //!   fails the same way.
@@ -175,7 +175,7 @@ struct Scheduler<'a> {
     /// Pods per owner per node.
     owner_counts: Vec<Vec<u32>>,
     /// Least-allocated score of each candidate node for group `score_group`.
-    score: Vec<u64>,
+    score: Vec<u32>,
     score_group: usize,
     /// Placements made so far: nothing changes between two equal values.
     placed: u64,

@@ -2,10 +2,9 @@
 //! pods of its owner (spread), then the least allocated after adding its requests, then the
 //! highest rendezvous hash of (pod uid, node name).
 //!
-//! This is the hot loop (pods x candidate nodes), so it reads flat per-node arrays, skips a
-//! node on spread before anything else, takes the least-allocated score from a per-group
-//! cache (only the node a pod lands on changes, so one entry is refreshed per placement),
-//! and hashes only on ties.
+//! This is the hot loop (pods x candidate nodes), so it reads flat per-node arrays, takes the
+//! least-allocated score from a per-group cache (only the node a pod lands on changes, so one
+//! entry is refreshed per placement), and compares one packed integer per node.
 
 use super::{Res, Scheduler};
 use crate::ids::{fnv64, mix};
@@ -24,6 +23,10 @@ pub(super) fn least_allocated(r: &Res, cpu: u64, mem: u64) -> u64 {
 
 const NONE: usize = usize::MAX;
 
+fn percent(score: u64) -> u32 {
+    u32::try_from(score).expect("least-allocated scores are percentages")
+}
+
 impl Scheduler<'_> {
     /// Makes the least-allocated cache hold group `g`'s scores on its candidates.
     pub(super) fn cache_scores(&mut self, g: usize) {
@@ -36,7 +39,7 @@ impl Scheduler<'_> {
             .expect("candidates are computed before scores")];
         for &n in cands {
             let n = n as usize;
-            self.score[n] = least_allocated(&self.res[n], grp.cpu, grp.mem);
+            self.score[n] = percent(least_allocated(&self.res[n], grp.cpu, grp.mem));
         }
         self.score_group = g;
     }
@@ -44,12 +47,16 @@ impl Scheduler<'_> {
     /// Refreshes the cached score of node `n` after a placement changed its usage.
     pub(super) fn refresh_score(&mut self, n: usize) {
         if let Some(grp) = self.groups.get(self.score_group) {
-            self.score[n] = least_allocated(&self.res[n], grp.cpu, grp.mem);
+            self.score[n] = percent(least_allocated(&self.res[n], grp.cpu, grp.mem));
         }
     }
 
     /// The best candidate node for a pod of group `g` with `uid`, if any fits. The group's
     /// candidates and cached scores must be current.
+    ///
+    /// Each fitting node gets one 128-bit key, (inverted spread, score, rendezvous hash) from
+    /// the high bits down, so the lexicographic comparison is one integer comparison and the
+    /// loop has no data-dependent branch but the filters. Equal keys keep the earlier node.
     pub(super) fn best_node(&self, g: usize, uid: &str) -> Option<usize> {
         debug_assert_eq!(self.score_group, g);
         let grp = &self.groups[g];
@@ -60,14 +67,9 @@ impl Scheduler<'_> {
         let (cpu, mem) = (grp.cpu, grp.mem);
         let slow = !grp.ports.is_empty() || !grp.carries.is_empty() || !grp.matches.is_empty();
         let uid_hash = fnv64(uid.as_bytes());
-        let (mut best, mut best_spread, mut best_free) = (NONE, 0u32, 0u64);
-        let mut best_hash: Option<u64> = None;
+        let (mut best, mut best_key) = (NONE, 0u128);
         for &n in cands {
             let n = n as usize;
-            let s = spread[n];
-            if best != NONE && s > best_spread {
-                continue;
-            }
             let r = &self.res[n];
             if r.pods >= r.max_pods
                 || r.cpu_used.saturating_add(cpu) > r.cpu_cap
@@ -76,15 +78,11 @@ impl Scheduler<'_> {
             {
                 continue;
             }
-            let free = self.score[n];
-            if best == NONE || s < best_spread || free > best_free {
-                (best, best_spread, best_free, best_hash) = (n, s, free, None);
-            } else if free == best_free {
-                let h = mix(uid_hash, self.name_hash[n]);
-                let bh = *best_hash.get_or_insert_with(|| mix(uid_hash, self.name_hash[best]));
-                if h > bh {
-                    (best, best_hash) = (n, Some(h));
-                }
+            let key = (u128::from(u32::MAX - spread[n]) << 96)
+                | (u128::from(self.score[n]) << 64)
+                | u128::from(mix(uid_hash, self.name_hash[n]));
+            if best == NONE || key > best_key {
+                (best, best_key) = (n, key);
             }
         }
         (best != NONE).then_some(best)
