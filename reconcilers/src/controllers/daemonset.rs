@@ -7,7 +7,7 @@
 //! Updates: RollingUpdate (default) replaces pods of an old template while at most
 //! maxUnavailable (default 1) of the DaemonSet's pods are unavailable; OnDelete keeps old pods.
 
-use super::{new_pod, pods_by_owner};
+use super::new_pod;
 use crate::controllers::deployment::resolve;
 use crate::ids;
 use crate::scheduler::{node_matches, untolerated};
@@ -34,10 +34,10 @@ pub fn eligible_nodes(state: &ClusterState, ds: &DaemonSet) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn reconcile(state: &mut ClusterState) {
-    let mut index = pods_by_owner(state);
+/// `index` holds the pods of each owner (DaemonSet owners current on entry).
+pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Vec<String>>) {
     // Pods of deleted DaemonSets go.
-    for (owner, keys) in &index {
+    for (owner, keys) in index.iter() {
         if let Owner::DaemonSet(k) = owner {
             if !state.desired.daemon_sets.contains_key(k) {
                 for p in keys {

@@ -4,7 +4,7 @@
 //! (rounded down), advancing only as pods report ready; Recreate; progressDeadlineSeconds
 //! measured with entry timestamps; revisionHistoryLimit.
 
-use super::{deletion_order, new_pod, pods_by_owner};
+use super::{deletion_order, new_pod};
 use crate::ids;
 use crate::state::ClusterState;
 use crate::types::{DeploymentStatus, Effects, Millis, Owner, ReplicaSetRecord, RolloutPhase};
@@ -68,19 +68,20 @@ struct RsCounts {
 }
 
 /// One pass over every Deployment; returns whether any ReplicaSet's replicas changed.
+/// `index` holds the pods of each owner and is kept current for ReplicaSet owners.
 /// `recreating` holds Deployments whose old pods were stopped in this entry by Recreate:
 /// their new pods wait for a later entry.
 pub(crate) fn reconcile(
     state: &mut ClusterState,
     fx: &mut Effects,
     recreating: &mut BTreeSet<String>,
+    index: &mut BTreeMap<Owner, Vec<String>>,
 ) -> bool {
     let before: BTreeMap<String, u32> = state
         .replica_sets
         .iter()
         .map(|(k, r)| (k.clone(), r.replicas))
         .collect();
-    let mut index = pods_by_owner(state);
     // ReplicaSets of deleted Deployments go, and their pods with them.
     let orphans: Vec<String> = state
         .replica_sets
@@ -117,7 +118,7 @@ pub(crate) fn reconcile(
     }
     for (key, d) in &deployments {
         let mine = owned.remove(key).unwrap_or_default();
-        sync_deployment(state, key, d, mine, &mut index, fx, recreating);
+        sync_deployment(state, key, d, mine, index, fx, recreating);
     }
     state.desired.deployments = deployments;
     state

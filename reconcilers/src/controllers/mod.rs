@@ -55,13 +55,16 @@ pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
     bare_pods(state);
     // Deployments run to a fixed point (bounded): scaling an old ReplicaSet down frees
     // surge budget for the new one in the same entry, as a Kubernetes resync would.
+    // Pods by owner, built once: the Deployment passes keep their ReplicaSets' entries
+    // current, and they never touch DaemonSet pods.
+    let mut index = pods_by_owner(state);
     let mut recreating = BTreeSet::new();
     for _ in 0..4 {
-        if !deployment::reconcile(state, fx, &mut recreating) {
+        if !deployment::reconcile(state, fx, &mut recreating, &mut index) {
             break;
         }
     }
-    daemonset::reconcile(state);
+    daemonset::reconcile(state, &mut index);
     services(state, fx);
     schedule_pending(state, fx);
     endpoints(state, fx);
