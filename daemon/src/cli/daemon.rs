@@ -1,16 +1,17 @@
 //! `kommit daemon`: one cluster node.
 //!
-//! Today the daemon runs consensus (Raft over mTLS), liveness and the local API. Later stages
+//! Today the daemon replicates the cluster state (`ClusterState` over Raft with mTLS), runs
+//! liveness (NodeUp/NodeDown, leases) and serves the local API. Later stages
 //! plug in here, each as one more task started after the node is up: the git mirror (leader
 //! polls, followers fetch the agreed SHA), the node agent (plans and runs this node's pods,
 //! and implements the lease's fence hook), and the status writer.
 
-use crate::consensus::kv::KvApp;
 use crate::consensus::liveness::{LivenessConfig, LogFence};
 use crate::consensus::local::{serve_local, SOCKET};
 use crate::consensus::membership::VoterPolicy;
 use crate::consensus::node::{Node, NodeConfig, Timing};
 use anyhow::Context;
+use kommit_reconcilers::ClusterState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -124,6 +125,10 @@ fn config(args: &Args) -> anyhow::Result<NodeConfig> {
     }
     cfg.facts.labels = labels;
     cfg.facts.taints = args.taints.clone();
+    cfg.facts.name = name;
+    // Refuse bad facts here, once, rather than in every heartbeat the leader would reject.
+    cfg.facts = crate::consensus::cluster::canonical_facts(&cfg.facts)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(cfg)
 }
 
@@ -141,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     rt.block_on(async move {
         let fence = Box::new(LogFence);
         let node = if args.bootstrap {
-            Node::<KvApp>::bootstrap(cfg.clone(), fence).await?
+            Node::<ClusterState>::bootstrap(cfg.clone(), fence).await?
         } else if let Some(addr) = &args.join {
             let path = args
                 .token_file
@@ -149,9 +154,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .context("--join needs --token-file")?;
             let token = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read token file {}", path.display()))?;
-            Node::<KvApp>::join(cfg.clone(), addr, token.trim(), fence).await?
+            Node::<ClusterState>::join(cfg.clone(), addr, token.trim(), fence).await?
         } else {
-            Node::<KvApp>::restart(cfg.clone(), fence).await?
+            Node::<ClusterState>::restart(cfg.clone(), fence).await?
         };
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET))?;
         eprintln!(

@@ -100,14 +100,23 @@ async fn heartbeat<A: App>(
     if !is_member(&s, hb.id) {
         return (StatusCode::FORBIDDEN, "not a cluster member".into());
     }
+    if let Err(e) = A::node_up(hb.facts.clone()) {
+        return (StatusCode::BAD_REQUEST, e);
+    }
     // Acknowledge only while this node provably leads a quorum, so a deposed leader cannot
     // renew anybody's lease.
-    match s.raft.ensure_linearizable().await {
-        Ok(_) => {
-            s.tracker.seen(hb.id, hb.facts, Instant::now());
-            (StatusCode::OK, "ok".into())
-        }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let confirmed = s
+        .confirmer
+        .confirm(|| async { s.raft.ensure_linearizable().await.is_ok() })
+        .await;
+    if confirmed {
+        s.tracker.seen(hb.id, hb.facts, Instant::now());
+        (StatusCode::OK, "ok".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot confirm leadership".into(),
+        )
     }
 }
 

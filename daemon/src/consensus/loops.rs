@@ -34,7 +34,11 @@ pub(crate) async fn heartbeat_loop<A: App>(shared: Arc<Shared<A>>) {
         };
         let acked = match leader {
             Some((l, _)) if l == shared.id => {
-                if shared.raft.ensure_linearizable().await.is_ok() {
+                let confirmed = shared
+                    .confirmer
+                    .confirm(|| async { shared.raft.ensure_linearizable().await.is_ok() })
+                    .await;
+                if confirmed {
                     shared
                         .tracker
                         .seen(shared.id, facts.clone(), Instant::now());
@@ -73,6 +77,8 @@ pub(crate) async fn heartbeat_loop<A: App>(shared: Arc<Shared<A>>) {
 pub(crate) async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
     let every = Duration::from_millis(shared.cfg.liveness.heartbeat_ms);
     let down_after = Duration::from_millis(shared.cfg.liveness.down_after_ms);
+    let tick_every = Duration::from_millis(shared.cfg.tick_ms);
+    let mut last_tick = Instant::now();
     loop {
         tokio::time::sleep(every).await;
         let (state, term, voters, all, unfinished) = {
@@ -110,11 +116,27 @@ pub(crate) async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
             .read(|app| liveness::decide(app, &fresh, grace_over));
         for d in decisions {
             let entry = match &d {
-                liveness::Decision::Up(f) => A::node_up(f.clone()),
+                liveness::Decision::Up(f) => match A::node_up(f.clone()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!("not recording node {}: {e}", f.name);
+                        continue;
+                    }
+                },
                 liveness::Decision::Down(n) => A::node_down(n),
             };
             if let Err(e) = propose(&shared, &entry).await {
                 tracing::warn!("liveness proposal {d:?} failed: {e}");
+            }
+        }
+
+        // Time-driven work only advances when an entry carries a newer leader time.
+        if last_tick.elapsed() >= tick_every {
+            last_tick = now;
+            if let Some(tick) = shared.sm.read(|app| app.tick()) {
+                if let Err(e) = propose(&shared, &tick).await {
+                    tracing::warn!("tick proposal failed: {e}");
+                }
             }
         }
 

@@ -118,6 +118,8 @@ pub struct NodeConfig {
     pub liveness: LivenessConfig,
     /// Facts reported in heartbeats (name and address are filled in).
     pub facts: NodeFacts,
+    /// How often the leader asks the application for a periodic entry (`App::tick`).
+    pub tick_ms: u64,
 }
 
 impl NodeConfig {
@@ -133,6 +135,7 @@ impl NodeConfig {
             voters: VoterPolicy::default(),
             liveness: LivenessConfig::default(),
             facts: NodeFacts::default(),
+            tick_ms: 5000,
         }
     }
 
@@ -169,6 +172,8 @@ pub struct Shared<A: App> {
     pub cfg: NodeConfig,
     /// Heartbeat record (leader side).
     pub tracker: Tracker,
+    /// Coalesced leadership confirmations for heartbeat acknowledgements.
+    pub confirmer: super::liveness::Confirmer,
     /// This node's lease.
     pub lease: Lease,
     /// CA, when this node holds the key (it can admit joining nodes).
@@ -361,6 +366,7 @@ impl<A: App> Node<A> {
             client,
             cfg,
             tracker: Tracker::default(),
+            confirmer: Default::default(),
             lease,
             ca,
             batch_tx,
