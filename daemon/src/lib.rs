@@ -8,3 +8,4 @@ pub mod cli;
 pub mod consensus;
 pub mod fstree;
 pub mod git;
+pub mod sync;

@@ -85,6 +85,19 @@ pub struct Args {
     /// Node taint `key[=value]:Effect` (repeatable).
     #[arg(long = "taint")]
     pub taints: Vec<String>,
+    /// The desired-state repository (`file://`, a path, `git://`, `ssh://` or `https://`).
+    /// Without it the node replicates state but adopts no commits.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The desired-state branch.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Fetch the repository at least this often (a local repository is also watched).
+    #[arg(long, default_value_t = 15_000)]
+    pub poll_ms: u64,
+    /// Write status to Git at most this often.
+    #[arg(long, default_value_t = 5_000)]
+    pub status_every_ms: u64,
 }
 
 fn config(args: &Args) -> anyhow::Result<NodeConfig> {
@@ -134,10 +147,15 @@ fn config(args: &Args) -> anyhow::Result<NodeConfig> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    run_with(args, "warn")
+}
+
+/// Runs the daemon, logging with `default_filter` unless `RUST_LOG` says otherwise.
+pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .try_init();
@@ -159,6 +177,28 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Node::<ClusterState>::restart(cfg.clone(), fence).await?
         };
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET))?;
+        let git = match &args.repo {
+            None => None,
+            Some(url) => {
+                let g = crate::sync::GitConfig {
+                    url: url.clone(),
+                    branch: args.branch.clone(),
+                    poll: std::time::Duration::from_millis(args.poll_ms.max(100)),
+                    sync: crate::sync::SyncConfig {
+                        status_every: std::time::Duration::from_millis(
+                            args.status_every_ms.max(100),
+                        ),
+                        ..Default::default()
+                    },
+                    writer: crate::git::writer::WriterConfig::default(),
+                };
+                Some(crate::sync::GitSide::start(
+                    &g,
+                    &cfg.data_dir,
+                    node.shared(),
+                )?)
+            }
+        };
         eprintln!(
             "kommit: node {} (id {}) serving cluster port {}",
             cfg.name,
@@ -172,6 +212,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
+        if let Some(g) = git {
+            g.stop().await;
+        }
         node.shutdown().await;
         Ok::<u8, anyhow::Error>(0)
     })

@@ -8,4 +8,5 @@ pub mod node;
 pub mod plan;
 pub mod shim;
 pub mod token;
+pub mod up;
 pub mod validate;

@@ -1,0 +1,166 @@
+//! `kommit up DIR`, the README's first command, as a user runs it: the real binary snapshots a
+//! copy of repo-template into `origin.git`, bootstraps a one-node cluster, adopts the commit
+//! and writes the note and the status branch. Stopped with SIGTERM and started again on an
+//! edited directory, it restarts from disk (no second bootstrap) and adopts the new snapshot.
+//!
+//! Needs the daemon binary (`cargo test --workspace` builds it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kommit_daemon::git::note::{CommitState, StatusNote};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn kommit_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("kommit");
+    assert!(
+        bin.exists(),
+        "{} missing: build kommit-daemon first",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+struct Up(Child);
+
+impl Up {
+    fn start(dir: &Path, data: &Path, port: u16) -> Self {
+        Up(Command::new(kommit_bin())
+            .arg("up")
+            .arg(dir)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap())
+    }
+
+    fn term(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let end = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < end {
+            if self.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kommit up did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn note(origin: &str, rev: &str) -> Option<StatusNote> {
+    let commit = git(&["--git-dir", origin, "rev-parse", rev])?;
+    let text = git(&[
+        "--git-dir",
+        origin,
+        "notes",
+        "--ref",
+        "kommit",
+        "show",
+        &commit,
+    ])?;
+    StatusNote::from_yaml(&commit, &text).ok()
+}
+
+#[test]
+fn kommit_up_runs_a_one_node_cluster_from_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("desired");
+    let data = tmp.path().join("data");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template"),
+        &dir,
+    );
+    let origin = data.join("origin.git");
+    let o = origin.to_str().unwrap().to_string();
+    let port = free_port();
+
+    let up = Up::start(&dir, &data, port);
+    assert!(
+        wait(Duration::from_secs(60), || note(&o, "main").is_some_and(
+            |n| n.state == CommitState::Adopted && n.by.as_deref() == Some("dev")
+        )),
+        "the snapshot of repo-template is adopted"
+    );
+    let first = git(&["--git-dir", &o, "rev-parse", "main"]).unwrap();
+    assert!(
+        wait(Duration::from_secs(30), || git(&[
+            "--git-dir",
+            &o,
+            "show",
+            "kommit/status:objects/default/Deployment/hello.yaml"
+        ])
+        .is_some_and(|t| t.contains("replicas: 2"))),
+        "the status branch reports the Deployment"
+    );
+    up.term();
+
+    // Edit and run again: a new snapshot on top, adopted by the restarted node.
+    let deployment = dir.join("apps/hello/deployment.yaml");
+    let text = std::fs::read_to_string(&deployment).unwrap();
+    std::fs::write(&deployment, text.replace("replicas: 2", "replicas: 3")).unwrap();
+    let up = Up::start(&dir, &data, port);
+    assert!(
+        wait(Duration::from_secs(60), || note(&o, &first)
+            .is_some_and(|n| n.state == CommitState::Superseded)),
+        "the first snapshot is superseded after the restart"
+    );
+    let second = git(&["--git-dir", &o, "rev-parse", "main"]).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        git(&["--git-dir", &o, "rev-parse", "main^"]).as_deref(),
+        Some(first.as_str())
+    );
+    assert!(note(&o, &second).is_some_and(|n| n.state == CommitState::Adopted));
+    up.term();
+}
