@@ -79,6 +79,9 @@ pub(crate) async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
     let down_after = Duration::from_millis(shared.cfg.liveness.down_after_ms);
     let tick_every = Duration::from_millis(shared.cfg.tick_ms);
     let mut last_tick = Instant::now();
+    // Voters known to hold the CA key (for the current term), and when each was last tried.
+    let has_ca: Arc<std::sync::Mutex<(u64, BTreeSet<NodeId>)>> = Arc::default();
+    let mut ca_tried: std::collections::BTreeMap<NodeId, Instant> = Default::default();
     loop {
         tokio::time::sleep(every).await;
         let (state, term, voters, all, unfinished) = {
@@ -140,6 +143,36 @@ pub(crate) async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
             }
         }
 
+        // Every voter holds the CA key, so joins survive the loss of any node.
+        // Hand-overs run as their own tasks so a dead voter never stalls this loop.
+        if let (Some(ca), Some(voters)) = (shared.ca(), voters.as_ref()) {
+            let holders = {
+                let mut h = has_ca.lock().unwrap_or_else(|p| p.into_inner());
+                if h.0 != term {
+                    *h = (term, BTreeSet::from([shared.id]));
+                }
+                h.1.clone()
+            };
+            for &v in voters.difference(&holders) {
+                if ca_tried
+                    .get(&v)
+                    .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(2))
+                {
+                    continue;
+                }
+                ca_tried.insert(v, now);
+                let (shared, ca, has_ca) = (shared.clone(), ca.clone(), has_ca.clone());
+                tokio::spawn(async move {
+                    if hand_over_ca(&shared, v, &ca).await {
+                        let mut h = has_ca.lock().unwrap_or_else(|p| p.into_inner());
+                        if h.0 == term {
+                            h.1.insert(v);
+                        }
+                    }
+                });
+            }
+        }
+
         // A change left half-done (joint config) by a failed call or a leader change is
         // finished first.
         if let Some(target) = unfinished {
@@ -159,6 +192,41 @@ pub(crate) async fn leader_loop<A: App>(shared: Arc<Shared<A>>) {
                     tracing::warn!("change_membership failed: {e}");
                 }
             }
+        }
+    }
+}
+
+/// Sends the CA to voter `id` over mTLS; true once it holds it.
+async fn hand_over_ca<A: App>(shared: &Shared<A>, id: NodeId, ca: &super::tls::ClusterCa) -> bool {
+    let addr = {
+        let m = shared.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    };
+    let Some(addr) = addr else { return false };
+    let body = super::api::CaHandoff {
+        cert_pem: ca.cert_pem.clone(),
+        key_pem: ca.key_pem.clone(),
+    };
+    match shared
+        .client
+        .post(format!("https://{addr}/cluster/ca"))
+        .timeout(Duration::from_secs(2))
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!(voter = id, status = %r.status(), "CA hand-over refused");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(voter = id, "CA hand-over failed: {e}");
+            false
         }
     }
 }

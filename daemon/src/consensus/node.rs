@@ -176,9 +176,17 @@ pub struct Shared<A: App> {
     pub confirmer: super::liveness::Confirmer,
     /// This node's lease.
     pub lease: Lease,
-    /// CA, when this node holds the key (it can admit joining nodes).
-    pub ca: Option<ClusterCa>,
+    /// CA, when this node holds the key (it can admit joining nodes). The bootstrap node
+    /// makes it; the leader hands it to every voter, so any voter can admit nodes.
+    pub ca: std::sync::RwLock<Option<ClusterCa>>,
     pub(crate) batch_tx: mpsc::Sender<Pending>,
+}
+
+impl<A: App> Shared<A> {
+    /// The cluster CA, when this node holds its key.
+    pub fn ca(&self) -> Option<ClusterCa> {
+        self.ca.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// A running node.
@@ -368,7 +376,7 @@ impl<A: App> Node<A> {
             tracker: Tracker::default(),
             confirmer: Default::default(),
             lease,
-            ca,
+            ca: std::sync::RwLock::new(ca),
             batch_tx,
         });
         let mut tasks = Vec::new();

@@ -130,7 +130,12 @@ impl<A: App> Cluster<A> {
 
     /// A fresh join token from node 0.
     pub fn token(&self) -> String {
-        let tokens = self.cfgs[&name(0)].tokens_dir();
+        self.token_on(&name(0))
+    }
+
+    /// A fresh join token stored on node `on` (which must hold the CA key to admit with it).
+    pub fn token_on(&self, on: &str) -> String {
+        let tokens = self.cfgs[on].tokens_dir();
         let bytes: [u8; 22] = rand::random();
         JoinToken::create(&self.ca_pem, &tokens, bytes, now_ms() + 600_000)
             .expect("create token")
@@ -139,18 +144,28 @@ impl<A: App> Cluster<A> {
 
     /// Joins node `i` through node 0.
     pub async fn join(&mut self, i: usize, opts: Options) -> Result<(), NodeError> {
+        self.join_via(i, opts, &name(0)).await
+    }
+
+    /// Joins node `i` through node `via`, with a token made on `via`.
+    pub async fn join_via(&mut self, i: usize, opts: Options, via: &str) -> Result<(), NodeError> {
         let cfg = Self::config(self.root.path(), i, &opts);
-        let addr = self.cfgs[&name(0)].listen.to_string();
+        let addr = self.cfgs[via].listen.to_string();
         let fence = Arc::new(FenceCounter::default());
         let node = Node::<A>::join(
             cfg.clone(),
             &addr,
-            &self.token(),
+            &self.token_on(via),
             Box::new(CountingFence(fence.clone())),
         )
         .await?;
         self.remember(cfg, node, fence);
         Ok(())
+    }
+
+    /// Whether node `name` holds the cluster CA key on disk.
+    pub fn holds_ca_key(&self, name: &str) -> bool {
+        self.cfgs[name].data_dir.join("tls/ca.key").exists()
     }
 
     /// The running node `name`.
