@@ -326,10 +326,7 @@ mod tests {
             assert!(t.await.unwrap());
         }
         let rounds = c.rounds();
-        assert!(
-            rounds >= 1 && rounds < 10,
-            "50 callers took {rounds} rounds"
-        );
+        assert!((1..10).contains(&rounds), "50 callers took {rounds} rounds");
         // A call after every round finished needs a round of its own, and sees its result.
         assert!(!c.confirm(|| async { false }).await);
         assert_eq!(c.rounds(), rounds + 1);

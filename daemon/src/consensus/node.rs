@@ -379,17 +379,18 @@ impl<A: App> Node<A> {
             ca: std::sync::RwLock::new(ca),
             batch_tx,
         });
-        let mut tasks = Vec::new();
-        tasks.push(network::serve_tls(
-            listener,
-            identity.server_config()?,
-            identity.join_server_config()?,
-            network::raft_routes(raft).merge(api::cluster_routes(shared.clone())),
-            api::join_routes(shared.clone()),
-        ));
-        tasks.push(tokio::spawn(batcher(shared.clone(), batch_rx)));
-        tasks.push(tokio::spawn(heartbeat_loop(shared.clone())));
-        tasks.push(tokio::spawn(leader_loop(shared.clone())));
+        let tasks = vec![
+            network::serve_tls(
+                listener,
+                identity.server_config()?,
+                identity.join_server_config()?,
+                network::raft_routes(raft).merge(api::cluster_routes(shared.clone())),
+                api::join_routes(shared.clone()),
+            ),
+            tokio::spawn(batcher(shared.clone(), batch_rx)),
+            tokio::spawn(heartbeat_loop(shared.clone())),
+            tokio::spawn(leader_loop(shared.clone())),
+        ];
         Ok(Self {
             shared,
             tasks,

@@ -18,6 +18,9 @@
 //! The log store is in `log`, the state-machine store in `sm`; this module holds what they
 //! share: the table layout, the blocking-call helper and the record codec.
 
+// openraft's `StorageError` is large and its storage traits return it by value.
+#![allow(clippy::result_large_err)]
+
 mod log;
 mod sm;
 
