@@ -116,18 +116,15 @@ async fn the_leader_adopts_refuses_and_reports_through_git() {
     let c = Cluster::<ClusterState>::start(3, Options::default())
         .await
         .expect("start cluster");
-    let git_cfg = GitConfig {
-        url: origin.to_str().unwrap().to_string(),
-        branch: "main".into(),
-        poll: Duration::from_millis(200),
-        sync: SyncConfig {
-            status_every: Duration::from_millis(300),
-            ..Default::default()
-        },
-        writer: WriterConfig {
-            interval: Duration::from_millis(100),
-            ..Default::default()
-        },
+    let mut git_cfg = GitConfig::new(origin.to_str().unwrap(), "main");
+    git_cfg.poll = Duration::from_millis(200);
+    git_cfg.sync = SyncConfig {
+        status_every: Duration::from_millis(300),
+        ..Default::default()
+    };
+    git_cfg.writer = WriterConfig {
+        interval: Duration::from_millis(100),
+        ..Default::default()
     };
     let mut f = Fixture {
         c,

@@ -98,6 +98,76 @@ pub struct Args {
     /// Write status to Git at most this often.
     #[arg(long, default_value_t = 5_000)]
     pub status_every_ms: u64,
+    /// File holding an https token for the repository (sent as user `x-access-token`).
+    #[arg(long, conflicts_with_all = ["repo_ssh_key"])]
+    pub repo_token_file: Option<PathBuf>,
+    /// Private key for an ssh:// repository.
+    #[arg(long)]
+    pub repo_ssh_key: Option<PathBuf>,
+    /// known_hosts file pinning the ssh server's host key (without it the first key is
+    /// accepted and remembered).
+    #[arg(long, requires = "repo_ssh_key")]
+    pub repo_known_hosts: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for an https repository on a private forge.
+    #[arg(long)]
+    pub repo_ca_file: Option<PathBuf>,
+    /// Serve push webhooks on this address (`POST /hooks/git`); each one triggers a fetch.
+    #[arg(long)]
+    pub webhook_listen: Option<SocketAddr>,
+    /// File holding the webhook secret (HMAC key for GitHub/Gitea, token for GitLab).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let s = s.trim().to_string();
+    if s.is_empty() {
+        anyhow::bail!("{what} {} is empty", path.display());
+    }
+    Ok(s)
+}
+
+/// The Git side's configuration from the command line (None without `--repo`).
+fn git_config(args: &Args) -> anyhow::Result<Option<crate::sync::GitConfig>> {
+    use crate::git::mirror::Credentials;
+    use std::time::Duration;
+    let Some(url) = &args.repo else {
+        return Ok(None);
+    };
+    let mut g = crate::sync::GitConfig::new(url.clone(), args.branch.clone());
+    g.poll = Duration::from_millis(args.poll_ms.max(100));
+    g.sync.status_every = Duration::from_millis(args.status_every_ms.max(100));
+    g.ca_file = args.repo_ca_file.clone();
+    g.credentials = match (&args.repo_token_file, &args.repo_ssh_key) {
+        (Some(f), _) => Credentials::Token(read_secret(f, "repository token file")?),
+        (None, Some(key)) => Credentials::SshKey {
+            key: key.clone(),
+            known_hosts: args.repo_known_hosts.clone(),
+        },
+        (None, None) => Credentials::None,
+    };
+    if let Some(addr) = args.webhook_listen {
+        let secret = args
+            .webhook_secret_file
+            .as_deref()
+            .map(|f| read_secret(f, "webhook secret file"))
+            .transpose()?;
+        if secret.is_none() && !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "--webhook-listen {addr} is not loopback: give --webhook-secret-file so forged hooks are refused"
+            );
+        }
+        g.webhook = Some((
+            addr,
+            crate::git::triggers::WebhookConfig {
+                secret,
+                branch: args.branch.clone(),
+            },
+        ));
+    }
+    Ok(Some(g))
 }
 
 fn config(args: &Args) -> anyhow::Result<NodeConfig> {
@@ -160,6 +230,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         .with_writer(std::io::stderr)
         .try_init();
     let cfg = config(&args)?;
+    let git = git_config(&args)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start runtime")?;
     rt.block_on(async move {
         let fence = Box::new(LogFence);
@@ -177,27 +248,13 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             Node::<ClusterState>::restart(cfg.clone(), fence).await?
         };
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET))?;
-        let git = match &args.repo {
+        let git = match &git {
             None => None,
-            Some(url) => {
-                let g = crate::sync::GitConfig {
-                    url: url.clone(),
-                    branch: args.branch.clone(),
-                    poll: std::time::Duration::from_millis(args.poll_ms.max(100)),
-                    sync: crate::sync::SyncConfig {
-                        status_every: std::time::Duration::from_millis(
-                            args.status_every_ms.max(100),
-                        ),
-                        ..Default::default()
-                    },
-                    writer: crate::git::writer::WriterConfig::default(),
-                };
-                Some(crate::sync::GitSide::start(
-                    &g,
-                    &cfg.data_dir,
-                    node.shared(),
-                )?)
-            }
+            Some(g) => Some(crate::sync::GitSide::start(
+                g,
+                &cfg.data_dir,
+                node.shared(),
+            )?),
         };
         eprintln!(
             "kommit: node {} (id {}) serving cluster port {}",

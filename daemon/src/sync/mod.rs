@@ -67,6 +67,28 @@ pub struct GitConfig {
     pub sync: SyncConfig,
     /// The status writer's tuning.
     pub writer: WriterConfig,
+    /// How to authenticate to the repository.
+    pub credentials: crate::git::mirror::Credentials,
+    /// Extra trusted CA certificates (PEM) for an https repository.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Serve push webhooks (`POST /hooks/git`) on this address; each one triggers a fetch.
+    pub webhook: Option<(std::net::SocketAddr, crate::git::triggers::WebhookConfig)>,
+}
+
+impl GitConfig {
+    /// A configuration for `url` and `branch` with default timing and no credentials.
+    pub fn new(url: impl Into<String>, branch: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            branch: branch.into(),
+            poll: crate::git::triggers::DEFAULT_POLL,
+            sync: SyncConfig::default(),
+            writer: WriterConfig::default(),
+            credentials: Default::default(),
+            ca_file: None,
+            webhook: None,
+        }
+    }
 }
 
 /// Errors starting the Git side.
@@ -89,6 +111,14 @@ pub enum GitSideError {
     /// The local repository could not be watched.
     #[error("watching the local repository: {0}")]
     Watch(#[from] crate::git::triggers::TriggerError),
+    /// The webhook address could not be bound.
+    #[error("binding the webhook listener {addr}: {source}")]
+    Webhook {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 /// The Git side of a running node: mirror fetcher, sync loop and status writer.
@@ -113,7 +143,9 @@ impl GitSide {
         if !mirror::valid_branch(&git.branch) {
             return Err(GitSideError::Branch(git.branch.clone()));
         }
-        let remote = mirror::RemoteConfig::new(git.url.clone(), git.branch.clone());
+        let mut remote = mirror::RemoteConfig::new(git.url.clone(), git.branch.clone());
+        remote.credentials = git.credentials.clone();
+        remote.ca_file = git.ca_file.clone();
         let m = Mirror::open(data_dir.join("mirror.git"), remote).map_err(|source| {
             GitSideError::Mirror {
                 url: git.url.clone(),
@@ -126,6 +158,29 @@ impl GitSide {
         let watcher = triggers::local_repo_dir(&git.url)
             .map(|_| triggers::watch_local_remote(&git.url, trigger.clone()))
             .transpose()?;
+        let mut tasks = Vec::new();
+        if let Some((addr, hook)) = &git.webhook {
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|source| GitSideError::Webhook {
+                    addr: *addr,
+                    source,
+                })?;
+            let router = axum::Router::new().nest(
+                "/hooks/git",
+                triggers::webhook_router(hook.clone(), trigger.clone()),
+            );
+            let mut stop_hook = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = stop_hook.changed().await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("webhook listener stopped: {e}");
+                }
+            }));
+        }
         let (fetcher, fetched) =
             triggers::spawn_fetcher(m.clone(), git.poll, trigger, stopped.clone());
         let writer = StatusWriter::new(
@@ -143,8 +198,9 @@ impl GitSide {
             git.sync.clone(),
             stopped,
         );
+        tasks.extend([fetcher, writer_task, sync_task]);
         Ok(Self {
-            tasks: vec![fetcher, writer_task, sync_task],
+            tasks,
             _watcher: watcher,
             stop,
             state,
