@@ -36,6 +36,8 @@ enum Command {
     Daemon(cli::daemon::Args),
     /// Run a one-node development cluster on a directory or repository.
     Up(cli::up::Args),
+    /// Show the cluster as this node holds it: commit, nodes, pods.
+    Status(cli::status::Args),
     /// Manage join tokens.
     #[command(subcommand)]
     Token(cli::token::Args),
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Shim(args) => cli::shim::run(args),
         Command::Daemon(args) => cli::daemon::run(args),
         Command::Up(args) => cli::up::run(args),
+        Command::Status(args) => cli::status::run(args),
         Command::Token(args) => cli::token::run(args),
         Command::Node(args) => cli::node::run(args),
     };

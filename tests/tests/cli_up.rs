@@ -143,6 +143,31 @@ fn kommit_up_runs_a_one_node_cluster_from_a_directory() {
         .is_some_and(|t| t.contains("replicas: 2"))),
         "the status branch reports the Deployment"
     );
+    // `kommit status` reads the same state through the local socket.
+    let out = Command::new(kommit_bin())
+        .args(["status", "--data-dir"])
+        .arg(data.join("node"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("commit {first} adopted")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dev ") && l.contains("Ready")),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("default/hello-"))
+            .count(),
+        2,
+        "{text}"
+    );
     up.term();
 
     // Edit and run again: a new snapshot on top, adopted by the restarted node.

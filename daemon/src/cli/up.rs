@@ -180,8 +180,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let daemon = DaemonLine::try_parse_from(line)?.args;
     eprintln!(
         "kommit up: one-node cluster \"dev\" on {listen}, desired state {url} (branch {branch})\n\
-         kommit up: follow it with `kommit log {url}` or `git --git-dir {url} log kommit/status`; \
-         stop with Ctrl-C"
+         kommit up: follow it with `kommit status --data-dir {node_dir_s}`, `kommit log {url}` \
+         or `git --git-dir {url} log kommit/status`; stop with Ctrl-C"
     );
     super::daemon::run_with(daemon, "warn,kommit_daemon::sync=info")
 }
