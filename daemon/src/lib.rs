@@ -8,4 +8,5 @@ pub mod cli;
 pub mod consensus;
 pub mod fstree;
 pub mod git;
+pub mod metrics;
 pub mod sync;

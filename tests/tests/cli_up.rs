@@ -51,13 +51,14 @@ fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 struct Up(Child);
 
 impl Up {
-    fn start(dir: &Path, data: &Path, port: u16) -> Self {
+    fn start(dir: &Path, data: &Path, port: u16, metrics: u16) -> Self {
         Up(Command::new(kommit_bin())
             .arg("up")
             .arg(dir)
             .arg("--data-dir")
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -98,6 +99,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
 fn note(origin: &str, rev: &str) -> Option<StatusNote> {
     let commit = git(&["--git-dir", origin, "rev-parse", rev])?;
     let text = git(&[
@@ -124,8 +136,9 @@ fn kommit_up_runs_a_one_node_cluster_from_a_directory() {
     let origin = data.join("origin.git");
     let o = origin.to_str().unwrap().to_string();
     let port = free_port();
+    let metrics = free_port();
 
-    let up = Up::start(&dir, &data, port);
+    let up = Up::start(&dir, &data, port, metrics);
     assert!(
         wait(Duration::from_secs(60), || note(&o, "main").is_some_and(
             |n| n.state == CommitState::Adopted && n.by.as_deref() == Some("dev")
@@ -168,13 +181,23 @@ fn kommit_up_runs_a_one_node_cluster_from_a_directory() {
         2,
         "{text}"
     );
+    // Prometheus metrics on the metrics port.
+    let text = scrape(metrics);
+    for line in [
+        "kommit_raft_leader 1".to_string(),
+        "kommit_nodes{status=\"ready\"} 1".to_string(),
+        "kommit_pods{phase=\"Pending\"} 2".to_string(),
+        format!("kommit_adopted_commit_info{{commit=\"{first}\"}} 1"),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    }
     up.term();
 
     // Edit and run again: a new snapshot on top, adopted by the restarted node.
     let deployment = dir.join("apps/hello/deployment.yaml");
     let text = std::fs::read_to_string(&deployment).unwrap();
     std::fs::write(&deployment, text.replace("replicas: 2", "replicas: 3")).unwrap();
-    let up = Up::start(&dir, &data, port);
+    let up = Up::start(&dir, &data, port, metrics);
     assert!(
         wait(Duration::from_secs(60), || note(&o, &first)
             .is_some_and(|n| n.state == CommitState::Superseded)),

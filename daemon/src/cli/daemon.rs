@@ -114,6 +114,9 @@ pub struct Args {
     /// Serve push webhooks on this address (`POST /hooks/git`); each one triggers a fetch.
     #[arg(long)]
     pub webhook_listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// File holding the webhook secret (HMAC key for GitHub/Gitea, token for GitLab).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
@@ -256,6 +259,19 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
                 node.shared(),
             )?),
         };
+        let metrics = match args.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?;
+                Some(crate::metrics::serve(
+                    l,
+                    node.shared(),
+                    git.as_ref().map(|g| g.writer.clone()),
+                ))
+            }
+        };
         eprintln!(
             "kommit: node {} (id {}) serving cluster port {}",
             cfg.name,
@@ -269,6 +285,9 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         if let Some(g) = git {
             g.stop().await;
         }

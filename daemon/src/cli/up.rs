@@ -24,6 +24,9 @@ pub struct Args {
     /// Cluster port address (loopback by default: nothing else can join).
     #[arg(long, default_value = "127.0.0.1:7946")]
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, default_value = "127.0.0.1:9946")]
+    pub metrics_listen: SocketAddr,
 }
 
 fn git(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<String> {
@@ -157,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let first = !node_dir.join("raft.redb").exists();
     let node_dir_s = node_dir.to_str().context("data dir path is not UTF-8")?;
     let listen = args.listen.to_string();
+    let metrics = args.metrics_listen.to_string();
     let mut line = vec![
         "daemon",
         "--data-dir",
@@ -173,6 +177,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         "2000",
         "--status-every-ms",
         "2000",
+        "--metrics-listen",
+        &metrics,
     ];
     if first {
         line.push("--bootstrap");
