@@ -153,7 +153,12 @@ async fn the_leader_adopts_refuses_and_reports_through_git() {
         .await,
         "status branch reports the Deployment"
     );
-    assert!(status_file(&f.origin, "nodes/n0.yaml").is_some_and(|t| t.contains("ready: true")));
+    assert!(
+        wait_until(SETTLE, || status_file(&f.origin, "nodes/n0.yaml")
+            .is_some_and(|t| t.contains("ready: true")))
+        .await,
+        "status branch reports the nodes"
+    );
 
     // 2. An invalid commit is refused with the loader's diagnostics; the old one stays.
     let deployment = f.work.join("apps/hello/deployment.yaml");
