@@ -10,3 +10,5 @@ pub mod fstree;
 pub mod git;
 pub mod metrics;
 pub mod sync;
+#[cfg(test)]
+mod testutil;

@@ -257,38 +257,11 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kommit_reconcilers::{Entry, NodeInfo};
 
     #[test]
     fn state_metrics_count_nodes_and_pods() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template");
-        let limits = kommit_schemas::Limits::default();
-        let tree = crate::fstree::read_dir_tree(&path, &limits).unwrap();
-        let desired = kommit_schemas::validate(&tree, &limits).unwrap();
-        let mut s = ClusterState::new();
-        s.apply(
-            &Entry::NodeUp {
-                info: NodeInfo {
-                    name: "n".into(),
-                    address: "n:1".into(),
-                    cpu_millis: 4000,
-                    memory_bytes: 8 << 30,
-                    pods: 110,
-                    labels: Default::default(),
-                    taints: vec![],
-                },
-            },
-            1,
-        );
-        s.apply(
-            &Entry::Adopt {
-                commit: "b".repeat(40),
-                parent: None,
-                digest: desired.digest(),
-                desired,
-            },
-            2,
-        );
+        use crate::testutil::{node, template_state};
+        let s = template_state(&[node("n", 4000, 8 << 30)], 'b');
         let m = Metrics::new();
         m.observe_state(&s);
         let text = m.encode();

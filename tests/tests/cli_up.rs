@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kommit_daemon::git::note::{CommitState, StatusNote};
+use kommit_tests::fixtures::{copy_dir, repo_template_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,19 +87,6 @@ impl Drop for Up {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
-
 fn scrape(port: u16) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -129,10 +117,7 @@ fn kommit_up_runs_a_one_node_cluster_from_a_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("desired");
     let data = tmp.path().join("data");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template"),
-        &dir,
-    );
+    copy_dir(&repo_template_dir(), &dir);
     let origin = data.join("origin.git");
     let o = origin.to_str().unwrap().to_string();
     let port = free_port();

@@ -284,21 +284,10 @@ async fn lagging_node_is_caught_up_by_snapshot() {
             .expect("propose");
     }
     // The leader snapshotted and purged its log past what the lagging node has.
-    assert!(
-        wait_until(SETTLE, || c
-            .node(&leader)
-            .raft()
-            .metrics()
-            .borrow()
-            .purged
-            .is_some())
-        .await,
-        "leader purged its log"
-    );
+    assert!(c.purged(&leader, SETTLE).await, "leader purged its log");
     c.restart(&lag).await.expect("restart lagging node");
     let digest = c.converged(SETTLE).await.expect("lagging node caught up");
-    let snap = c.node(&lag).raft().metrics().borrow().snapshot;
-    assert!(snap.is_some(), "lagging node installed a snapshot");
+    assert!(c.has_snapshot(&lag), "lagging node installed a snapshot");
     assert!(c.node(&lag).read_local(|a| a.kv.len()) >= 120);
     assert_eq!(c.node(&lag).digest(), digest);
     c.shutdown().await;

@@ -8,19 +8,13 @@
 use kommit_daemon::consensus::App;
 use kommit_reconcilers::{ClusterState, Entry, NodeInfo};
 use kommit_schemas::DesiredState;
+use kommit_tests::fixtures::repo_template;
 use kommit_tests::sim::cluster::{name, wait_until, Cluster, Options};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(20);
 const COMMIT: &str = "1111111111111111111111111111111111111111";
-
-fn repo_template() -> DesiredState {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template");
-    let limits = kommit_schemas::Limits::default();
-    let tree = kommit_daemon::fstree::read_dir_tree(&path, &limits).expect("read repo-template");
-    kommit_schemas::validate(&tree, &limits).expect("repo-template is valid")
-}
 
 fn adopt(desired: &DesiredState) -> Entry {
     Entry::Adopt {
@@ -161,21 +155,10 @@ async fn lagging_node_installs_a_cluster_state_snapshot() {
     for _ in 0..60 {
         c.node(&leader).propose(&Entry::Tick).await.expect("tick");
     }
-    assert!(
-        wait_until(SETTLE, || c
-            .node(&leader)
-            .raft()
-            .metrics()
-            .borrow()
-            .purged
-            .is_some())
-        .await,
-        "leader purged its log"
-    );
+    assert!(c.purged(&leader, SETTLE).await, "leader purged its log");
     c.restart(&lag).await.expect("restart lagging node");
     let digest = c.converged(SETTLE).await.expect("lagging node caught up");
-    let snap = c.node(&lag).raft().metrics().borrow().snapshot;
-    assert!(snap.is_some(), "lagging node installed a snapshot");
+    assert!(c.has_snapshot(&lag), "lagging node installed a snapshot");
     assert_eq!(c.node(&lag).digest(), digest);
     assert_eq!(
         c.node(&lag).read_local(|s| s.commit.clone()).as_deref(),

@@ -9,6 +9,7 @@ use kommit_daemon::git::note::{CommitState, StatusNote};
 use kommit_daemon::git::writer::WriterConfig;
 use kommit_daemon::sync::{GitConfig, GitSide, SyncConfig};
 use kommit_reconcilers::ClusterState;
+use kommit_tests::fixtures::{copy_dir, repo_template_dir};
 use kommit_tests::sim::cluster::{name, wait_until, Cluster, Options};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,19 +39,6 @@ fn status_file(origin: &Path, path: &str) -> Option<String> {
         "show",
         &format!("refs/heads/kommit/status:{path}"),
     ])
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 struct Fixture {
@@ -107,10 +95,7 @@ async fn the_leader_adopts_refuses_and_reports_through_git() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     let origin = dir.path().join("origin.git");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template"),
-        &work,
-    );
+    copy_dir(&repo_template_dir(), &work);
     let first = snapshot(&work, &origin).unwrap().0;
 
     let c = Cluster::<ClusterState>::start(3, Options::default())

@@ -146,39 +146,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kommit_reconcilers::{Entry, NodeInfo};
+    use kommit_reconcilers::Entry;
 
     #[test]
     fn renders_nodes_and_pods_with_pending_reasons() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template");
-        let limits = kommit_schemas::Limits::default();
-        let tree = crate::fstree::read_dir_tree(&path, &limits).unwrap();
-        let desired = kommit_schemas::validate(&tree, &limits).unwrap();
-        let mut s = ClusterState::new();
-        assert!(render(&s).starts_with("no commit adopted yet"));
-        s.apply(
-            &Entry::NodeUp {
-                info: NodeInfo {
-                    name: "tiny".into(),
-                    address: "10.0.0.1:7946".into(),
-                    cpu_millis: 1,
-                    memory_bytes: 1 << 20,
-                    pods: 110,
-                    labels: Default::default(),
-                    taints: vec![],
-                },
-            },
-            1,
-        );
-        s.apply(
-            &Entry::Adopt {
-                commit: "a".repeat(40),
-                parent: None,
-                digest: desired.digest(),
-                desired,
-            },
-            2,
-        );
+        use crate::testutil::{node, template_state};
+        assert!(render(&ClusterState::new()).starts_with("no commit adopted yet"));
+        let mut s = template_state(&[node("tiny", 1, 1 << 20)], 'a');
         s.apply(
             &Entry::NodeDrain {
                 node: "tiny".into(),

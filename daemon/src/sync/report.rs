@@ -222,40 +222,11 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kommit_reconcilers::{Entry, NodeInfo, PodStatusChange};
+    use kommit_reconcilers::{Entry, PodStatusChange};
 
     fn state() -> ClusterState {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template");
-        let limits = kommit_schemas::Limits::default();
-        let tree = crate::fstree::read_dir_tree(&path, &limits).unwrap();
-        let desired = kommit_schemas::validate(&tree, &limits).unwrap();
-        let mut s = ClusterState::new();
-        for name in ["a", "b"] {
-            s.apply(
-                &Entry::NodeUp {
-                    info: NodeInfo {
-                        name: name.into(),
-                        address: format!("{name}:7946"),
-                        cpu_millis: 4000,
-                        memory_bytes: 8 << 30,
-                        pods: 110,
-                        labels: BTreeMap::new(),
-                        taints: vec![],
-                    },
-                },
-                1000,
-            );
-        }
-        s.apply(
-            &Entry::Adopt {
-                commit: "c".repeat(40),
-                parent: None,
-                digest: desired.digest(),
-                desired,
-            },
-            2000,
-        );
-        s
+        use crate::testutil::{node, template_state};
+        template_state(&[node("a", 4000, 8 << 30), node("b", 4000, 8 << 30)], 'c')
     }
 
     #[test]

@@ -234,6 +234,20 @@ impl<A: App> Cluster<A> {
             .collect()
     }
 
+    /// Waits until node `name` has purged a prefix of its log (it took a snapshot), so a node
+    /// behind that prefix can only catch up by installing a snapshot.
+    pub async fn purged(&self, name: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.node(name).raft().metrics().borrow().purged.is_some()
+        })
+        .await
+    }
+
+    /// Whether node `name` has installed or taken a snapshot.
+    pub fn has_snapshot(&self, name: &str) -> bool {
+        self.node(name).raft().metrics().borrow().snapshot.is_some()
+    }
+
     /// Digests of every running node.
     pub fn digests(&self) -> BTreeMap<String, String> {
         self.running()
