@@ -156,6 +156,14 @@ fn kommit_up_runs_a_one_node_cluster_from_a_directory() {
     assert!(text.contains(&format!("commit {first} adopted")), "{text}");
     assert!(
         text.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("repository ")
+                && l.contains("(branch main)")
+                && l.contains(&first[..12])),
+        "{text}"
+    );
+    assert!(
+        text.lines()
             .any(|l| l.starts_with("dev ") && l.contains("Ready")),
         "{text}"
     );

@@ -250,7 +250,6 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         } else {
             Node::<ClusterState>::restart(cfg.clone(), fence).await?
         };
-        let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET))?;
         let git = match &git {
             None => None,
             Some(g) => Some(crate::sync::GitSide::start(
@@ -259,6 +258,11 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
                 node.shared(),
             )?),
         };
+        let extra = git
+            .as_ref()
+            .map(crate::sync::GitSide::routes)
+            .unwrap_or_default();
+        let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
         let metrics = match args.metrics_listen {
             None => None,
             Some(addr) => {

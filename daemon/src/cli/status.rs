@@ -23,7 +23,7 @@ pub struct Args {
 pub enum Format {
     /// Tables.
     Text,
-    /// The whole replicated state as JSON.
+    /// `{"sync": ..., "state": ...}`: the Git side and the whole replicated state.
     Json,
 }
 
@@ -50,6 +50,30 @@ fn table(rows: &[Vec<String>]) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// Renders the Git side's state as text. Pure.
+pub fn render_sync(s: &crate::sync::SyncState) -> String {
+    let short = |c: &Option<String>| {
+        c.as_deref()
+            .map(|c| c.chars().take(12).collect::<String>())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = format!(
+        "repository {} (branch {}): head {}, {} fetches, {} status writes queued\n",
+        s.repo,
+        s.branch,
+        short(&s.head),
+        s.fetches,
+        s.outbox
+    );
+    if let Some(e) = &s.fetch_error {
+        out.push_str(&format!("fetch error: {e}\n"));
+    }
+    if let Some(e) = &s.last_error {
+        out.push_str(&format!("sync error: {e}\n"));
     }
     out
 }
@@ -114,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start runtime")?;
-    let bytes = rt.block_on(async {
+    let (bytes, sync) = rt.block_on(async {
         let client = local_client(&args.data_dir).context("local api client")?;
         let resp = client
             .get("http://localhost/state")
@@ -133,12 +157,26 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             "daemon answered {}",
             resp.status()
         );
-        Ok::<_, anyhow::Error>(resp.bytes().await?)
+        let bytes = resp.bytes().await?;
+        // A daemon without --repo has no /sync.
+        let sync = match client.get("http://localhost/sync").send().await {
+            Ok(r) if r.status().is_success() => r.json::<crate::sync::SyncState>().await.ok(),
+            _ => None,
+        };
+        Ok::<_, anyhow::Error>((bytes, sync))
     })?;
     let state = ClusterState::from_canonical_bytes(&bytes).context("reading the cluster state")?;
     match args.format {
-        Format::Text => print!("{}", render(&state)),
-        Format::Json => println!("{}", String::from_utf8_lossy(&state.canonical_bytes())),
+        Format::Text => {
+            if let Some(s) = &sync {
+                print!("{}", render_sync(s));
+            }
+            print!("{}", render(&state));
+        }
+        Format::Json => {
+            let doc = serde_json::json!({ "sync": sync, "state": state });
+            println!("{doc}");
+        }
     }
     Ok(0)
 }

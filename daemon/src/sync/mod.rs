@@ -208,6 +208,23 @@ impl GitSide {
         })
     }
 
+    /// Local API routes: `GET /sync` answers the [`SyncState`].
+    pub fn routes(&self) -> axum::Router {
+        let state = self.state.clone();
+        let writer = self.writer.clone();
+        axum::Router::new().route(
+            "/sync",
+            axum::routing::get(move || {
+                let (state, writer) = (state.clone(), writer.clone());
+                async move {
+                    let mut s = state.borrow().clone();
+                    s.outbox = writer.outbox().len().unwrap_or(s.outbox);
+                    axum::Json(s)
+                }
+            }),
+        )
+    }
+
     /// Stops every task (queued writes stay in the outbox for the next start).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -217,13 +234,25 @@ impl GitSide {
     }
 }
 
-/// What the sync loop did last, for the local API and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the Git side did last, for the local API (`GET /sync`) and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyncState {
-    /// The last head evaluated.
+    /// The repository.
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+    /// Fetch attempts so far.
+    pub fetches: u64,
+    /// The branch head after the last successful fetch.
+    pub head: Option<String>,
+    /// Why the last fetch failed, if it did.
+    pub fetch_error: Option<String>,
+    /// The last head the leader evaluated (on this node, while it led).
     pub evaluated: Option<String>,
-    /// The last error (fetch, evaluation or proposal).
+    /// The last error evaluating, proposing or queueing.
     pub last_error: Option<String>,
+    /// Status writes not yet pushed.
+    pub outbox: u64,
 }
 
 fn stamp() -> Timestamp {
@@ -253,7 +282,11 @@ pub fn spawn(
     config: SyncConfig,
     shutdown: watch::Receiver<bool>,
 ) -> (tokio::task::JoinHandle<()>, watch::Receiver<SyncState>) {
-    let (tx, rx) = watch::channel(SyncState::default());
+    let (tx, rx) = watch::channel(SyncState {
+        repo: mirror.remote().url.clone(),
+        branch: mirror.remote().branch.clone(),
+        ..Default::default()
+    });
     let task = tokio::spawn(run(shared, mirror, fetched, writer, config, shutdown, tx));
     (task, rx)
 }
@@ -278,7 +311,14 @@ async fn run(
                 if r.is_err() {
                     return;
                 }
-                let head = fetched.borrow_and_update().head;
+                let f = fetched.borrow_and_update().clone();
+                let head = f.head;
+                tx.send_modify(|s| {
+                    s.fetches = f.fetches;
+                    s.head = f.head.map(|h| h.to_string());
+                    s.fetch_error = f.last_error.clone();
+                    s.outbox = writer.outbox().len().unwrap_or(0);
+                });
                 if let (Some(head), true) = (head, is_leader(&shared)) {
                     let outcome = consider(&shared, &mirror, &writer, &config, head, &mut refused).await;
                     tx.send_modify(|s| {
