@@ -244,3 +244,31 @@ async fn the_leader_adopts_refuses_and_reports_through_git() {
     }
     f.c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_repository_is_reported_not_fatal() {
+    let c = Cluster::<ClusterState>::start(1, Options::default())
+        .await
+        .expect("start cluster");
+    let missing = c.root.path().join("no-such-repo.git");
+    let mut g = GitConfig::new(missing.to_str().unwrap(), "main");
+    g.poll = Duration::from_millis(100);
+    let data = c.cfgs[&name(0)].data_dir.clone();
+    let side = GitSide::start(&g, &data, c.node(&name(0)).shared()).expect("starts anyway");
+    let mut state = side.state.clone();
+    assert!(
+        wait_until(SETTLE, || {
+            let s = state.borrow_and_update();
+            s.fetches >= 2
+                && s.fetch_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no-such-repo"))
+        })
+        .await,
+        "fetch errors are reported: {:?}",
+        side.state.borrow()
+    );
+    assert!(c.node(&name(0)).read_local(|s| s.commit.is_none()));
+    side.stop().await;
+    c.shutdown().await;
+}

@@ -108,9 +108,6 @@ pub enum GitSideError {
     /// The outbox could not be opened.
     #[error("opening the status outbox: {0}")]
     Outbox(#[from] crate::git::queue::QueueError),
-    /// The local repository could not be watched.
-    #[error("watching the local repository: {0}")]
-    Watch(#[from] crate::git::triggers::TriggerError),
     /// The webhook address could not be bound.
     #[error("binding the webhook listener {addr}: {source}")]
     Webhook {
@@ -155,9 +152,13 @@ impl GitSide {
         let outbox = queue::Outbox::open(data_dir.join("outbox.redb"), 100_000)?;
         let (stop, stopped) = watch::channel(false);
         let trigger = triggers::FetchTrigger::default();
-        let watcher = triggers::local_repo_dir(&git.url)
-            .map(|_| triggers::watch_local_remote(&git.url, trigger.clone()))
-            .transpose()?;
+        // A local repository that cannot be watched (yet) is still polled; the fetch error
+        // shows in `kommit status` until it appears.
+        let watcher = triggers::local_repo_dir(&git.url).and_then(|_| {
+            triggers::watch_local_remote(&git.url, trigger.clone())
+                .map_err(|e| tracing::warn!("not watching {}: {e}; polling only", git.url))
+                .ok()
+        });
         let mut tasks = Vec::new();
         if let Some((addr, hook)) = &git.webhook {
             let listener = std::net::TcpListener::bind(addr)
