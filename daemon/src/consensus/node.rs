@@ -323,6 +323,13 @@ impl<A: App> Node<A> {
             "lease must be shorter than the down timeout"
         );
         std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
+        // The data dir holds keys, the Raft log and the mirror; the log carries the desired
+        // state, Secrets included. Only root may read it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(&cfg.data_dir))?;
+        }
         let local_addr = listener.local_addr().map_err(io(&cfg.data_dir))?;
         let addr = cfg
             .advertise
