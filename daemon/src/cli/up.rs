@@ -132,6 +132,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // origin.git holds whatever DIR holds, Secrets included.
+        std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", args.data_dir.display()))?;
+    }
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
     let (url, branch) = if dir.join(".git").exists() {
