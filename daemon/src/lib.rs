@@ -8,3 +8,7 @@ pub mod cli;
 pub mod consensus;
 pub mod fstree;
 pub mod git;
+pub mod metrics;
+pub mod sync;
+#[cfg(test)]
+mod testutil;

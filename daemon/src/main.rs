@@ -32,8 +32,12 @@ enum Command {
     /// Runtime re-exec helper (pod shim, container init, exec).
     #[command(hide = true)]
     Shim(cli::shim::Args),
-    /// Run a cluster node (consensus, liveness, local API).
+    /// Run a cluster node (consensus, liveness, Git sync, local API).
     Daemon(cli::daemon::Args),
+    /// Run a one-node development cluster on a directory or repository.
+    Up(cli::up::Args),
+    /// Show the cluster as this node holds it: commit, nodes, pods.
+    Status(cli::status::Args),
     /// Manage join tokens.
     #[command(subcommand)]
     Token(cli::token::Args),
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Ctr(args) => cli::ctr::run(args),
         Command::Shim(args) => cli::shim::run(args),
         Command::Daemon(args) => cli::daemon::run(args),
+        Command::Up(args) => cli::up::run(args),
+        Command::Status(args) => cli::status::run(args),
         Command::Token(args) => cli::token::run(args),
         Command::Node(args) => cli::node::run(args),
     };

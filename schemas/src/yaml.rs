@@ -238,7 +238,6 @@ impl Converter<'_> {
         &mut self,
         node: Spanned<Node>,
         pointer: &mut String,
-        depth: usize,
     ) -> Result<serde_json::Value, YamlError> {
         use serde_json::Value;
         let pos = pos_of(&node.referenced);
@@ -271,7 +270,7 @@ impl Converter<'_> {
                     let len = pointer.len();
                     pointer.push('/');
                     pointer.push_str(&i.to_string());
-                    out.push(self.convert(item, pointer, depth + 1)?);
+                    out.push(self.convert(item, pointer)?);
                     pointer.truncate(len);
                 }
                 Value::Array(out)
@@ -290,7 +289,7 @@ impl Converter<'_> {
                         });
                     }
                     self.spans.keys.entry(pointer.clone()).or_insert(key_pos);
-                    let v = self.convert(value, pointer, depth + 1)?;
+                    let v = self.convert(value, pointer)?;
                     pointer.truncate(len);
                     out.insert(key.value, v);
                 }
@@ -334,7 +333,7 @@ pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>,
             max_nodes: budget.max_nodes,
         };
         let mut pointer = String::new();
-        let value = conv.convert(doc, &mut pointer, 0)?;
+        let value = conv.convert(doc, &mut pointer)?;
         total_nodes = conv.nodes;
         out.push(Document {
             value,

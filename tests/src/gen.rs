@@ -57,7 +57,7 @@ fn app_documents(ns: &str, name: &str, seed: usize) -> Vec<String> {
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-secret\n  namespace: {ns}\ntype: Opaque\nstringData:\n  token: t{seed}\n"
     );
-    let job = if seed % 2 == 0 {
+    let job = if seed.is_multiple_of(2) {
         format!(
             "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}-backup\n  namespace: {ns}\nspec:\n  schedule: \"{} 3 * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: backup\n            image: registry.local/backup:1\n            command: [/backup, --target, {name}]\n",
             seed % 60

@@ -2,6 +2,7 @@
 //! `kommit-bench` binary runs.
 
 pub mod bench;
+pub mod fixtures;
 pub mod gen;
 pub mod runtime_support;
 pub mod sim;

@@ -103,6 +103,11 @@ async fn three_nodes_bootstrap_join_over_mtls_and_replicate() {
     );
     // Key files are private.
     use std::os::unix::fs::PermissionsExt;
+    for i in 0..3 {
+        let dir = &c.cfgs[&name(i)].data_dir;
+        let mode = std::fs::metadata(dir).expect("data dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{} mode", dir.display());
+    }
     for f in ["tls/node.key", "tls/ca.key", "tls/node.pem"] {
         let p = c.cfgs[&name(0)].data_dir.join(f);
         let mode = std::fs::metadata(&p)
@@ -112,10 +117,19 @@ async fn three_nodes_bootstrap_join_over_mtls_and_replicate() {
             & 0o777;
         assert_eq!(mode, 0o600, "{} mode", p.display());
     }
+    // Joining gives no CA key; the leader hands it to voters (all three here) afterwards,
+    // also 0600.
     assert!(
-        !c.cfgs[&name(1)].data_dir.join("tls/ca.key").exists(),
-        "joiners get no CA key"
+        wait_until(SETTLE, || c.holds_ca_key(&name(1))
+            && c.holds_ca_key(&name(2)))
+        .await,
+        "voters receive the CA key"
     );
+    let mode = std::fs::metadata(c.cfgs[&name(2)].data_dir.join("tls/ca.key"))
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     c.shutdown().await;
 }
 
@@ -152,6 +166,19 @@ async fn five_nodes_keep_three_voters_and_promote_a_learner_when_a_voter_dies() 
             .read_local(|a| a.nodes.keys().cloned().collect::<Vec<_>>())
     );
     let voters = c.voters(&leader);
+    // Voters, and only voters, receive the CA key (so any of them can admit nodes).
+    let is_voter = |n: &str| voters.contains(&node_id_for(n));
+    assert!(
+        wait_until(SETTLE, || (0..5)
+            .map(name)
+            .all(|n| c.holds_ca_key(&n) == is_voter(&n)))
+        .await,
+        "CA key on voters only: {:?}",
+        (0..5)
+            .map(name)
+            .map(|n| (c.holds_ca_key(&n), is_voter(&n)))
+            .collect::<Vec<_>>()
+    );
     let victim = (0..5)
         .map(name)
         .find(|n| *n != leader && voters.contains(&node_id_for(n)))
@@ -170,6 +197,14 @@ async fn five_nodes_keep_three_voters_and_promote_a_learner_when_a_voter_dies() 
     );
     let promoted: Vec<_> = c.voters(&leader).difference(&voters).copied().collect();
     assert_eq!(promoted.len(), 1, "exactly one learner promoted");
+    let promoted_name = (0..5)
+        .map(name)
+        .find(|n| node_id_for(n) == promoted[0])
+        .expect("promoted node");
+    assert!(
+        wait_until(SETTLE, || c.holds_ca_key(&promoted_name)).await,
+        "the promoted learner received the CA key"
+    );
     assert!(
         c.members(&leader).contains(&victim_id),
         "the lost voter stays a learner"
@@ -254,21 +289,10 @@ async fn lagging_node_is_caught_up_by_snapshot() {
             .expect("propose");
     }
     // The leader snapshotted and purged its log past what the lagging node has.
-    assert!(
-        wait_until(SETTLE, || c
-            .node(&leader)
-            .raft()
-            .metrics()
-            .borrow()
-            .purged
-            .is_some())
-        .await,
-        "leader purged its log"
-    );
+    assert!(c.purged(&leader, SETTLE).await, "leader purged its log");
     c.restart(&lag).await.expect("restart lagging node");
     let digest = c.converged(SETTLE).await.expect("lagging node caught up");
-    let snap = c.node(&lag).raft().metrics().borrow().snapshot;
-    assert!(snap.is_some(), "lagging node installed a snapshot");
+    assert!(c.has_snapshot(&lag), "lagging node installed a snapshot");
     assert!(c.node(&lag).read_local(|a| a.kv.len()) >= 120);
     assert_eq!(c.node(&lag).digest(), digest);
     c.shutdown().await;
@@ -451,5 +475,48 @@ async fn isolated_node_fences_itself_before_it_is_declared_down() {
         .await,
         "lease renewed after heal"
     );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_voter_admits_a_node_after_the_bootstrap_node_is_lost() {
+    let mut c = TestCluster::start(3, Options::default())
+        .await
+        .expect("start cluster");
+    assert!(wait_until(SETTLE, || c.voters(&name(0)).len() == 3).await);
+    assert!(
+        wait_until(SETTLE, || c.holds_ca_key(&name(1))
+            && c.holds_ca_key(&name(2)))
+        .await,
+        "the bootstrap node handed the CA key to both voters"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = c.cfgs[&name(1)].data_dir.join("tls/ca.key");
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+    c.stop(&name(0)).await;
+    assert!(
+        wait_until(SETTLE, || c.leader().is_some_and(|l| l != name(0))).await,
+        "a new leader"
+    );
+    // A token made on n1 admits n3 through n1, with n0 gone.
+    c.join_via(3, Options::default(), &name(1))
+        .await
+        .expect("join through a surviving voter");
+    let n3 = node_id_for(&name(3));
+    assert!(
+        wait_until(SETTLE, || c.members(&name(1)).contains(&n3)).await,
+        "n3 is a member"
+    );
+    let leader = c.leader().expect("leader");
+    c.node(&leader)
+        .propose(&put("after", "join"))
+        .await
+        .expect("propose");
+    let digest = c.converged(SETTLE).await.expect("converged");
+    assert_eq!(c.node(&name(3)).digest(), digest);
     c.shutdown().await;
 }

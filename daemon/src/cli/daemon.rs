@@ -1,16 +1,17 @@
 //! `kommit daemon`: one cluster node.
 //!
-//! Today the daemon runs consensus (Raft over mTLS), liveness and the local API. Later stages
+//! Today the daemon replicates the cluster state (`ClusterState` over Raft with mTLS), runs
+//! liveness (NodeUp/NodeDown, leases) and serves the local API. Later stages
 //! plug in here, each as one more task started after the node is up: the git mirror (leader
 //! polls, followers fetch the agreed SHA), the node agent (plans and runs this node's pods,
 //! and implements the lease's fence hook), and the status writer.
 
-use crate::consensus::kv::KvApp;
 use crate::consensus::liveness::{LivenessConfig, LogFence};
 use crate::consensus::local::{serve_local, SOCKET};
 use crate::consensus::membership::VoterPolicy;
 use crate::consensus::node::{Node, NodeConfig, Timing};
 use anyhow::Context;
+use kommit_reconcilers::ClusterState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +85,92 @@ pub struct Args {
     /// Node taint `key[=value]:Effect` (repeatable).
     #[arg(long = "taint")]
     pub taints: Vec<String>,
+    /// The desired-state repository (`file://`, a path, `git://`, `ssh://` or `https://`).
+    /// Without it the node replicates state but adopts no commits.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The desired-state branch.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Fetch the repository at least this often (a local repository is also watched).
+    #[arg(long, default_value_t = 15_000)]
+    pub poll_ms: u64,
+    /// Write status to Git at most this often.
+    #[arg(long, default_value_t = 5_000)]
+    pub status_every_ms: u64,
+    /// File holding an https token for the repository (sent as user `x-access-token`).
+    #[arg(long, conflicts_with_all = ["repo_ssh_key"])]
+    pub repo_token_file: Option<PathBuf>,
+    /// Private key for an ssh:// repository.
+    #[arg(long)]
+    pub repo_ssh_key: Option<PathBuf>,
+    /// known_hosts file pinning the ssh server's host key (without it the first key is
+    /// accepted and remembered).
+    #[arg(long, requires = "repo_ssh_key")]
+    pub repo_known_hosts: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for an https repository on a private forge.
+    #[arg(long)]
+    pub repo_ca_file: Option<PathBuf>,
+    /// Serve push webhooks on this address (`POST /hooks/git`); each one triggers a fetch.
+    #[arg(long)]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// File holding the webhook secret (HMAC key for GitHub/Gitea, token for GitLab).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let s = s.trim().to_string();
+    if s.is_empty() {
+        anyhow::bail!("{what} {} is empty", path.display());
+    }
+    Ok(s)
+}
+
+/// The Git side's configuration from the command line (None without `--repo`).
+fn git_config(args: &Args) -> anyhow::Result<Option<crate::sync::GitConfig>> {
+    use crate::git::mirror::Credentials;
+    use std::time::Duration;
+    let Some(url) = &args.repo else {
+        return Ok(None);
+    };
+    let mut g = crate::sync::GitConfig::new(url.clone(), args.branch.clone());
+    g.poll = Duration::from_millis(args.poll_ms.max(100));
+    g.sync.status_every = Duration::from_millis(args.status_every_ms.max(100));
+    g.ca_file = args.repo_ca_file.clone();
+    g.credentials = match (&args.repo_token_file, &args.repo_ssh_key) {
+        (Some(f), _) => Credentials::Token(read_secret(f, "repository token file")?),
+        (None, Some(key)) => Credentials::SshKey {
+            key: key.clone(),
+            known_hosts: args.repo_known_hosts.clone(),
+        },
+        (None, None) => Credentials::None,
+    };
+    if let Some(addr) = args.webhook_listen {
+        let secret = args
+            .webhook_secret_file
+            .as_deref()
+            .map(|f| read_secret(f, "webhook secret file"))
+            .transpose()?;
+        if secret.is_none() && !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "--webhook-listen {addr} is not loopback: give --webhook-secret-file so forged hooks are refused"
+            );
+        }
+        g.webhook = Some((
+            addr,
+            crate::git::triggers::WebhookConfig {
+                secret,
+                branch: args.branch.clone(),
+            },
+        ));
+    }
+    Ok(Some(g))
 }
 
 fn config(args: &Args) -> anyhow::Result<NodeConfig> {
@@ -124,24 +211,34 @@ fn config(args: &Args) -> anyhow::Result<NodeConfig> {
     }
     cfg.facts.labels = labels;
     cfg.facts.taints = args.taints.clone();
+    cfg.facts.name = name;
+    // Refuse bad facts here, once, rather than in every heartbeat the leader would reject.
+    cfg.facts = crate::consensus::cluster::canonical_facts(&cfg.facts)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(cfg)
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    run_with(args, "warn")
+}
+
+/// Runs the daemon, logging with `default_filter` unless `RUST_LOG` says otherwise.
+pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .try_init();
     let cfg = config(&args)?;
+    let git = git_config(&args)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start runtime")?;
     rt.block_on(async move {
         let fence = Box::new(LogFence);
         let node = if args.bootstrap {
-            Node::<KvApp>::bootstrap(cfg.clone(), fence).await?
+            Node::<ClusterState>::bootstrap(cfg.clone(), fence).await?
         } else if let Some(addr) = &args.join {
             let path = args
                 .token_file
@@ -149,11 +246,36 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .context("--join needs --token-file")?;
             let token = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read token file {}", path.display()))?;
-            Node::<KvApp>::join(cfg.clone(), addr, token.trim(), fence).await?
+            Node::<ClusterState>::join(cfg.clone(), addr, token.trim(), fence).await?
         } else {
-            Node::<KvApp>::restart(cfg.clone(), fence).await?
+            Node::<ClusterState>::restart(cfg.clone(), fence).await?
         };
-        let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET))?;
+        let git = match &git {
+            None => None,
+            Some(g) => Some(crate::sync::GitSide::start(
+                g,
+                &cfg.data_dir,
+                node.shared(),
+            )?),
+        };
+        let extra = git
+            .as_ref()
+            .map(crate::sync::GitSide::routes)
+            .unwrap_or_default();
+        let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
+        let metrics = match args.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?;
+                Some(crate::metrics::serve(
+                    l,
+                    node.shared(),
+                    git.as_ref().map(|g| g.writer.clone()),
+                ))
+            }
+        };
         eprintln!(
             "kommit: node {} (id {}) serving cluster port {}",
             cfg.name,
@@ -167,6 +289,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
+        if let Some(g) = git {
+            g.stop().await;
+        }
         node.shutdown().await;
         Ok::<u8, anyhow::Error>(0)
     })

@@ -7,5 +7,7 @@ pub mod log;
 pub mod node;
 pub mod plan;
 pub mod shim;
+pub mod status;
 pub mod token;
+pub mod up;
 pub mod validate;

@@ -9,7 +9,7 @@ use anyhow::Context;
 pub enum Args {
     /// Create a join token (stored hashed under the data dir, printed once).
     Create {
-        /// The node's data dir (must hold the cluster CA).
+        /// The node's data dir (must hold the cluster CA key: any voter does).
         #[arg(long, default_value = "/var/lib/kommit")]
         data_dir: std::path::PathBuf,
         /// Hours until the token expires.
@@ -30,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot read cluster CA {}", ca_path.display()))?;
             if !data_dir.join("tls/ca.key").exists() {
                 anyhow::bail!(
-                    "{} holds no CA key; create tokens on the bootstrap node",
+                    "{} holds no CA key; create tokens on a voter (the leader hands the key to every voter)",
                     data_dir.display()
                 );
             }

@@ -29,6 +29,7 @@ pub fn cluster_routes<A: App>(shared: Arc<Shared<A>>) -> Router {
         .route("/cluster/add_learner", post(add_learner::<A>))
         .route("/cluster/remove_member", post(remove_member::<A>))
         .route("/cluster/status", get(status::<A>))
+        .route("/cluster/ca", post(receive_ca::<A>))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(shared)
 }
@@ -100,14 +101,23 @@ async fn heartbeat<A: App>(
     if !is_member(&s, hb.id) {
         return (StatusCode::FORBIDDEN, "not a cluster member".into());
     }
+    if let Err(e) = A::node_up(hb.facts.clone()) {
+        return (StatusCode::BAD_REQUEST, e);
+    }
     // Acknowledge only while this node provably leads a quorum, so a deposed leader cannot
     // renew anybody's lease.
-    match s.raft.ensure_linearizable().await {
-        Ok(_) => {
-            s.tracker.seen(hb.id, hb.facts, Instant::now());
-            (StatusCode::OK, "ok".into())
-        }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let confirmed = s
+        .confirmer
+        .confirm(|| async { s.raft.ensure_linearizable().await.is_ok() })
+        .await;
+    if confirmed {
+        s.tracker.seen(hb.id, hb.facts, Instant::now());
+        (StatusCode::OK, "ok".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot confirm leadership".into(),
+        )
     }
 }
 
@@ -248,11 +258,11 @@ async fn admit<A: App>(
 ) -> Result<JoinResponse, (StatusCode, String)> {
     let unauthorized = |m: String| (StatusCode::UNAUTHORIZED, m);
     let token = JoinToken::parse(&req.token).map_err(|e| unauthorized(e.to_string()))?;
-    let ca = s.ca.as_ref().ok_or_else(|| {
+    let ca = s.ca().ok_or_else(|| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "node {} holds no CA key; join through the node that made the token",
+                "node {} holds no CA key; join through a voter (the node that made the token)",
                 s.name
             ),
         )
@@ -393,4 +403,60 @@ pub async fn remove_member_via_leader<A: App>(s: &Shared<A>, name: &str) -> Resu
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
+}
+
+/// The CA handed from the leader to a voter.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct CaHandoff {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Stores the cluster CA key sent by the leader, if this node is a voter, the certificate is
+/// this cluster's and the key belongs to it.
+async fn receive_ca<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Json(h): Json<CaHandoff>,
+) -> (StatusCode, String) {
+    let voter = {
+        let m = s.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == s.id)
+    };
+    if !voter {
+        return (StatusCode::FORBIDDEN, "only voters hold the CA key".into());
+    }
+    let dir = s.cfg.data_dir.join("tls");
+    let own = match super::tls::NodeIdentity::load(&dir) {
+        Ok(i) => i.ca_pem,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if own != h.cert_pem {
+        return (StatusCode::BAD_REQUEST, "not this cluster's CA".into());
+    }
+    let ca = super::tls::ClusterCa {
+        cert_pem: h.cert_pem,
+        key_pem: h.key_pem,
+    };
+    match ca.key_matches_cert() {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "CA key does not match the CA".into(),
+            )
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    }
+    if s.ca().is_none() {
+        if let Err(e) = ca.store(&dir) {
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        *s.ca.write().unwrap_or_else(|p| p.into_inner()) = Some(ca);
+        tracing::info!("received the cluster CA key: this voter can admit nodes");
+    }
+    (StatusCode::OK, "ok".into())
 }

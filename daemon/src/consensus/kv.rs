@@ -1,7 +1,8 @@
 //! `KvApp`: a small, deterministic reference application (an ordered key-value map plus a
-//! node table) that exercises every part of [`App`]. The daemon replicates it until the
-//! reconcilers' `ClusterState` is wired in, and the consensus tests and the simulation use it
-//! because its digest makes divergence obvious.
+//! node table) that exercises every part of [`App`]. The daemon replicates the reconcilers'
+//! `ClusterState` (see `cluster`); the consensus-layer tests, the crash test and the simulation
+//! use this one because a key-value map makes every acknowledged write checkable and any
+//! divergence obvious.
 
 use super::{App, NodeFacts, NodeView};
 use serde::{Deserialize, Serialize};
@@ -125,8 +126,8 @@ impl App for KvApp {
         hex::encode(sha2::Sha256::digest(self.snapshot_bytes()))
     }
 
-    fn node_up(facts: NodeFacts) -> KvEntry {
-        KvEntry::NodeUp { facts }
+    fn node_up(facts: NodeFacts) -> Result<KvEntry, String> {
+        Ok(KvEntry::NodeUp { facts })
     }
     fn node_down(name: &str) -> KvEntry {
         KvEntry::NodeDown { name: name.into() }

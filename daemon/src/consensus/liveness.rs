@@ -11,7 +11,8 @@
 
 use super::{App, NodeFacts, NodeId};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -150,6 +151,47 @@ impl Lease {
     }
 }
 
+/// Coalesces the leader's "do I still lead a quorum?" rounds for heartbeats.
+///
+/// Acknowledging a heartbeat needs a confirmation round that *started after the heartbeat
+/// arrived* (otherwise a deposed leader could renew a lease on old evidence). With one round
+/// per heartbeat, N nodes cost N quorum rounds per interval. Here callers queue: one round runs
+/// at a time, and when it ends it answers every caller whose request was registered before it
+/// started. A caller whose request came later waits for the next round.
+#[derive(Default)]
+pub struct Confirmer {
+    requested: AtomicU64,
+    round: tokio::sync::Mutex<(u64, bool)>,
+    rounds: AtomicU64,
+}
+
+impl Confirmer {
+    /// Waits for a confirmation round that started after this call; `round` runs one
+    /// (`ensure_linearizable` in the daemon) and says whether it succeeded.
+    pub async fn confirm<F, Fut>(&self, round: F) -> bool
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut last = self.round.lock().await;
+        if last.0 >= mine {
+            return last.1;
+        }
+        // Every request numbered up to `covers` was made before this round starts.
+        let covers = self.requested.load(Ordering::SeqCst);
+        self.rounds.fetch_add(1, Ordering::SeqCst);
+        let ok = round().await;
+        *last = (covers, ok);
+        ok
+    }
+
+    /// How many rounds ran so far.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::SeqCst)
+    }
+}
+
 #[derive(Default)]
 struct TrackerState {
     term: Option<u64>,
@@ -257,4 +299,36 @@ pub fn decide<A: App>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_confirmations_share_rounds_and_never_reuse_an_older_one() {
+        let c = Arc::new(Confirmer::default());
+        let started = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (c, started) = (c.clone(), started.clone());
+            tasks.push(tokio::spawn(async move {
+                c.confirm(|| async {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    true
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        let rounds = c.rounds();
+        assert!((1..10).contains(&rounds), "50 callers took {rounds} rounds");
+        // A call after every round finished needs a round of its own, and sees its result.
+        assert!(!c.confirm(|| async { false }).await);
+        assert_eq!(c.rounds(), rounds + 1);
+    }
 }

@@ -29,10 +29,12 @@ pub enum LocalError {
     },
 }
 
-/// Binds the local API socket at `path` and serves it until the task is aborted.
+/// Binds the local API socket at `path` and serves it, with the routes of `extra` (other
+/// parts of the daemon), until the task is aborted.
 pub fn serve_local<A: App>(
     shared: Arc<Shared<A>>,
     path: &Path,
+    extra: Router,
 ) -> Result<tokio::task::JoinHandle<()>, LocalError> {
     use std::os::unix::fs::PermissionsExt;
     let err = |source| LocalError::Bind {
@@ -53,7 +55,8 @@ pub fn serve_local<A: App>(
         .route("/node/drain", post(drain::<A>))
         .route("/node/remove", post(remove::<A>))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
-        .with_state(shared);
+        .with_state(shared)
+        .merge(extra);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!("local api stopped: {e}");

@@ -86,7 +86,8 @@ mod tests {
     fn plans_voters() {
         let p = VoterPolicy::default();
         // (voters, all, dead, expected)
-        let cases: &[(&[u64], &[u64], &[u64], Option<&[u64]>)] = &[
+        type Case<'a> = (&'a [u64], &'a [u64], &'a [u64], Option<&'a [u64]>);
+        let cases: &[Case] = &[
             (&[1], &[1], &[], None),
             (&[1], &[1, 2], &[], Some(&[1, 2])),
             (&[1], &[1, 2, 3], &[], Some(&[1, 2, 3])),

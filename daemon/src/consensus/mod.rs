@@ -17,6 +17,7 @@
 //!   simulation can drive the same code.
 
 pub mod api;
+pub mod cluster;
 pub mod kv;
 pub mod liveness;
 pub mod local;
@@ -114,8 +115,9 @@ pub trait App: Default + Send + Sync + 'static {
     /// A stable digest of the state (equal states give equal digests).
     fn digest(&self) -> String;
 
-    /// The entry recording that a node is up with these facts.
-    fn node_up(facts: NodeFacts) -> Self::Entry;
+    /// The entry recording that a node is up with these facts, or why the facts cannot be
+    /// recorded (they come from a peer's heartbeat).
+    fn node_up(facts: NodeFacts) -> Result<Self::Entry, String>;
     /// The entry recording that a node stopped heart-beating.
     fn node_down(name: &str) -> Self::Entry;
     /// The operator entry draining a node.
@@ -126,6 +128,11 @@ pub trait App: Default + Send + Sync + 'static {
     fn node_view(&self, name: &str) -> Option<NodeView>;
     /// Names of every node the state knows, sorted.
     fn node_names(&self) -> Vec<String>;
+    /// An entry the leader proposes periodically while the state has time-driven work
+    /// pending (deadlines that only advance when an entry carries a newer time).
+    fn tick(&self) -> Option<Self::Entry> {
+        None
+    }
 }
 
 /// Derives the Raft node id from a node name (first 8 bytes of its SHA-256, never 0).

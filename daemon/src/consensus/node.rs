@@ -118,6 +118,8 @@ pub struct NodeConfig {
     pub liveness: LivenessConfig,
     /// Facts reported in heartbeats (name and address are filled in).
     pub facts: NodeFacts,
+    /// How often the leader asks the application for a periodic entry (`App::tick`).
+    pub tick_ms: u64,
 }
 
 impl NodeConfig {
@@ -133,6 +135,7 @@ impl NodeConfig {
             voters: VoterPolicy::default(),
             liveness: LivenessConfig::default(),
             facts: NodeFacts::default(),
+            tick_ms: 5000,
         }
     }
 
@@ -169,11 +172,21 @@ pub struct Shared<A: App> {
     pub cfg: NodeConfig,
     /// Heartbeat record (leader side).
     pub tracker: Tracker,
+    /// Coalesced leadership confirmations for heartbeat acknowledgements.
+    pub confirmer: super::liveness::Confirmer,
     /// This node's lease.
     pub lease: Lease,
-    /// CA, when this node holds the key (it can admit joining nodes).
-    pub ca: Option<ClusterCa>,
+    /// CA, when this node holds the key (it can admit joining nodes). The bootstrap node
+    /// makes it; the leader hands it to every voter, so any voter can admit nodes.
+    pub ca: std::sync::RwLock<Option<ClusterCa>>,
     pub(crate) batch_tx: mpsc::Sender<Pending>,
+}
+
+impl<A: App> Shared<A> {
+    /// The cluster CA, when this node holds its key.
+    pub fn ca(&self) -> Option<ClusterCa> {
+        self.ca.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// A running node.
@@ -310,6 +323,13 @@ impl<A: App> Node<A> {
             "lease must be shorter than the down timeout"
         );
         std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
+        // The data dir holds keys, the Raft log and the mirror; the log carries the desired
+        // state, Secrets included. Only root may read it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(&cfg.data_dir))?;
+        }
         let local_addr = listener.local_addr().map_err(io(&cfg.data_dir))?;
         let addr = cfg
             .advertise
@@ -361,21 +381,23 @@ impl<A: App> Node<A> {
             client,
             cfg,
             tracker: Tracker::default(),
+            confirmer: Default::default(),
             lease,
-            ca,
+            ca: std::sync::RwLock::new(ca),
             batch_tx,
         });
-        let mut tasks = Vec::new();
-        tasks.push(network::serve_tls(
-            listener,
-            identity.server_config()?,
-            identity.join_server_config()?,
-            network::raft_routes(raft).merge(api::cluster_routes(shared.clone())),
-            api::join_routes(shared.clone()),
-        ));
-        tasks.push(tokio::spawn(batcher(shared.clone(), batch_rx)));
-        tasks.push(tokio::spawn(heartbeat_loop(shared.clone())));
-        tasks.push(tokio::spawn(leader_loop(shared.clone())));
+        let tasks = vec![
+            network::serve_tls(
+                listener,
+                identity.server_config()?,
+                identity.join_server_config()?,
+                network::raft_routes(raft).merge(api::cluster_routes(shared.clone())),
+                api::join_routes(shared.clone()),
+            ),
+            tokio::spawn(batcher(shared.clone(), batch_rx)),
+            tokio::spawn(heartbeat_loop(shared.clone())),
+            tokio::spawn(leader_loop(shared.clone())),
+        ];
         Ok(Self {
             shared,
             tasks,

@@ -160,6 +160,18 @@ impl ClusterCa {
         })
     }
 
+    /// Whether the private key belongs to the certificate (a handed-over CA is checked with
+    /// this before it is stored: a peer cannot plant a different CA key).
+    pub fn key_matches_cert(&self) -> Result<bool, TlsError> {
+        let key = KeyPair::from_pem(&self.key_pem)?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
+            .map_err(|e| TlsError::Token(format!("invalid CA certificate PEM: {e}")))?;
+        let cert = pem
+            .parse_x509()
+            .map_err(|e| TlsError::Token(format!("invalid CA certificate: {e}")))?;
+        Ok(cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+    }
+
     /// Stores the CA in `dir` (`ca.pem`, `ca.key`, both 0600).
     pub fn store(&self, dir: &Path) -> Result<(), TlsError> {
         write_private(&dir.join("ca.pem"), self.cert_pem.as_bytes())?;
@@ -530,5 +542,27 @@ impl JoinToken {
 impl std::fmt::Display for JoinToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "kommit1.{}.{}.{}", self.ca_hash, self.id, self.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handed_over_ca_key_must_belong_to_the_certificate() {
+        let a = ClusterCa::generate("a").unwrap();
+        let b = ClusterCa::generate("b").unwrap();
+        assert!(a.key_matches_cert().unwrap());
+        let planted = ClusterCa {
+            cert_pem: a.cert_pem.clone(),
+            key_pem: b.key_pem.clone(),
+        };
+        assert!(!planted.key_matches_cert().unwrap());
+        let garbage = ClusterCa {
+            cert_pem: "not a pem".into(),
+            key_pem: a.key_pem.clone(),
+        };
+        assert!(garbage.key_matches_cert().is_err());
     }
 }

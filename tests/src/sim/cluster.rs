@@ -7,6 +7,7 @@ use kommit_daemon::consensus::liveness::{FenceHook, LivenessConfig};
 use kommit_daemon::consensus::membership::VoterPolicy;
 use kommit_daemon::consensus::node::{Node, NodeConfig, NodeError, Timing};
 use kommit_daemon::consensus::tls::{ClusterCa, JoinToken};
+use kommit_daemon::consensus::App;
 use kommit_daemon::consensus::{now_ms, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -62,12 +63,15 @@ impl Default for Options {
     }
 }
 
-/// A cluster of in-process nodes.
-pub struct TestCluster {
+/// A cluster of in-process nodes replicating the reference key-value application.
+pub type TestCluster = Cluster<KvApp>;
+
+/// A cluster of in-process nodes replicating `A`.
+pub struct Cluster<A: App> {
     /// Keeps every data dir alive.
     pub root: tempfile::TempDir,
     /// Running nodes by name (None when stopped).
-    pub nodes: BTreeMap<String, Option<Node<KvApp>>>,
+    pub nodes: BTreeMap<String, Option<Node<A>>>,
     /// Each node's config (with its bound address after first start).
     pub cfgs: BTreeMap<String, NodeConfig>,
     /// Fence counters per node.
@@ -81,7 +85,7 @@ pub fn name(i: usize) -> String {
     format!("n{i}")
 }
 
-impl TestCluster {
+impl<A: App> Cluster<A> {
     fn config(root: &std::path::Path, i: usize, opts: &Options) -> NodeConfig {
         let ip = format!("127.0.0.{}", i + 1);
         let listen: SocketAddr = format!("{ip}:0").parse().expect("valid loopback address");
@@ -108,8 +112,7 @@ impl TestCluster {
         };
         let cfg0 = Self::config(c.root.path(), 0, &opts);
         let fence = Arc::new(FenceCounter::default());
-        let n0 =
-            Node::<KvApp>::bootstrap(cfg0.clone(), Box::new(CountingFence(fence.clone()))).await?;
+        let n0 = Node::<A>::bootstrap(cfg0.clone(), Box::new(CountingFence(fence.clone()))).await?;
         c.ca_pem = ClusterCa::load(&cfg0.data_dir.join("tls"))?.cert_pem;
         c.remember(cfg0, n0, fence);
         for i in 1..n {
@@ -118,7 +121,7 @@ impl TestCluster {
         Ok(c)
     }
 
-    fn remember(&mut self, mut cfg: NodeConfig, node: Node<KvApp>, fence: Arc<FenceCounter>) {
+    fn remember(&mut self, mut cfg: NodeConfig, node: Node<A>, fence: Arc<FenceCounter>) {
         cfg.listen = node.local_addr();
         self.fences.insert(cfg.name.clone(), fence);
         self.nodes.insert(cfg.name.clone(), Some(node));
@@ -127,7 +130,12 @@ impl TestCluster {
 
     /// A fresh join token from node 0.
     pub fn token(&self) -> String {
-        let tokens = self.cfgs[&name(0)].tokens_dir();
+        self.token_on(&name(0))
+    }
+
+    /// A fresh join token stored on node `on` (which must hold the CA key to admit with it).
+    pub fn token_on(&self, on: &str) -> String {
+        let tokens = self.cfgs[on].tokens_dir();
         let bytes: [u8; 22] = rand::random();
         JoinToken::create(&self.ca_pem, &tokens, bytes, now_ms() + 600_000)
             .expect("create token")
@@ -136,13 +144,18 @@ impl TestCluster {
 
     /// Joins node `i` through node 0.
     pub async fn join(&mut self, i: usize, opts: Options) -> Result<(), NodeError> {
+        self.join_via(i, opts, &name(0)).await
+    }
+
+    /// Joins node `i` through node `via`, with a token made on `via`.
+    pub async fn join_via(&mut self, i: usize, opts: Options, via: &str) -> Result<(), NodeError> {
         let cfg = Self::config(self.root.path(), i, &opts);
-        let addr = self.cfgs[&name(0)].listen.to_string();
+        let addr = self.cfgs[via].listen.to_string();
         let fence = Arc::new(FenceCounter::default());
-        let node = Node::<KvApp>::join(
+        let node = Node::<A>::join(
             cfg.clone(),
             &addr,
-            &self.token(),
+            &self.token_on(via),
             Box::new(CountingFence(fence.clone())),
         )
         .await?;
@@ -150,13 +163,18 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Whether node `name` holds the cluster CA key on disk.
+    pub fn holds_ca_key(&self, name: &str) -> bool {
+        self.cfgs[name].data_dir.join("tls/ca.key").exists()
+    }
+
     /// The running node `name`.
-    pub fn node(&self, name: &str) -> &Node<KvApp> {
+    pub fn node(&self, name: &str) -> &Node<A> {
         self.nodes[name].as_ref().expect("node is running")
     }
 
     /// Running nodes.
-    pub fn running(&self) -> impl Iterator<Item = (&String, &Node<KvApp>)> {
+    pub fn running(&self) -> impl Iterator<Item = (&String, &Node<A>)> {
         self.nodes
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|n| (k, n)))
@@ -173,8 +191,7 @@ impl TestCluster {
     pub async fn restart(&mut self, name: &str) -> Result<(), NodeError> {
         let cfg = self.cfgs[name].clone();
         let fence = self.fences[name].clone();
-        let node =
-            Node::<KvApp>::restart(cfg.clone(), Box::new(CountingFence(fence.clone()))).await?;
+        let node = Node::<A>::restart(cfg.clone(), Box::new(CountingFence(fence.clone()))).await?;
         self.remember(cfg, node, fence);
         Ok(())
     }
@@ -215,6 +232,20 @@ impl TestCluster {
             .nodes()
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Waits until node `name` has purged a prefix of its log (it took a snapshot), so a node
+    /// behind that prefix can only catch up by installing a snapshot.
+    pub async fn purged(&self, name: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.node(name).raft().metrics().borrow().purged.is_some()
+        })
+        .await
+    }
+
+    /// Whether node `name` has installed or taken a snapshot.
+    pub fn has_snapshot(&self, name: &str) -> bool {
+        self.node(name).raft().metrics().borrow().snapshot.is_some()
     }
 
     /// Digests of every running node.

@@ -8,6 +8,7 @@
 //! * at most one leader per term (over the whole run);
 //! * the same log id at the same index on every node, for every entry both have applied;
 //! * no acknowledged write is missing from any node that applied past it;
+//!
 //! and once faults stop, all nodes converge to equal applied index and digest within a bound.
 //!
 //! The seed fixes the fault schedule and the workload; openraft's election jitter and task

@@ -1,0 +1,460 @@
+//! The Git end of the pipeline: fetched heads become `Adopt` entries, and the replicated state
+//! goes back to Git as notes and the `kommit/status` branch.
+//!
+//! Every node mirrors the repository (so whichever node leads next can act at once), but only
+//! the leader acts on it:
+//!
+//! 1. After each fetch, the leader compares the branch head with the adopted commit in the
+//!    replicated state (`git::heads::evaluate`: fast-forward check, history-rewrite policy,
+//!    load and validate). A valid head is proposed as `Entry::Adopt`; the state machine checks
+//!    the parent again, so two leaders racing cannot adopt out of order.
+//! 2. Once the entry is applied, the leader queues an `adopted` note on the new commit and a
+//!    `superseded` note on the old one. A head that is not adoptable gets one `refused` note
+//!    with the validation errors or the reason, and the adopted commit stays in force.
+//! 3. Every `status_every`, the leader turns the state into status files
+//!    ([`report::report`]) and queues a status commit with the files that changed.
+//!
+//! Followers never propose Adopt and never queue writes. Nothing here reads Git on an async
+//! worker: fetches and evaluations run on `spawn_blocking`.
+
+pub mod report;
+
+use crate::consensus::node::{propose, Shared};
+use crate::consensus::now_ms;
+use crate::git::heads::{evaluate, Verdict};
+use crate::git::loader::Limits;
+use crate::git::mirror::Mirror;
+use crate::git::note::{CommitState, StatusNote};
+use crate::git::status::StatusChange;
+use crate::git::time::Timestamp;
+use crate::git::triggers::FetchState;
+use crate::git::writer::{StatusWriter, WriterConfig};
+use gix::ObjectId;
+use kommit_reconcilers::{ClusterState, Entry};
+use openraft::ServerState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Tuning of the sync loop.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Size and count limits for reading a commit.
+    pub limits: Limits,
+    /// How often the leader writes status (only files that changed).
+    pub status_every: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            status_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where the desired state comes from, and the Git side's timing.
+#[derive(Clone, Debug)]
+pub struct GitConfig {
+    /// The repository URL or path.
+    pub url: String,
+    /// The desired-state branch.
+    pub branch: String,
+    /// Fetch at least this often (a local repository is also watched).
+    pub poll: Duration,
+    /// The sync loop's tuning.
+    pub sync: SyncConfig,
+    /// The status writer's tuning.
+    pub writer: WriterConfig,
+    /// How to authenticate to the repository.
+    pub credentials: crate::git::mirror::Credentials,
+    /// Extra trusted CA certificates (PEM) for an https repository.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Serve push webhooks (`POST /hooks/git`) on this address; each one triggers a fetch.
+    pub webhook: Option<(std::net::SocketAddr, crate::git::triggers::WebhookConfig)>,
+}
+
+impl GitConfig {
+    /// A configuration for `url` and `branch` with default timing and no credentials.
+    pub fn new(url: impl Into<String>, branch: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            branch: branch.into(),
+            poll: crate::git::triggers::DEFAULT_POLL,
+            sync: SyncConfig::default(),
+            writer: WriterConfig::default(),
+            credentials: Default::default(),
+            ca_file: None,
+            webhook: None,
+        }
+    }
+}
+
+/// Errors starting the Git side.
+#[derive(Debug, thiserror::Error)]
+pub enum GitSideError {
+    /// The branch name is not acceptable.
+    #[error("branch {0:?} is not a valid branch name")]
+    Branch(String),
+    /// The mirror could not be opened.
+    #[error("opening the mirror of {url}: {source}")]
+    Mirror {
+        /// The repository.
+        url: String,
+        /// Cause.
+        source: crate::git::mirror::MirrorError,
+    },
+    /// The outbox could not be opened.
+    #[error("opening the status outbox: {0}")]
+    Outbox(#[from] crate::git::queue::QueueError),
+    /// The webhook address could not be bound.
+    #[error("binding the webhook listener {addr}: {source}")]
+    Webhook {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// The Git side of a running node: mirror fetcher, sync loop and status writer.
+pub struct GitSide {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    stop: watch::Sender<bool>,
+    /// What the sync loop did last.
+    pub state: watch::Receiver<SyncState>,
+    /// The status writer (its outbox and counters).
+    pub writer: StatusWriter,
+}
+
+impl GitSide {
+    /// Starts the Git side of `shared`'s node, keeping the mirror and outbox under `data_dir`.
+    pub fn start(
+        git: &GitConfig,
+        data_dir: &std::path::Path,
+        shared: Arc<Shared<ClusterState>>,
+    ) -> Result<Self, GitSideError> {
+        use crate::git::{mirror, queue, status, triggers};
+        if !mirror::valid_branch(&git.branch) {
+            return Err(GitSideError::Branch(git.branch.clone()));
+        }
+        let mut remote = mirror::RemoteConfig::new(git.url.clone(), git.branch.clone());
+        remote.credentials = git.credentials.clone();
+        remote.ca_file = git.ca_file.clone();
+        let m = Mirror::open(data_dir.join("mirror.git"), remote).map_err(|source| {
+            GitSideError::Mirror {
+                url: git.url.clone(),
+                source,
+            }
+        })?;
+        let outbox = queue::Outbox::open(data_dir.join("outbox.redb"), 100_000)?;
+        let (stop, stopped) = watch::channel(false);
+        let trigger = triggers::FetchTrigger::default();
+        // A local repository that cannot be watched (yet) is still polled; the fetch error
+        // shows in `kommit status` until it appears.
+        let watcher = triggers::local_repo_dir(&git.url).and_then(|_| {
+            triggers::watch_local_remote(&git.url, trigger.clone())
+                .map_err(|e| tracing::warn!("not watching {}: {e}; polling only", git.url))
+                .ok()
+        });
+        let mut tasks = Vec::new();
+        if let Some((addr, hook)) = &git.webhook {
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|source| GitSideError::Webhook {
+                    addr: *addr,
+                    source,
+                })?;
+            let router = axum::Router::new().nest(
+                "/hooks/git",
+                triggers::webhook_router(hook.clone(), trigger.clone()),
+            );
+            let mut stop_hook = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = stop_hook.changed().await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("webhook listener stopped: {e}");
+                }
+            }));
+        }
+        let (fetcher, fetched) =
+            triggers::spawn_fetcher(m.clone(), git.poll, trigger, stopped.clone());
+        let writer = StatusWriter::new(
+            m.clone(),
+            outbox,
+            status::Identity::node(&shared.name),
+            git.writer.clone(),
+        );
+        let writer_task = tokio::spawn(writer.clone().run(stopped.clone()));
+        let (sync_task, state) = spawn(
+            shared,
+            m,
+            fetched,
+            writer.clone(),
+            git.sync.clone(),
+            stopped,
+        );
+        tasks.extend([fetcher, writer_task, sync_task]);
+        Ok(Self {
+            tasks,
+            _watcher: watcher,
+            stop,
+            state,
+            writer,
+        })
+    }
+
+    /// Local API routes: `GET /sync` answers the [`SyncState`].
+    pub fn routes(&self) -> axum::Router {
+        let state = self.state.clone();
+        let writer = self.writer.clone();
+        axum::Router::new().route(
+            "/sync",
+            axum::routing::get(move || {
+                let (state, writer) = (state.clone(), writer.clone());
+                async move {
+                    let mut s = state.borrow().clone();
+                    s.outbox = writer.outbox().len().unwrap_or(s.outbox);
+                    axum::Json(s)
+                }
+            }),
+        )
+    }
+
+    /// Stops every task (queued writes stay in the outbox for the next start).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// What the Git side did last, for the local API (`GET /sync`) and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncState {
+    /// The repository.
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+    /// Fetch attempts so far.
+    pub fetches: u64,
+    /// The branch head after the last successful fetch.
+    pub head: Option<String>,
+    /// Why the last fetch failed, if it did.
+    pub fetch_error: Option<String>,
+    /// The last head the leader evaluated (on this node, while it led).
+    pub evaluated: Option<String>,
+    /// The last error evaluating, proposing or queueing.
+    pub last_error: Option<String>,
+    /// Status writes not yet pushed.
+    pub outbox: u64,
+}
+
+fn stamp() -> Timestamp {
+    Timestamp((now_ms() / 1000) as i64)
+}
+
+fn is_leader(shared: &Shared<ClusterState>) -> bool {
+    shared.raft.metrics().borrow().state == ServerState::Leader
+}
+
+/// The adopted commit and whether its config allows history rewrites.
+fn adopted(shared: &Shared<ClusterState>) -> Result<Option<(ObjectId, bool)>, String> {
+    shared.sm.read(|s| match &s.commit {
+        None => Ok(None),
+        Some(c) => ObjectId::from_hex(c.as_bytes())
+            .map(|id| Some((id, s.desired.config.allow_history_rewrite)))
+            .map_err(|e| format!("adopted commit {c:?} is not a SHA: {e}")),
+    })
+}
+
+/// Spawns the sync loop. It runs until `shutdown` turns true.
+pub fn spawn(
+    shared: Arc<Shared<ClusterState>>,
+    mirror: Mirror,
+    fetched: watch::Receiver<FetchState>,
+    writer: StatusWriter,
+    config: SyncConfig,
+    shutdown: watch::Receiver<bool>,
+) -> (tokio::task::JoinHandle<()>, watch::Receiver<SyncState>) {
+    let (tx, rx) = watch::channel(SyncState {
+        repo: mirror.remote().url.clone(),
+        branch: mirror.remote().branch.clone(),
+        ..Default::default()
+    });
+    let task = tokio::spawn(run(shared, mirror, fetched, writer, config, shutdown, tx));
+    (task, rx)
+}
+
+async fn run(
+    shared: Arc<Shared<ClusterState>>,
+    mirror: Mirror,
+    mut fetched: watch::Receiver<FetchState>,
+    writer: StatusWriter,
+    config: SyncConfig,
+    mut shutdown: watch::Receiver<bool>,
+    tx: watch::Sender<SyncState>,
+) {
+    let mut refused: Option<ObjectId> = None;
+    let mut last_report: Option<report::Report> = None;
+    let mut status_tick = tokio::time::interval(config.status_every);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = fetched.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let f = fetched.borrow_and_update().clone();
+                let head = f.head;
+                tx.send_modify(|s| {
+                    s.fetches = f.fetches;
+                    s.head = f.head.map(|h| h.to_string());
+                    s.fetch_error = f.last_error.clone();
+                    s.outbox = writer.outbox().len().unwrap_or(0);
+                });
+                if let (Some(head), true) = (head, is_leader(&shared)) {
+                    let outcome = consider(&shared, &mirror, &writer, &config, head, &mut refused).await;
+                    tx.send_modify(|s| {
+                        s.evaluated = Some(head.to_string());
+                        s.last_error = outcome.err();
+                    });
+                }
+            }
+            _ = status_tick.tick() => {
+                if !is_leader(&shared) {
+                    last_report = None;
+                    continue;
+                }
+                if let Err(e) = write_status(&shared, &writer, &mut last_report) {
+                    tracing::warn!("status not queued: {e}");
+                    tx.send_modify(|s| s.last_error = Some(e));
+                }
+            }
+        }
+    }
+}
+
+/// Evaluates one fetched head on the leader: adopt it, refuse it, or nothing.
+async fn consider(
+    shared: &Arc<Shared<ClusterState>>,
+    mirror: &Mirror,
+    writer: &StatusWriter,
+    config: &SyncConfig,
+    head: ObjectId,
+    refused: &mut Option<ObjectId>,
+) -> Result<(), String> {
+    // A fresh view of the adopted commit: a new leader may not have applied everything yet.
+    shared
+        .raft
+        .ensure_linearizable()
+        .await
+        .map_err(|e| format!("not a confirmed leader: {e}"))?;
+    let adopted = adopted(shared)?;
+    if adopted.map(|(c, _)| c) == Some(head) || *refused == Some(head) {
+        return Ok(());
+    }
+    let (m, limits) = (mirror.clone(), config.limits.clone());
+    let at = stamp();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let repo = m.repo().map_err(|e| e.to_string())?;
+        evaluate(&repo, adopted, head, &limits, at).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("evaluation task failed: {e}"))??;
+    match verdict {
+        Verdict::Unchanged => Ok(()),
+        Verdict::Refuse { note, .. } => {
+            tracing::warn!(commit = %head, "refusing commit: {}", refusal_summary(&note));
+            writer.note(by(note, shared)).map_err(|e| e.to_string())?;
+            *refused = Some(head);
+            Ok(())
+        }
+        Verdict::Adopt { head: new, loaded } => {
+            let previous = adopted.map(|(c, _)| c);
+            let desired = loaded.desired;
+            let digest = desired.digest();
+            let entry = Entry::Adopt {
+                commit: head.to_string(),
+                // The state machine requires the parent to be the adopted commit unless the
+                // adopted kommit.yaml allows rewrites; a rewrite names no parent.
+                parent: previous.filter(|_| new.fast_forward).map(|c| c.to_string()),
+                desired,
+                digest: digest.clone(),
+            };
+            propose(shared, &entry)
+                .await
+                .map_err(|e| format!("proposing {head}: {e}"))?;
+            let now = shared.sm.read(|s| s.commit.clone());
+            let at = stamp();
+            if now.as_deref() != Some(head.to_string().as_str()) {
+                // The state machine refused it (a race with another leader): say so once.
+                let mut note = StatusNote::new(head, CommitState::Refused, at);
+                note.reason = Some("the cluster state did not adopt it: it does not fast-forward from the adopted commit".into());
+                writer.note(by(note, shared)).map_err(|e| e.to_string())?;
+                *refused = Some(head);
+                return Ok(());
+            }
+            tracing::info!(commit = %head, "adopted");
+            let mut note = StatusNote::new(head, CommitState::Adopted, at);
+            note.digest = Some(digest);
+            writer.note(by(note, shared)).map_err(|e| e.to_string())?;
+            if let Some(prev) = previous {
+                writer
+                    .note(by(StatusNote::superseded(prev, at, head), shared))
+                    .map_err(|e| e.to_string())?;
+            }
+            *refused = None;
+            Ok(())
+        }
+    }
+}
+
+fn by(mut note: StatusNote, shared: &Shared<ClusterState>) -> StatusNote {
+    note.by = Some(shared.name.clone());
+    note
+}
+
+fn refusal_summary(note: &StatusNote) -> String {
+    note.reason
+        .clone()
+        .or_else(|| note.diagnostics.first().cloned())
+        .unwrap_or_default()
+}
+
+/// Queues a status commit with the files that changed since the last one this leader wrote.
+fn write_status(
+    shared: &Shared<ClusterState>,
+    writer: &StatusWriter,
+    last: &mut Option<report::Report>,
+) -> Result<(), String> {
+    let at = stamp();
+    let (commit, now) = shared
+        .sm
+        .read(|s| (s.commit.clone(), report::report(s, at)));
+    let Some(commit) = commit else {
+        return Ok(());
+    };
+    let empty = report::Report::default();
+    let (nodes, objects) = report::diff(last.as_ref().unwrap_or(&empty), &now);
+    if nodes.is_empty() && objects.is_empty() {
+        return Ok(());
+    }
+    writer
+        .status(StatusChange {
+            source_commit: commit,
+            at,
+            nodes,
+            objects,
+        })
+        .map_err(|e| e.to_string())?;
+    *last = Some(now);
+    Ok(())
+}
