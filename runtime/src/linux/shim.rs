@@ -6,7 +6,8 @@
 //! `<pod-dir>/shim.sock`. It is single-threaded: one `poll` loop over the socket, a signalfd
 //! for SIGCHLD and the containers' stdout/stderr pipes. Containers are `clone`d with fresh
 //! pid and mount namespaces; the child (still this single-threaded program) does the mount
-//! setup in [`super::init`] and execs the workload. Exit codes and reasons go to each container's `state.json`.
+//! setup in [`super::init`] and execs the workload. Exit codes and reasons go to each container's
+//! `<name>.state`.
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -24,14 +25,14 @@ use std::time::Duration;
 
 use super::cgroup::read_counter;
 use super::logs::LogWriter;
-use super::state::{now_ms, read_json, write_json, CtrState, InitConfig};
+use super::state::{now_ms, read_json, write_json, CtrPaths, CtrState, InitConfig};
 use crate::spec::Stream;
 
 /// A request to the shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
-    /// Start container `name` (its dir must hold config.json).
+    /// Start container `name` (its `<name>.config` must exist in the pod dir).
     Start {
         /// Container name.
         name: String,
@@ -71,7 +72,7 @@ pub struct Response {
 }
 
 struct Ctr {
-    dir: PathBuf,
+    paths: CtrPaths,
     cfg: InitConfig,
     pid: Option<Pid>,
     pipes: [Option<OwnedFd>; 2],
@@ -295,7 +296,7 @@ impl Shim {
         c.state.reason = Some(reason.to_string());
         c.state.finished_at_ms = Some(now_ms());
         c.pid = None;
-        let _ = write_json(&c.dir.join("state.json"), &c.state);
+        let _ = write_json(&c.paths.state, &c.state);
         let resp = Response {
             ok: true,
             error: None,
@@ -423,10 +424,11 @@ impl Shim {
         {
             return Err(format!("container {name} was already started"));
         }
-        let dir = self.pod_dir.join("ctr").join(name);
-        let cfg: InitConfig = read_json(&dir.join("config.json")).map_err(|e| e.to_string())?;
-        let log = LogWriter::open(&dir.join("container.log"), cfg.log_max_bytes)
-            .map_err(|e| format!("log: {e}"))?;
+        crate::spec::validate_name("container", name)?;
+        let paths = CtrPaths::new(&self.pod_dir, name);
+        let cfg: InitConfig = read_json(&paths.config).map_err(|e| e.to_string())?;
+        let log =
+            LogWriter::open(&paths.log, cfg.log_max_bytes).map_err(|e| format!("log: {e}"))?;
         let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
         let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
@@ -440,7 +442,6 @@ impl Shim {
         );
         let mut stack = vec![0u8; 1024 * 1024];
         let child_cfg = cfg.clone();
-        let child_dir = dir.clone();
         let cb = Box::new(move || -> isize {
             // SAFETY: runs in the freshly cloned child, a copy of this single-threaded process;
             // dup2 on fds opened before clone.
@@ -449,7 +450,7 @@ impl Shim {
                 libc::dup2(fd_out, 1);
                 libc::dup2(fd_err, 2);
             }
-            let msg = super::init::init_in_child(&child_cfg, &child_dir);
+            let msg = super::init::init_in_child(&child_cfg);
             // SAFETY: fd_sync is the sync pipe's write end, open in this child; the buffer is
             // a live slice. _exit skips atexit handlers that belong to the shim.
             unsafe {
@@ -492,11 +493,11 @@ impl Shim {
             &err_r,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
-        write_json(&dir.join("state.json"), &state).map_err(|e| e.to_string())?;
+        write_json(&paths.state, &state).map_err(|e| e.to_string())?;
         self.ctrs.insert(
             name.to_string(),
             Ctr {
-                dir,
+                paths,
                 cfg,
                 pid: Some(pid),
                 pipes: [Some(out_r), Some(err_r)],
