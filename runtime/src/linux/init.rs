@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::state::{read_json, CtrPaths, CtrState, InitConfig, POD_ETC_FILES};
+use super::state::{read_json, read_state, CtrPaths, CtrState, InitConfig, POD_ETC_FILES};
 
 /// The default capability set of Docker and containerd.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -455,9 +455,9 @@ fn exec_inner(pod_dir: &Path, name: &str, args: &[String]) -> Result<i32, String
     crate::spec::validate_name("container", name)?;
     let paths = CtrPaths::new(pod_dir, name);
     let cfg: InitConfig = read_json(&paths.config).map_err(|x| x.to_string())?;
-    let st: CtrState = read_json(&paths.state).map_err(|x| x.to_string())?;
+    let st: Option<CtrState> = read_state(&paths).map_err(|x| x.to_string())?;
     let pid = st
-        .pid
+        .and_then(|s| s.pid)
         .ok_or_else(|| format!("container {} is not running", cfg.name))?;
     let mut fds = Vec::new();
     for (ns, flag) in [

@@ -205,13 +205,7 @@ impl LinuxRuntime {
     fn status_of(&self, pod: &str, name: &str, shim_alive: bool) -> Result<ContainerStatus> {
         let paths = self.ctr_paths(pod, name);
         let cfg: InitConfig = read_json(&paths.config).map_err(lerr)?;
-        let st: Option<CtrState> = match read_json(&paths.state) {
-            Ok(s) => Some(s),
-            Err(LinuxError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                None
-            }
-            Err(e) => return Err(lerr(e)),
-        };
+        let st: Option<CtrState> = state::read_state(&paths).map_err(lerr)?;
         let state = match &st {
             None => ContainerState::Created,
             Some(s) if s.exit_code.is_some() => ContainerState::Exited,

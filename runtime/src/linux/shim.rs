@@ -7,7 +7,7 @@
 //! for SIGCHLD and the containers' stdout/stderr pipes. Containers are `clone`d with fresh
 //! pid and mount namespaces; the child (still this single-threaded program) does the mount
 //! setup in [`super::init`] and execs the workload. Exit codes and reasons go to each container's
-//! `<name>.state`.
+//! `<name>.exit`.
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -296,7 +296,7 @@ impl Shim {
         c.state.reason = Some(reason.to_string());
         c.state.finished_at_ms = Some(now_ms());
         c.pid = None;
-        let _ = write_json(&c.paths.state, &c.state);
+        let _ = write_json(&c.paths.exit, &c.state);
         let resp = Response {
             ok: true,
             error: None,

@@ -3,9 +3,9 @@
 //! One flat directory per pod, `<data>/pods/<pod>/`:
 //! - pod files: `pod.json` (PodSpec), `shim.pid`, `shim.sock`, `shim.stderr`, and the
 //!   `hosts`, `hostname` and `resolv.conf` every container of the pod gets;
-//! - per container `<name>`: `<name>.config` ([`InitConfig`]), `<name>.state` ([`CtrState`],
-//!   written only by the shim once the container was started), `<name>.log` (and its
-//!   rotation `<name>.log.1`).
+//! - per container `<name>`: `<name>.config` ([`InitConfig`]); `<name>.state` and
+//!   `<name>.exit` ([`CtrState`] when the shim started it, and when it ended: each written
+//!   once, see [`read_state`]); `<name>.log` (and its rotation `<name>.log.1`).
 //!
 //! Container files are flat, not a directory per container, because creating and removing
 //! directories is what costs on the data disk (an ext4 `rmdir` frees a block, and with online
@@ -90,8 +90,10 @@ const CONFIG_SUFFIX: &str = ".config";
 pub struct CtrPaths {
     /// [`InitConfig`], written by the driver at create.
     pub config: PathBuf,
-    /// [`CtrState`], written by the shim.
+    /// [`CtrState`] at start, written by the shim.
     pub state: PathBuf,
+    /// [`CtrState`] at exit, written by the shim.
+    pub exit: PathBuf,
     /// Log file (rotated to `<log>.1`).
     pub log: PathBuf,
 }
@@ -102,6 +104,7 @@ impl CtrPaths {
         CtrPaths {
             config: pod_dir.join(format!("{name}{CONFIG_SUFFIX}")),
             state: pod_dir.join(format!("{name}.state")),
+            exit: pod_dir.join(format!("{name}.exit")),
             log: pod_dir.join(format!("{name}.log")),
         }
     }
@@ -109,13 +112,32 @@ impl CtrPaths {
     /// Every file the container may have, including temporaries and the rotated log.
     pub fn all(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
-        for p in [&self.config, &self.state, &self.log] {
+        for p in [&self.config, &self.state, &self.exit, &self.log] {
             v.push(p.clone());
             v.push(tmp_path(p));
         }
         v.push(super::logs::rotated_path(&self.log));
         v
     }
+}
+
+/// The container's last recorded state: the exit record if there is one, else the start
+/// record, else None (never started).
+///
+/// Two files written once each, rather than one file replaced: on ext4, renaming over an
+/// existing file forces the new file's blocks to be allocated at once (`auto_da_alloc`),
+/// and freeing allocated blocks later costs a synchronous discard on hosts mounted with
+/// `discard`. A file written and removed before writeback never gets blocks.
+pub fn read_state(paths: &CtrPaths) -> Result<Option<CtrState>, LinuxError> {
+    for p in [&paths.exit, &paths.state] {
+        match read_json(p) {
+            Ok(s) => return Ok(Some(s)),
+            Err(LinuxError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Names of the containers created in `pod_dir`, sorted.
@@ -184,7 +206,7 @@ mod tests {
         // pod file.
         let dir = Path::new("/p");
         let names = [
-            "a", "a.config", "a.state", "a.log", "a.log.1", "shim", "pod", "hosts",
+            "a", "a.config", "a.state", "a.exit", "a.log", "a.log.1", "shim", "pod", "hosts",
         ];
         let mut seen = std::collections::BTreeSet::new();
         for pod_file in ["pod.json", "shim.pid", "shim.sock", "shim.stderr"]
