@@ -17,20 +17,29 @@ pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
 /// Longest line kept in one record; longer output is split.
 pub const MAX_LINE: usize = 16 << 10;
 
-/// Appends records with rotation.
+/// Appends records with rotation. The file is created with the first record, so a
+/// container that prints nothing costs no file.
 pub struct LogWriter {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
     size: u64,
     max: u64,
     partial: [Vec<u8>; 2],
 }
 
 impl LogWriter {
-    /// Open (append) the log at `path` with a size cap.
+    /// Open (append) the log at `path` with a size cap; a missing file is created with the
+    /// first record.
     pub fn open(path: &Path, max: u64) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
+        let file = match OpenOptions::new().append(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let size = match &file {
+            Some(f) => f.metadata()?.len(),
+            None => 0,
+        };
         Ok(LogWriter {
             path: path.to_path_buf(),
             file,
@@ -49,17 +58,23 @@ impl LogWriter {
         if self.size > 0 && self.size + len > self.max {
             let rotated = rotated_path(&self.path);
             std::fs::rename(&self.path, &rotated)?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = None;
             self.size = 0;
         }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            ),
+        };
         let mut buf = Vec::with_capacity(len as usize);
         buf.extend_from_slice(tag);
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        self.file.write_all(&buf)?;
+        file.write_all(&buf)?;
         self.size += len;
         Ok(())
     }
@@ -199,6 +214,8 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path().join("container.log");
         let mut w = LogWriter::open(&p, 64).expect("open");
+        assert!(!p.exists(), "no file before the first record");
+        assert!(read_all(&p, None).expect("read").is_empty());
         w.write(Stream::Stdout, b"hel").expect("w");
         w.write(Stream::Stderr, b"oops\n").expect("w");
         w.write(Stream::Stdout, b"lo\nworld\n").expect("w");

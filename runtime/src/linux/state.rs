@@ -3,9 +3,9 @@
 //! One flat directory per pod, `<data>/pods/<pod>/`:
 //! - pod files: `pod.json` (PodSpec), `shim.pid`, `shim.sock`, `shim.stderr`, and the
 //!   `hosts`, `hostname` and `resolv.conf` every container of the pod gets;
-//! - per container `<name>`: `<name>.config` ([`InitConfig`]); `<name>.state` and
-//!   `<name>.exit` ([`CtrState`] when the shim started it, and when it ended: each written
-//!   once, see [`read_state`]); `<name>.log` (and its rotation `<name>.log.1`).
+//! - per container `<name>`: `<name>.config` ([`InitConfig`]); `<name>.state` (the
+//!   [`CtrState`] records the shim appends when it starts the container and when it ends,
+//!   see [`append_state`]); `<name>.log` (and its rotation `<name>.log.1`).
 //!
 //! Container files are flat, not a directory per container, because creating and removing
 //! directories is what costs on the data disk (an ext4 `rmdir` frees a block, and with online
@@ -13,7 +13,12 @@
 //! `[a-z0-9._-]`, so the suffixes cannot collide with each other or with the pod files.
 //! A container's writable layer is not here at all: it lives on a tmpfs inside the
 //! container's own mount namespace (see [`super::init`]).
-//! Files are replaced atomically (write to `<file>.tmp`, rename) so readers never see halves.
+//! Whole files are replaced atomically (write to `<file>.tmp`, rename) so readers never see
+//! halves; the state file is append-only and readers ignore an incomplete last line.
+//!
+//! Every file a container cycle creates costs an inode allocation, which on a journal-less
+//! ext4 scans past recently deleted inodes: a container that prints nothing creates two files
+//! (its config and its state), the log only appears with the first output.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -90,10 +95,8 @@ const CONFIG_SUFFIX: &str = ".config";
 pub struct CtrPaths {
     /// [`InitConfig`], written by the driver at create.
     pub config: PathBuf,
-    /// [`CtrState`] at start, written by the shim.
+    /// [`CtrState`] records, appended by the shim.
     pub state: PathBuf,
-    /// [`CtrState`] at exit, written by the shim.
-    pub exit: PathBuf,
     /// Log file (rotated to `<log>.1`).
     pub log: PathBuf,
 }
@@ -104,7 +107,6 @@ impl CtrPaths {
         CtrPaths {
             config: pod_dir.join(format!("{name}{CONFIG_SUFFIX}")),
             state: pod_dir.join(format!("{name}.state")),
-            exit: pod_dir.join(format!("{name}.exit")),
             log: pod_dir.join(format!("{name}.log")),
         }
     }
@@ -112,7 +114,7 @@ impl CtrPaths {
     /// Every file the container may have, including temporaries and the rotated log.
     pub fn all(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
-        for p in [&self.config, &self.state, &self.exit, &self.log] {
+        for p in [&self.config, &self.state, &self.log] {
             v.push(p.clone());
             v.push(tmp_path(p));
         }
@@ -121,23 +123,57 @@ impl CtrPaths {
     }
 }
 
-/// The container's last recorded state: the exit record if there is one, else the start
-/// record, else None (never started).
+/// Largest state file read back (records are a few hundred bytes; a container has two).
+const MAX_STATE: u64 = 64 << 10;
+
+/// Append one record to the container's state file: a single `write` of one JSON line.
 ///
-/// Two files written once each, rather than one file replaced: on ext4, renaming over an
-/// existing file forces the new file's blocks to be allocated at once (`auto_da_alloc`),
-/// and freeing allocated blocks later costs a synchronous discard on hosts mounted with
-/// `discard`. A file written and removed before writeback never gets blocks.
+/// Append-only rather than replaced by rename: on ext4, renaming over an existing file
+/// forces the new file's blocks to be allocated at once (`auto_da_alloc`), and freeing
+/// allocated blocks later costs a synchronous discard on hosts mounted with `discard`; a
+/// file written and removed before writeback never gets blocks.
+pub fn append_state(path: &Path, st: &CtrState) -> Result<(), LinuxError> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(st)
+        .map_err(|e| LinuxError::State(format!("{}: {e}", path.display())))?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| LinuxError::io(path, e))?;
+    f.write_all(&line).map_err(|e| LinuxError::io(path, e))
+}
+
+/// The container's last recorded state (the last complete line of its state file), or None
+/// if it was never started.
 pub fn read_state(paths: &CtrPaths) -> Result<Option<CtrState>, LinuxError> {
-    for p in [&paths.exit, &paths.state] {
-        match read_json(p) {
-            Ok(s) => return Ok(Some(s)),
-            Err(LinuxError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+    use std::io::Read;
+    let path = &paths.state;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LinuxError::io(path, e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(MAX_STATE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| LinuxError::io(path, e))?;
+    if bytes.len() as u64 > MAX_STATE {
+        return Err(LinuxError::State(format!(
+            "{}: larger than {MAX_STATE} bytes",
+            path.display()
+        )));
     }
-    Ok(None)
+    // A line without its newline is still being written: the one before it is the truth.
+    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(end) => &bytes[..end],
+        None => return Ok(None),
+    };
+    let last = complete.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    serde_json::from_slice(last)
+        .map(Some)
+        .map_err(|e| LinuxError::State(format!("{}: {e}", path.display())))
 }
 
 /// Names of the containers created in `pod_dir`, sorted.
@@ -206,7 +242,7 @@ mod tests {
         // pod file.
         let dir = Path::new("/p");
         let names = [
-            "a", "a.config", "a.state", "a.exit", "a.log", "a.log.1", "shim", "pod", "hosts",
+            "a", "a.config", "a.state", "a.log", "a.log.1", "shim", "pod", "hosts",
         ];
         let mut seen = std::collections::BTreeSet::new();
         for pod_file in ["pod.json", "shim.pid", "shim.sock", "shim.stderr"]
@@ -221,6 +257,44 @@ mod tests {
                 assert!(seen.insert(f.clone()), "{} collides", f.display());
             }
         }
+    }
+
+    #[test]
+    fn state_is_the_last_complete_record() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let paths = CtrPaths::new(d.path(), "c");
+        assert_eq!(read_state(&paths).expect("read"), None);
+        std::fs::write(&paths.state, b"").expect("write");
+        assert_eq!(
+            read_state(&paths).expect("read"),
+            None,
+            "created, not written"
+        );
+        let start = CtrState {
+            pid: Some(7),
+            started_at_ms: Some(1),
+            ..Default::default()
+        };
+        append_state(&paths.state, &start).expect("append");
+        assert_eq!(read_state(&paths).expect("read"), Some(start.clone()));
+        let exit = CtrState {
+            pid: None,
+            exit_code: Some(3),
+            reason: Some("Error".into()),
+            finished_at_ms: Some(2),
+            ..start.clone()
+        };
+        append_state(&paths.state, &exit).expect("append");
+        assert_eq!(read_state(&paths).expect("read"), Some(exit.clone()));
+        // A half-written record is ignored until its newline arrives.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&paths.state)
+            .expect("open");
+        std::io::Write::write_all(&mut f, b"{\"pid\":").expect("write");
+        assert_eq!(read_state(&paths).expect("read"), Some(exit));
+        std::fs::write(&paths.state, b"not json\n").expect("write");
+        assert!(read_state(&paths).is_err());
     }
 
     #[test]
