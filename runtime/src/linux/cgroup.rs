@@ -405,6 +405,37 @@ mod tests {
     }
 
     #[test]
+    fn missing_controllers_are_named() {
+        // v1: a hierarchy without pids.
+        let text: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("rw,pids"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let l = Layout::from_mountinfo(&text).expect("layout");
+        assert_eq!(l.missing_controllers(), vec!["pids"]);
+        assert!(Layout::from_mountinfo(HYBRID)
+            .expect("layout")
+            .missing_controllers()
+            .is_empty());
+        // v2: the root's cgroup.controllers decides.
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            d.path().join("cgroup.controllers"),
+            "cpuset cpu io memory\n",
+        )
+        .expect("write");
+        let l = Layout::V2 {
+            root: d.path().to_path_buf(),
+        };
+        assert_eq!(l.missing_controllers(), vec!["pids"]);
+        // The error a caller sees is one line naming the controller.
+        let msg = LinuxError::MissingController("pids".into()).to_string();
+        assert_eq!(msg, "cgroup controller pids is not available on this host");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
     fn no_cgroups_is_none() {
         assert_eq!(
             Layout::from_mountinfo("22 1 0:5 / /proc rw - proc proc rw\n"),

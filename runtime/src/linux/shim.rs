@@ -21,7 +21,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cgroup::read_counter;
 use super::logs::LogWriter;
@@ -158,6 +158,57 @@ fn pod_setup(pod_dir: &Path, hostname: &str) -> Result<i32, String> {
     }
 }
 
+/// How long a connection may take to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections waiting for their request line at once; the oldest is dropped beyond this.
+const MAX_PENDING: usize = 64;
+/// Longest request line.
+const MAX_REQUEST: usize = 64 << 10;
+
+/// A connection whose request line is still arriving.
+struct Pending {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    since: Instant,
+}
+
+enum Fill {
+    /// The request line arrived.
+    Line(String),
+    /// Not yet.
+    More,
+    /// Closed, too long or not UTF-8.
+    Drop,
+}
+
+impl Pending {
+    /// Read what is available without blocking.
+    fn fill(&mut self) -> Fill {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Fill::Drop,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                        self.buf.truncate(end);
+                        return match String::from_utf8(std::mem::take(&mut self.buf)) {
+                            Ok(l) => Fill::Line(l),
+                            Err(_) => Fill::Drop,
+                        };
+                    }
+                    if self.buf.len() > MAX_REQUEST {
+                        return Fill::Drop;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Fill::More,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Fill::Drop,
+            }
+        }
+    }
+}
+
 struct Shim {
     pod_dir: PathBuf,
     ctrs: BTreeMap<String, Ctr>,
@@ -170,12 +221,19 @@ struct Shim {
 impl Shim {
     fn run(&mut self, listener: UnixListener, sfd: SignalFd) {
         let _ = listener.set_nonblocking(true);
+        // Connections whose request line has not fully arrived: read as bytes come, in the
+        // same poll loop, so a slow or silent client never stalls the shim (it is dropped
+        // after REQUEST_TIMEOUT, or when too many are pending).
+        let mut pending: Vec<Pending> = Vec::new();
         loop {
             let mut pipe_ids: Vec<(String, usize)> = Vec::new();
             let mut fds = vec![
                 PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             ];
+            for p in &pending {
+                fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
+            }
             for (name, c) in &self.ctrs {
                 for (i, p) in c.pipes.iter().enumerate() {
                     if let Some(fd) = p {
@@ -184,7 +242,15 @@ impl Shim {
                     }
                 }
             }
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+            let timeout = pending
+                .iter()
+                .map(|p| (p.since + REQUEST_TIMEOUT).saturating_duration_since(Instant::now()))
+                .min()
+                .map(|d| {
+                    PollTimeout::try_from(d.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX)
+                })
+                .unwrap_or(PollTimeout::NONE);
+            if poll(&mut fds, timeout).is_err() {
                 continue;
             }
             let ready: Vec<bool> = fds
@@ -192,8 +258,9 @@ impl Shim {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            let npend = pending.len();
             for (k, (name, i)) in pipe_ids.iter().enumerate() {
-                if ready[k + 2] {
+                if ready[k + 2 + npend] {
                     self.pump(name, *i);
                 }
             }
@@ -201,11 +268,35 @@ impl Shim {
                 while let Ok(Some(_)) = sfd.read_signal() {}
                 self.reap();
             }
+            // Requests complete in arrival order of their connections.
+            let mut still = Vec::with_capacity(npend);
+            let mut lines = Vec::new();
+            for (k, mut p) in pending.drain(..).enumerate() {
+                match if ready[k + 2] { p.fill() } else { Fill::More } {
+                    Fill::Line(line) => lines.push((p.stream, line)),
+                    Fill::More if p.since.elapsed() < REQUEST_TIMEOUT => still.push(p),
+                    Fill::More | Fill::Drop => {}
+                }
+            }
+            pending = still;
+            for (stream, line) in lines {
+                if self.handle(stream, &line) {
+                    return;
+                }
+            }
             if ready[0] {
                 while let Ok((stream, _)) = listener.accept() {
-                    if self.handle(stream) {
-                        return;
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
                     }
+                    if pending.len() >= MAX_PENDING {
+                        pending.remove(0);
+                    }
+                    pending.push(Pending {
+                        stream,
+                        buf: Vec::new(),
+                        since: Instant::now(),
+                    });
                 }
             }
         }
@@ -313,18 +404,12 @@ impl Shim {
     }
 
     /// Handle one connection; true means shut down.
-    fn handle(&mut self, mut stream: UnixStream) -> bool {
+    fn handle(&mut self, mut stream: UnixStream, line: &str) -> bool {
+        // Replies are small and written whole; a client that stops reading cannot hold the
+        // shim for long.
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        if BufReader::new(&stream)
-            .take(64 << 10)
-            .read_line(&mut line)
-            .is_err()
-        {
-            return false;
-        }
-        let req: Request = match serde_json::from_str(&line) {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let req: Request = match serde_json::from_str(line) {
             Ok(r) => r,
             Err(e) => {
                 let _ = reply(&mut stream, &err(format!("bad request: {e}")));
