@@ -167,6 +167,7 @@ impl ContainerRuntime for LinuxRuntime {
             oom_base,
             cgroup_rel: rel,
             log_max_bytes: spec.log_max_bytes,
+            log_max_files: spec.log_max_files,
         };
         if let Err(e) = write_json(&paths.config, &cfg) {
             let _ = cgroup::remove(&self.layout, &cfg.cgroup_rel, &[]);

@@ -1,9 +1,10 @@
 //! Container log files: written by the shim, read back by the driver.
 //!
-//! One file per container, `container.log`, one record per line: `stdout <text>` or
-//! `stderr <text>`. When it grows past the cap it is renamed to `container.log.1` (the
-//! previous rotation is dropped) and a new file starts. Readers see the rotated file, then
-//! the current one.
+//! One file per container, `<name>.log`, one record per line: `stdout <text>` or
+//! `stderr <text>`. When it grows past the size cap the rotated files shift (`.log.1` to
+//! `.log.2`, ...; the oldest beyond the file count is dropped), the current file becomes
+//! `.log.1` and a new one starts, as the kubelet's `containerLogMaxSize`/`MaxFiles` do.
+//! Readers see the rotated files oldest first, then the current one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -14,6 +15,10 @@ use crate::spec::{LogLine, Stream};
 
 /// Default cap before rotation.
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
+/// Default number of files kept, the current one included (the kubelet's default).
+pub const DEFAULT_MAX_FILES: u32 = 5;
+/// Most files kept, the current one included.
+pub const MAX_FILES: u32 = 10;
 /// Longest line kept in one record; longer output is split.
 pub const MAX_LINE: usize = 16 << 10;
 
@@ -24,13 +29,23 @@ pub struct LogWriter {
     file: Option<File>,
     size: u64,
     max: u64,
+    rotated: u32,
     partial: [Vec<u8>; 2],
 }
 
+/// Files kept (current one included) for a requested count: 0 means the default, and the
+/// count is clamped to 2..=[`MAX_FILES`].
+pub fn effective_max_files(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_MAX_FILES,
+        n => n.clamp(2, MAX_FILES),
+    }
+}
+
 impl LogWriter {
-    /// Open (append) the log at `path` with a size cap; a missing file is created with the
-    /// first record.
-    pub fn open(path: &Path, max: u64) -> io::Result<Self> {
+    /// Open (append) the log at `path` with a size cap and a file count (see
+    /// [`effective_max_files`]); a missing file is created with the first record.
+    pub fn open(path: &Path, max: u64, max_files: u32) -> io::Result<Self> {
         let file = match OpenOptions::new().append(true).open(path) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -45,6 +60,7 @@ impl LogWriter {
             file,
             size,
             max: if max == 0 { DEFAULT_MAX_BYTES } else { max },
+            rotated: effective_max_files(max_files) - 1,
             partial: [Vec::new(), Vec::new()],
         })
     }
@@ -56,8 +72,16 @@ impl LogWriter {
         };
         let len = (tag.len() + line.len() + 1) as u64;
         if self.size > 0 && self.size + len > self.max {
-            let rotated = rotated_path(&self.path);
-            std::fs::rename(&self.path, &rotated)?;
+            for n in (1..self.rotated).rev() {
+                match std::fs::rename(
+                    rotated_path_n(&self.path, n),
+                    rotated_path_n(&self.path, n + 1),
+                ) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, rotated_path(&self.path))?;
             self.file = None;
             self.size = 0;
         }
@@ -112,10 +136,15 @@ impl LogWriter {
     }
 }
 
-/// The rotated file's path.
+/// The most recent rotated file's path.
 pub fn rotated_path(path: &Path) -> PathBuf {
+    rotated_path_n(path, 1)
+}
+
+/// The `n`th most recent rotated file's path (`<path>.<n>`).
+pub fn rotated_path_n(path: &Path, n: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
-    s.push(".1");
+    s.push(format!(".{n}"));
     PathBuf::from(s)
 }
 
@@ -136,7 +165,11 @@ fn parse(line: &str) -> Option<LogLine> {
 /// Read all records (rotated first), keeping only the last `tail` if set.
 pub fn read_all(path: &Path, tail: Option<usize>) -> io::Result<Vec<LogLine>> {
     let mut out = Vec::new();
-    for p in [rotated_path(path), path.to_path_buf()] {
+    let files = (1..MAX_FILES)
+        .rev()
+        .map(|n| rotated_path_n(path, n))
+        .chain([path.to_path_buf()]);
+    for p in files {
         match File::open(&p) {
             Ok(f) => {
                 for l in BufReader::new(f).lines() {
@@ -213,7 +246,7 @@ mod tests {
     fn lines_partial_and_rotation() {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path().join("container.log");
-        let mut w = LogWriter::open(&p, 64).expect("open");
+        let mut w = LogWriter::open(&p, 64, 2).expect("open");
         assert!(!p.exists(), "no file before the first record");
         assert!(read_all(&p, None).expect("read").is_empty());
         w.write(Stream::Stdout, b"hel").expect("w");
@@ -243,5 +276,32 @@ mod tests {
         w.write(Stream::Stdout, b"no newline").expect("w");
         w.flush_partial().expect("flush");
         assert_eq!(read_all(&p, Some(1)).expect("read")[0].line, "no newline");
+    }
+
+    #[test]
+    fn rotation_keeps_max_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("c.log");
+        // Each record is 16 bytes ("stdout line NN\n" plus tag); cap 40 bytes: two records
+        // per file, three files kept.
+        let mut w = LogWriter::open(&p, 40, 3).expect("open");
+        for i in 10..30 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .expect("w");
+        }
+        assert!(rotated_path_n(&p, 2).exists());
+        assert!(!rotated_path_n(&p, 3).exists(), "only three files kept");
+        let lines: Vec<String> = read_all(&p, None)
+            .expect("read")
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(
+            lines,
+            vec!["line 24", "line 25", "line 26", "line 27", "line 28", "line 29"]
+        );
+        assert_eq!(effective_max_files(0), DEFAULT_MAX_FILES);
+        assert_eq!(effective_max_files(1), 2);
+        assert_eq!(effective_max_files(99), MAX_FILES);
     }
 }

@@ -517,8 +517,8 @@ impl Shim {
         crate::spec::validate_name("container", name)?;
         let paths = CtrPaths::new(&self.pod_dir, name);
         let cfg: InitConfig = read_json(&paths.config).map_err(|e| e.to_string())?;
-        let log =
-            LogWriter::open(&paths.log, cfg.log_max_bytes).map_err(|e| format!("log: {e}"))?;
+        let log = LogWriter::open(&paths.log, cfg.log_max_bytes, cfg.log_max_files)
+            .map_err(|e| format!("log: {e}"))?;
         let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
         let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;

@@ -66,6 +66,9 @@ pub struct InitConfig {
     pub cgroup_rel: String,
     /// Log cap.
     pub log_max_bytes: u64,
+    /// Log files kept, the current one included (0: the default).
+    #[serde(default)]
+    pub log_max_files: u32,
 }
 
 /// Container state recorded by the shim.
@@ -97,7 +100,7 @@ pub struct CtrPaths {
     pub config: PathBuf,
     /// [`CtrState`] records, appended by the shim.
     pub state: PathBuf,
-    /// Log file (rotated to `<log>.1`).
+    /// Log file (rotated to `<log>.1`, `<log>.2`, ...).
     pub log: PathBuf,
 }
 
@@ -118,7 +121,9 @@ impl CtrPaths {
             v.push(p.clone());
             v.push(tmp_path(p));
         }
-        v.push(super::logs::rotated_path(&self.log));
+        for n in 1..super::logs::MAX_FILES {
+            v.push(super::logs::rotated_path_n(&self.log, n));
+        }
         v
     }
 }
