@@ -120,3 +120,39 @@ fn container_files_come_and_go() {
     rt.remove_pod("files").expect("remove_pod");
     assert!(!dir.exists());
 }
+
+/// Following a log streams lines as the container prints them (woken by inotify, not a
+/// poll), including the log file's appearance with the first line, and ends with the
+/// container.
+#[test]
+fn follow_streams_until_exit() {
+    let Some(h) = harness() else { return };
+    let rt = &h.rt;
+    rt.create_pod(&pod("follow")).expect("create_pod");
+    let spec = ContainerSpec::new(
+        "c",
+        TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "sleep 0.2; for i in 1 2 3; do echo n$i; sleep 0.1; done",
+        ],
+    );
+    rt.create_container("follow", &spec).expect("create");
+    rt.start_container("follow", "c").expect("start");
+    let mut out = Vec::new();
+    rt.logs(
+        "follow",
+        "c",
+        &LogOptions {
+            tail: None,
+            follow: true,
+        },
+        &mut out,
+    )
+    .expect("follow");
+    assert_eq!(String::from_utf8_lossy(&out), "n1\nn2\nn3\n");
+    let st = rt.inspect("follow", "c").expect("inspect");
+    assert_eq!(st.state, ContainerState::Exited);
+    rt.remove_pod("follow").expect("remove_pod");
+}

@@ -7,7 +7,7 @@
 //! Readers see the rotated files oldest first, then the current one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -164,21 +164,32 @@ fn parse(line: &str) -> Option<LogLine> {
 
 /// Read all records (rotated first), keeping only the last `tail` if set.
 pub fn read_all(path: &Path, tail: Option<usize>) -> io::Result<Vec<LogLine>> {
+    read_all_at(path, tail).map(|(lines, _)| lines)
+}
+
+/// [`read_all`], and how many bytes of the current file it consumed (whole records only:
+/// a record still being written is left for the follower).
+fn read_all_at(path: &Path, tail: Option<usize>) -> io::Result<(Vec<LogLine>, u64)> {
     let mut out = Vec::new();
+    let mut consumed = 0;
     let files = (1..MAX_FILES)
         .rev()
         .map(|n| rotated_path_n(path, n))
         .chain([path.to_path_buf()]);
     for p in files {
         match File::open(&p) {
-            Ok(f) => {
-                for l in BufReader::new(f).lines() {
-                    if let Some(r) = parse(&l?) {
+            Ok(mut f) => {
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes)?;
+                let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                for l in String::from_utf8_lossy(&bytes[..whole]).lines() {
+                    if let Some(r) = parse(l) {
                         out.push(r);
                     }
                 }
+                consumed = whole as u64;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => consumed = 0,
             Err(e) => return Err(e),
         }
     }
@@ -186,7 +197,7 @@ pub fn read_all(path: &Path, tail: Option<usize>) -> io::Result<Vec<LogLine>> {
         let skip = out.len().saturating_sub(t);
         out.drain(..skip);
     }
-    Ok(out)
+    Ok((out, consumed))
 }
 
 /// Write records to `out`, then with `follow` keep writing new ones until `done()` is true
@@ -199,14 +210,18 @@ pub fn stream(
     done: &mut dyn FnMut() -> bool,
     limit: Duration,
 ) -> io::Result<()> {
-    for r in read_all(path, tail)? {
+    // Watch before reading, so a change right after the read still wakes us.
+    let watch = follow
+        .then(|| path.parent().and_then(DirWatch::new))
+        .flatten();
+    let (lines, mut pos) = read_all_at(path, tail)?;
+    for r in lines {
         writeln!(out, "{}", r.line)?;
     }
     out.flush()?;
     if !follow {
         return Ok(());
     }
-    let mut pos = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let deadline = Instant::now() + limit;
     let mut carry = String::new();
     loop {
@@ -234,7 +249,45 @@ pub fn stream(
         if finished || Instant::now() > deadline {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        match &watch {
+            Some(w) => w.wait(Duration::from_millis(500)),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Wakes a follower when anything in the log's directory changes (the log grows, rotates
+/// or appears, or the container's state file gets its exit record), instead of polling.
+struct DirWatch(nix::sys::inotify::Inotify);
+
+impl DirWatch {
+    fn new(dir: &Path) -> Option<DirWatch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+        ino.add_watch(
+            dir,
+            AddWatchFlags::IN_MODIFY
+                | AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_DELETE_SELF,
+        )
+        .ok()?;
+        Some(DirWatch(ino))
+    }
+
+    /// Block until a change or `max` passes (a safety net: changes are never missed, since
+    /// the caller re-reads after every wake-up), then drain the queued events.
+    fn wait(&self, max: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let ms = PollTimeout::try_from(max.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, ms);
+        while let Ok(ev) = self.0.read_events() {
+            if ev.is_empty() {
+                break;
+            }
+        }
     }
 }
 
