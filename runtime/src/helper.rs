@@ -9,11 +9,11 @@ use std::path::Path;
 pub fn helper_main(args: &[String]) -> i32 {
     match args {
         [mode, dir, host] if mode == "pod" => crate::linux::shim::pod_main(Path::new(dir), host),
-        [mode, dir, sep, cmd @ ..] if mode == "exec" && sep == "--" && !cmd.is_empty() => {
-            crate::linux::init::exec_main(Path::new(dir), cmd)
+        [mode, dir, name, sep, cmd @ ..] if mode == "exec" && sep == "--" && !cmd.is_empty() => {
+            crate::linux::init::exec_main(Path::new(dir), name, cmd)
         }
         _ => {
-            eprintln!("usage: shim pod DIR HOSTNAME | shim exec DIR -- CMD...");
+            eprintln!("usage: shim pod POD_DIR HOSTNAME | shim exec POD_DIR NAME -- CMD...");
             2
         }
     }

@@ -86,6 +86,9 @@ pub struct ContainerSpec {
     /// Log size cap in bytes before rotation (0 means the default of 10 MiB).
     #[serde(default)]
     pub log_max_bytes: u64,
+    /// Log files kept, the current one included (0 means the default of 5; 2 to 10).
+    #[serde(default)]
+    pub log_max_files: u32,
 }
 
 impl ContainerSpec {
@@ -101,6 +104,7 @@ impl ContainerSpec {
             resources: Resources::default(),
             security: Security::default(),
             log_max_bytes: 0,
+            log_max_files: 0,
         }
     }
 }

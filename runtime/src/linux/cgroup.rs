@@ -99,6 +99,24 @@ impl Layout {
         }
     }
 
+    /// The files a single-threaded process writes `0` to, to move itself into `rel`.
+    ///
+    /// On v1 that is each hierarchy's `tasks` file: moving only the calling thread does not
+    /// take the kernel's global threadgroup lock, whose write side waits for a full RCU grace
+    /// period (several milliseconds) on every `cgroup.procs` write. For a single-threaded
+    /// process (the container init, the exec helper) moving the thread is moving the process.
+    /// v2 has no such file outside threaded subtrees: there it is `cgroup.procs`.
+    pub fn join_files(&self, rel: &str) -> Vec<PathBuf> {
+        match self {
+            Layout::V2 { .. } => self.procs_files(rel),
+            Layout::V1 { .. } => self
+                .dirs(rel)
+                .into_iter()
+                .map(|d| d.join("tasks"))
+                .collect(),
+        }
+    }
+
     /// The file holding the OOM-kill counter, and the key in it.
     pub fn oom_file(&self, rel: &str) -> Option<(PathBuf, &'static str)> {
         match self {
@@ -342,6 +360,15 @@ mod tests {
             ]
         );
         assert_eq!(
+            l.join_files("kommit/p/c"),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/kommit/p/c/tasks"),
+                PathBuf::from("/sys/fs/cgroup/freezer/kommit/p/c/tasks"),
+                PathBuf::from("/sys/fs/cgroup/memory/kommit/p/c/tasks"),
+                PathBuf::from("/sys/fs/cgroup/pids/kommit/p/c/tasks"),
+            ]
+        );
+        assert_eq!(
             l.oom_file("kommit/p/c"),
             Some((
                 PathBuf::from("/sys/fs/cgroup/memory/kommit/p/c/memory.oom_control"),
@@ -363,6 +390,7 @@ mod tests {
             l.procs_files("kommit/p/c"),
             vec![PathBuf::from("/sys/fs/cgroup/kommit/p/c/cgroup.procs")]
         );
+        assert_eq!(l.join_files("kommit/p/c"), l.procs_files("kommit/p/c"));
         assert_eq!(
             l.oom_file("kommit/p/c"),
             Some((
@@ -374,6 +402,37 @@ mod tests {
             l.dirs("kommit/p"),
             vec![PathBuf::from("/sys/fs/cgroup/kommit/p")]
         );
+    }
+
+    #[test]
+    fn missing_controllers_are_named() {
+        // v1: a hierarchy without pids.
+        let text: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("rw,pids"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let l = Layout::from_mountinfo(&text).expect("layout");
+        assert_eq!(l.missing_controllers(), vec!["pids"]);
+        assert!(Layout::from_mountinfo(HYBRID)
+            .expect("layout")
+            .missing_controllers()
+            .is_empty());
+        // v2: the root's cgroup.controllers decides.
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            d.path().join("cgroup.controllers"),
+            "cpuset cpu io memory\n",
+        )
+        .expect("write");
+        let l = Layout::V2 {
+            root: d.path().to_path_buf(),
+        };
+        assert_eq!(l.missing_controllers(), vec!["pids"]);
+        // The error a caller sees is one line naming the controller.
+        let msg = LinuxError::MissingController("pids".into()).to_string();
+        assert_eq!(msg, "cgroup controller pids is not available on this host");
+        assert!(!msg.contains('\n'));
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! pod's shim or reads the files the shim wrote; none touches namespaces or mounts itself.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cgroup;
 use super::shim::{self, Request};
-use super::state::{read_json, write_json, InitConfig};
+use super::state::{write_json, InitConfig};
 use super::{effective_args, init, lerr, logs, merge_env, LinuxError, LinuxRuntime};
 use crate::spec::{
     validate_name, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
@@ -32,10 +32,18 @@ impl ContainerRuntime for LinuxRuntime {
                 name: spec.id.clone(),
             });
         }
-        std::fs::create_dir_all(dir.join("ctr")).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
+        std::fs::create_dir_all(&dir).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
+        let (hosts, resolv) = etc_files(spec);
+        for (f, c) in [
+            ("hosts", hosts),
+            ("hostname", format!("{}\n", spec.hostname)),
+            ("resolv.conf", resolv),
+        ] {
+            std::fs::write(dir.join(f), c).map_err(|e| lerr(LinuxError::io(dir.join(f), e)))?;
+        }
         cgroup::create(&self.pod_cg(&spec.id), &Default::default()).map_err(lerr)?;
-        let log = std::fs::File::create(dir.join("shim.log"))
-            .map_err(|e| lerr(LinuxError::io(dir.join("shim.log"), e)))?;
+        let log = std::fs::File::create(dir.join("shim.stderr"))
+            .map_err(|e| lerr(LinuxError::io(dir.join("shim.stderr"), e)))?;
         let out = Command::new(&self.cfg.helper)
             .arg("shim")
             .arg("pod")
@@ -52,7 +60,7 @@ impl ContainerRuntime for LinuxRuntime {
                 })
             })?;
         if !out.success() {
-            let msg = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            let msg = std::fs::read_to_string(dir.join("shim.stderr")).unwrap_or_default();
             let _ = cgroup::remove(&self.layout, &self.pod_cg(&spec.id), &[]);
             let _ = std::fs::remove_dir_all(&dir);
             return Err(lerr(LinuxError::Shim(format!(
@@ -76,14 +84,13 @@ impl ContainerRuntime for LinuxRuntime {
     fn create_container(&self, pod: &str, spec: &ContainerSpec) -> Result<()> {
         let pod_dir = self.check_pod(pod)?;
         validate_name("container", &spec.name).map_err(RuntimeError::InvalidSpec)?;
-        let dir = self.ctr_dir(pod, &spec.name);
-        if dir.exists() {
+        let paths = self.ctr_paths(pod, &spec.name);
+        if paths.config.exists() {
             return Err(RuntimeError::AlreadyExists {
                 kind: "container",
                 name: format!("{pod}/{}", spec.name),
             });
         }
-        let pspec: PodSpec = read_json(&pod_dir.join("pod.json")).map_err(lerr)?;
         let img = self.images.resolve(&spec.image)?;
         let ic = &img.config;
         let args = effective_args(
@@ -126,33 +133,9 @@ impl ContainerRuntime for LinuxRuntime {
         caps.sort();
         caps.dedup();
         init::parse_caps(&caps).map_err(RuntimeError::InvalidSpec)?;
-        for d in ["upper", "work", "rootfs"] {
-            std::fs::create_dir_all(dir.join(d))
-                .map_err(|e| lerr(LinuxError::io(dir.join(d), e)))?;
-        }
-        let mut hosts =
-            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        for (ip, names) in &pspec.extra_hosts {
-            hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
-        }
-        let mut resolv = String::new();
-        for s in &pspec.dns_servers {
-            resolv.push_str(&format!("nameserver {s}\n"));
-        }
-        if !pspec.dns_search.is_empty() {
-            resolv.push_str(&format!("search {}\n", pspec.dns_search.join(" ")));
-        }
-        for (f, c) in [
-            ("hosts", hosts),
-            ("hostname", format!("{}\n", pspec.hostname)),
-            ("resolv.conf", resolv),
-        ] {
-            std::fs::write(dir.join(f), c).map_err(|e| lerr(LinuxError::io(dir.join(f), e)))?;
-        }
         let rel = format!("{}/{}", self.pod_cg(pod), spec.name);
         if let Err(e) = cgroup::create(&rel, &spec.resources) {
             let _ = cgroup::remove(&self.layout, &rel, &[]);
-            let _ = std::fs::remove_dir_all(&dir);
             return Err(lerr(e));
         }
         let oom_file = self.layout.oom_file(&rel);
@@ -165,9 +148,7 @@ impl ContainerRuntime for LinuxRuntime {
             name: spec.name.clone(),
             image: spec.image.clone(),
             lower: img.layers.iter().rev().cloned().collect(),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            rootfs: dir.join("rootfs"),
+            pod_dir: pod_dir.clone(),
             args,
             env: merge_env(ic.env.as_deref().unwrap_or(&[]), &spec.env),
             cwd: spec
@@ -181,13 +162,17 @@ impl ContainerRuntime for LinuxRuntime {
             caps,
             privileged: spec.security.privileged,
             read_only: spec.security.read_only_root_filesystem,
-            cgroup_procs: self.layout.procs_files(&rel),
+            cgroup_join: self.layout.join_files(&rel),
             oom_file: oom_file.map(|(f, k)| (f, k.to_string())),
             oom_base,
             cgroup_rel: rel,
             log_max_bytes: spec.log_max_bytes,
+            log_max_files: spec.log_max_files,
         };
-        write_json(&dir.join("config.json"), &cfg).map_err(lerr)?;
+        if let Err(e) = write_json(&paths.config, &cfg) {
+            let _ = cgroup::remove(&self.layout, &cfg.cgroup_rel, &[]);
+            return Err(lerr(e));
+        }
         Ok(())
     }
 
@@ -275,7 +260,7 @@ impl ContainerRuntime for LinuxRuntime {
     }
 
     fn remove_container(&self, pod: &str, name: &str) -> Result<()> {
-        let dir = self.check_ctr(pod, name)?;
+        let paths = self.check_ctr(pod, name)?;
         let st = self.inspect(pod, name)?;
         if st.state == ContainerState::Running {
             return Err(RuntimeError::InvalidState(format!(
@@ -293,23 +278,46 @@ impl ContainerRuntime for LinuxRuntime {
         }
         cgroup::remove(&self.layout, &format!("{}/{}", self.pod_cg(pod), name), &[])
             .map_err(lerr)?;
-        std::fs::remove_dir_all(&dir).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
+        // The config goes last: it is what makes the container exist.
+        for f in paths.all().iter().rev() {
+            match std::fs::remove_file(f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(lerr(LinuxError::io(f, e)))
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
     fn remove_pod(&self, pod: &str) -> Result<()> {
         let dir = self.check_pod(pod)?;
         if let Some(pid) = self.shim_pid(pod) {
+            // A pidfd names this very process (no pid reuse), and becomes readable when it
+            // has exited: no polling of /proc. Taken before the shutdown request, and checked
+            // to still be our shim after it was taken.
+            let pidfd = pidfd_open(pid).filter(|_| self.shim_pid(pod) == Some(pid));
             let _ = self.call(pod, &Request::Shutdown, Some(Duration::from_secs(30)));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && self.shim_pid(pod).is_some() {
-                if Instant::now() > deadline {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+            match pidfd {
+                Some(fd) => {
+                    if !wait_exit(&fd, Duration::from_secs(10)) {
+                        pidfd_kill(&fd);
+                        wait_exit(&fd, Duration::from_secs(10));
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                None => {
+                    // No pidfd (kernel < 5.3): watch /proc.
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while self.shim_pid(pod) == Some(pid) {
+                        if Instant::now() > deadline {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
             }
         }
         let names = self.container_names(pod);
@@ -347,7 +355,7 @@ impl ContainerRuntime for LinuxRuntime {
     }
 
     fn exec(&self, pod: &str, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput> {
-        let dir = self.check_ctr(pod, name)?;
+        self.check_ctr(pod, name)?;
         if self.inspect(pod, name)?.state != ContainerState::Running {
             return Err(RuntimeError::InvalidState(format!(
                 "container {pod}/{name} is not running"
@@ -359,7 +367,8 @@ impl ContainerRuntime for LinuxRuntime {
         let mut child = Command::new(&self.cfg.helper)
             .arg("shim")
             .arg("exec")
-            .arg(&dir)
+            .arg(self.pod_dir(pod))
+            .arg(name)
             .arg("--")
             .args(cmd)
             .stdin(Stdio::null())
@@ -423,7 +432,7 @@ impl ContainerRuntime for LinuxRuntime {
     }
 
     fn logs(&self, pod: &str, name: &str, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
-        let dir = self.check_ctr(pod, name)?;
+        let paths = self.check_ctr(pod, name)?;
         // Follow until the process has ended: a container that is only Created (start still
         // in flight) has output to come, so it does not end the stream.
         let mut done = || {
@@ -433,14 +442,14 @@ impl ContainerRuntime for LinuxRuntime {
             )
         };
         logs::stream(
-            &dir.join("container.log"),
+            &paths.log,
             opts.tail,
             opts.follow,
             out,
             &mut done,
             Duration::from_secs(365 * 24 * 3600),
         )
-        .map_err(|e| lerr(LinuxError::io(dir.join("container.log"), e)))
+        .map_err(|e| lerr(LinuxError::io(&paths.log, e)))
     }
 
     fn stats(&self, pod: &str, name: &str) -> Result<ContainerStats> {
@@ -449,5 +458,68 @@ impl ContainerRuntime for LinuxRuntime {
             &self.layout,
             &format!("{}/{}", self.pod_cg(pod), name),
         ))
+    }
+}
+
+/// The pod's `/etc/hosts` and `/etc/resolv.conf`, shared by its containers.
+fn etc_files(spec: &PodSpec) -> (String, String) {
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (ip, names) in &spec.extra_hosts {
+        hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    let mut resolv = String::new();
+    for s in &spec.dns_servers {
+        resolv.push_str(&format!("nameserver {s}\n"));
+    }
+    if !spec.dns_search.is_empty() {
+        resolv.push_str(&format!("search {}\n", spec.dns_search.join(" ")));
+    }
+    (hosts, resolv)
+}
+
+/// `pidfd_open(2)`: a descriptor for process `pid`, or None when the kernel has none.
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a descriptor the kernel just returned to us and nobody else owns.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// SIGKILL the process behind a pidfd.
+fn pidfd_kill(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
+/// Block until the process behind `fd` has exited; false on timeout.
+fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) if left.is_zero() => return false,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
     }
 }

@@ -3,13 +3,14 @@
 //! program.
 //!
 //! The container init is the child the (single-threaded, re-executed) shim clones into new
-//! pid and mount namespaces: pid 1 there, already inside the pod's net/ipc/uts namespaces. It joins the cgroup,
-//! makes propagation private, mounts the overlay rootfs, /proc (with masked and read-only
-//! paths), a read-only /sys, a minimal /dev and the /etc files, pivots, drops privileges and
-//! execs the workload. Failures before exec are written to fd 3 for the shim.
+//! pid and mount namespaces: pid 1 there, already inside the pod's net/ipc/uts namespaces.
+//! It joins the cgroup, makes propagation private, mounts its writable layer (a tmpfs private
+//! to its mount namespace) and the overlay rootfs, /proc (with masked and read-only paths), a
+//! read-only /sys, a minimal /dev and the pod's /etc files, pivots, drops privileges and
+//! execs the workload. Failures before exec are written to a pipe for the shim.
 //!
-//! `shim exec <ctr-dir> -- CMD...` joins a running container's namespaces and cgroup, forks
-//! (so the child is inside the pid namespace), applies the same identity and runs CMD.
+//! `shim exec <pod-dir> <name> -- CMD...` joins a running container's namespaces and cgroup,
+//! forks (so the child is inside the pid namespace), applies the same identity and runs CMD.
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -18,7 +19,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::state::{read_json, CtrState, InitConfig};
+use super::state::{read_json, read_state, CtrPaths, CtrState, InitConfig, POD_ETC_FILES};
 
 /// The default capability set of Docker and containerd.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -70,8 +71,8 @@ fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> St
 
 /// Run in the child the shim cloned into fresh pid and mount namespaces: set up the
 /// container and exec its workload. Returns only on failure, with the message for the shim.
-pub fn init_in_child(cfg: &InitConfig, ctr_dir: &Path) -> String {
-    match init_inner(cfg, ctr_dir) {
+pub fn init_in_child(cfg: &InitConfig) -> String {
+    match init_inner(cfg) {
         Ok(never) => match never {},
         Err(msg) => msg,
     }
@@ -79,19 +80,60 @@ pub fn init_in_child(cfg: &InitConfig, ctr_dir: &Path) -> String {
 
 enum Never {}
 
-fn init_inner(cfg: &InitConfig, ctr_dir: &Path) -> Result<Never, String> {
-    for p in &cfg.cgroup_procs {
+/// Write `0` to each file: moves the calling (single-threaded) process into the cgroup.
+fn join_cgroup(files: &[PathBuf]) -> Result<(), String> {
+    for p in files {
         std::fs::write(p, "0").map_err(e(format!("joining cgroup {}", p.display())))?;
     }
+    Ok(())
+}
+
+/// The pod's `/etc` files, opened.
+type EtcFiles = Vec<(&'static str, std::fs::File)>;
+
+/// The container's writable layer: a tmpfs mounted over the pod directory, visible only in
+/// this mount namespace, holding the overlay's upper and work dirs and its mount point. It
+/// goes away with the namespace when the container ends, so removing a container has no
+/// layer to delete, and what the container writes is charged to its own memory cgroup.
+/// The pod's `/etc` files under the tmpfs are opened first and bound from the open files.
+/// Returns the merged root and the `/etc` files.
+fn mount_rootfs(cfg: &InitConfig) -> Result<(PathBuf, EtcFiles), String> {
+    let mut etc = Vec::new();
+    for f in POD_ETC_FILES {
+        let p = cfg.pod_dir.join(f);
+        etc.push((f, std::fs::File::open(&p).map_err(e(p.display()))?));
+    }
+    let top = cfg
+        .lower
+        .first()
+        .ok_or_else(|| "image has no layers".to_string())?;
+    let top_md = std::fs::metadata(top).map_err(e(top.display()))?;
+    let scratch = &cfg.pod_dir;
     mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
+        Some("tmpfs"),
+        scratch,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700"),
     )
-    .map_err(e("making / private"))?;
-    let root = &cfg.rootfs;
+    .map_err(e(format!(
+        "mounting the writable layer on {}",
+        scratch.display()
+    )))?;
+    let (upper, work, root) = (scratch.join("u"), scratch.join("w"), scratch.join("r"));
+    for d in [&upper, &work, &root] {
+        std::fs::create_dir(d).map_err(e(format!("mkdir {}", d.display())))?;
+    }
+    // The merged root takes the upper dir's owner and mode: give it the image's (mkdir
+    // honours the umask, and the image root may not be 0755 root:root).
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(
+        &upper,
+        std::fs::Permissions::from_mode(top_md.mode() & 0o7777),
+    )
+    .map_err(e(format!("chmod {}", upper.display())))?;
+    std::os::unix::fs::chown(&upper, Some(top_md.uid()), Some(top_md.gid()))
+        .map_err(e(format!("chown {}", upper.display())))?;
     let lower = cfg
         .lower
         .iter()
@@ -100,35 +142,39 @@ fn init_inner(cfg: &InitConfig, ctr_dir: &Path) -> Result<Never, String> {
         .join(":");
     let opts = format!(
         "lowerdir={lower},upperdir={},workdir={}",
-        cfg.upper.display(),
-        cfg.work.display()
+        upper.display(),
+        work.display()
     );
-    // `volatile` skips syncs of the throwaway upper layer (kernel >= 5.10); retry without.
-    let volatile = format!("{opts},volatile");
     mount(
         Some("overlay"),
-        root,
+        &root,
         Some("overlay"),
         MsFlags::empty(),
-        Some(volatile.as_str()),
+        Some(opts.as_str()),
     )
-    .or_else(|_| {
-        mount(
-            Some("overlay"),
-            root,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-    })
     .map_err(e(format!("mounting overlay on {}", root.display())))?;
+    Ok((root, etc))
+}
+
+fn init_inner(cfg: &InitConfig) -> Result<Never, String> {
+    join_cgroup(&cfg.cgroup_join)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(e("making / private"))?;
+    let (rootfs, etc) = mount_rootfs(cfg)?;
+    let root = &rootfs;
     for d in ["proc", "sys", "dev", "etc", "tmp"] {
         let p = root.join(d);
         if std::fs::symlink_metadata(&p).is_err() {
             std::fs::create_dir_all(&p).map_err(e(format!("mkdir {}", p.display())))?;
         }
     }
-    for f in ["hosts", "hostname", "resolv.conf"] {
+    for (f, file) in &etc {
         let target = root.join("etc").join(f);
         if std::fs::symlink_metadata(&target)
             .map(|m| m.file_type().is_symlink())
@@ -139,8 +185,11 @@ fn init_inner(cfg: &InitConfig, ctr_dir: &Path) -> Result<Never, String> {
         if !target.exists() {
             std::fs::write(&target, b"").map_err(e(format!("create {}", target.display())))?;
         }
-        bind(&ctr_dir.join(f), &target)?;
+        use std::os::fd::AsRawFd;
+        let src = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        bind(&src, &target)?;
     }
+    drop(etc);
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("proc"),
@@ -389,9 +438,10 @@ fn become_workload(cfg: &InitConfig, args: &[String]) -> Result<Never, String> {
     }
 }
 
-/// Entry of `shim exec`: returns the command's exit code (128+signal), or 126/127 on setup errors.
-pub fn exec_main(ctr_dir: &Path, args: &[String]) -> i32 {
-    match exec_inner(ctr_dir, args) {
+/// Entry of `shim exec POD_DIR NAME -- CMD...`: returns the command's exit code
+/// (128+signal), or 126/127 on setup errors.
+pub fn exec_main(pod_dir: &Path, name: &str, args: &[String]) -> i32 {
+    match exec_inner(pod_dir, name, args) {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("kommit exec: {msg}");
@@ -400,12 +450,14 @@ pub fn exec_main(ctr_dir: &Path, args: &[String]) -> i32 {
     }
 }
 
-fn exec_inner(ctr_dir: &Path, args: &[String]) -> Result<i32, String> {
+fn exec_inner(pod_dir: &Path, name: &str, args: &[String]) -> Result<i32, String> {
     use nix::sched::{setns, CloneFlags};
-    let cfg: InitConfig = read_json(&ctr_dir.join("config.json")).map_err(|x| x.to_string())?;
-    let st: CtrState = read_json(&ctr_dir.join("state.json")).map_err(|x| x.to_string())?;
+    crate::spec::validate_name("container", name)?;
+    let paths = CtrPaths::new(pod_dir, name);
+    let cfg: InitConfig = read_json(&paths.config).map_err(|x| x.to_string())?;
+    let st: Option<CtrState> = read_state(&paths).map_err(|x| x.to_string())?;
     let pid = st
-        .pid
+        .and_then(|s| s.pid)
         .ok_or_else(|| format!("container {} is not running", cfg.name))?;
     let mut fds = Vec::new();
     for (ns, flag) in [
@@ -418,9 +470,7 @@ fn exec_inner(ctr_dir: &Path, args: &[String]) -> Result<i32, String> {
         let p = format!("/proc/{pid}/ns/{ns}");
         fds.push((std::fs::File::open(&p).map_err(e(&p))?, flag, ns));
     }
-    for p in &cfg.cgroup_procs {
-        std::fs::write(p, "0").map_err(e(format!("joining cgroup {}", p.display())))?;
-    }
+    join_cgroup(&cfg.cgroup_join)?;
     for (f, flag, ns) in &fds {
         setns(f, *flag).map_err(e(format!("setns {ns}")))?;
     }

@@ -28,7 +28,7 @@ use crate::spec::{validate_name, ContainerSpec, ContainerState, ContainerStatus,
 use crate::traits::{Result, RuntimeError};
 use cgroup::Layout;
 use shim::{Request, Response};
-use state::{read_json, CtrState, InitConfig};
+use state::{read_json, CtrPaths, CtrState, InitConfig};
 
 /// Linux runtime errors.
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +138,8 @@ impl LinuxRuntime {
         self.cfg.data_dir.join("pods").join(pod)
     }
 
-    fn ctr_dir(&self, pod: &str, name: &str) -> PathBuf {
-        self.pod_dir(pod).join("ctr").join(name)
+    fn ctr_paths(&self, pod: &str, name: &str) -> CtrPaths {
+        CtrPaths::new(&self.pod_dir(pod), name)
     }
 
     fn pod_cg(&self, pod: &str) -> String {
@@ -158,17 +158,17 @@ impl LinuxRuntime {
         Ok(d)
     }
 
-    fn check_ctr(&self, pod: &str, name: &str) -> Result<PathBuf> {
+    fn check_ctr(&self, pod: &str, name: &str) -> Result<CtrPaths> {
         self.check_pod(pod)?;
         validate_name("container", name).map_err(RuntimeError::InvalidSpec)?;
-        let d = self.ctr_dir(pod, name);
-        if !d.join("config.json").exists() {
+        let p = self.ctr_paths(pod, name);
+        if !p.config.exists() {
             return Err(RuntimeError::NotFound {
                 kind: "container",
                 name: format!("{pod}/{name}"),
             });
         }
-        Ok(d)
+        Ok(p)
     }
 
     /// Pid of the pod's shim if it is alive (and really our shim).
@@ -203,13 +203,9 @@ impl LinuxRuntime {
     }
 
     fn status_of(&self, pod: &str, name: &str, shim_alive: bool) -> Result<ContainerStatus> {
-        let dir = self.ctr_dir(pod, name);
-        let cfg: InitConfig = read_json(&dir.join("config.json")).map_err(lerr)?;
-        let st: Option<CtrState> = if dir.join("state.json").exists() {
-            Some(read_json(&dir.join("state.json")).map_err(lerr)?)
-        } else {
-            None
-        };
+        let paths = self.ctr_paths(pod, name);
+        let cfg: InitConfig = read_json(&paths.config).map_err(lerr)?;
+        let st: Option<CtrState> = state::read_state(&paths).map_err(lerr)?;
         let state = match &st {
             None => ContainerState::Created,
             Some(s) if s.exit_code.is_some() => ContainerState::Exited,
@@ -235,16 +231,7 @@ impl LinuxRuntime {
     }
 
     fn container_names(&self, pod: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.pod_dir(pod).join("ctr"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.path().join("config.json").exists())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        state::container_names(&self.pod_dir(pod))
     }
 
     fn pod_status(&self, pod: &str) -> Result<PodStatus> {

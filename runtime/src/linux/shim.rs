@@ -6,7 +6,8 @@
 //! `<pod-dir>/shim.sock`. It is single-threaded: one `poll` loop over the socket, a signalfd
 //! for SIGCHLD and the containers' stdout/stderr pipes. Containers are `clone`d with fresh
 //! pid and mount namespaces; the child (still this single-threaded program) does the mount
-//! setup in [`super::init`] and execs the workload. Exit codes and reasons go to each container's `state.json`.
+//! setup in [`super::init`] and execs the workload. Exit codes and reasons are appended to each
+//! container's `<name>.state`.
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -20,18 +21,18 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cgroup::read_counter;
 use super::logs::LogWriter;
-use super::state::{now_ms, read_json, write_json, CtrState, InitConfig};
+use super::state::{append_state, now_ms, read_json, CtrPaths, CtrState, InitConfig};
 use crate::spec::Stream;
 
 /// A request to the shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
-    /// Start container `name` (its dir must hold config.json).
+    /// Start container `name` (its `<name>.config` must exist in the pod dir).
     Start {
         /// Container name.
         name: String,
@@ -71,7 +72,7 @@ pub struct Response {
 }
 
 struct Ctr {
-    dir: PathBuf,
+    paths: CtrPaths,
     cfg: InitConfig,
     pid: Option<Pid>,
     pipes: [Option<OwnedFd>; 2],
@@ -149,6 +150,7 @@ fn pod_setup(pod_dir: &Path, hostname: &str) -> Result<i32, String> {
             let mut shim = Shim {
                 pod_dir: pod_dir.to_path_buf(),
                 ctrs: BTreeMap::new(),
+                stack: vec![0u8; 1024 * 1024],
             };
             shim.run(listener, sfd);
             std::process::exit(0);
@@ -156,20 +158,82 @@ fn pod_setup(pod_dir: &Path, hostname: &str) -> Result<i32, String> {
     }
 }
 
+/// How long a connection may take to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections waiting for their request line at once; the oldest is dropped beyond this.
+const MAX_PENDING: usize = 64;
+/// Longest request line.
+const MAX_REQUEST: usize = 64 << 10;
+
+/// A connection whose request line is still arriving.
+struct Pending {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    since: Instant,
+}
+
+enum Fill {
+    /// The request line arrived.
+    Line(String),
+    /// Not yet.
+    More,
+    /// Closed, too long or not UTF-8.
+    Drop,
+}
+
+impl Pending {
+    /// Read what is available without blocking.
+    fn fill(&mut self) -> Fill {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Fill::Drop,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                        self.buf.truncate(end);
+                        return match String::from_utf8(std::mem::take(&mut self.buf)) {
+                            Ok(l) => Fill::Line(l),
+                            Err(_) => Fill::Drop,
+                        };
+                    }
+                    if self.buf.len() > MAX_REQUEST {
+                        return Fill::Drop;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Fill::More,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Fill::Drop,
+            }
+        }
+    }
+}
+
 struct Shim {
     pod_dir: PathBuf,
     ctrs: BTreeMap<String, Ctr>,
+    /// Stack for cloned container inits, allocated once: the child gets a copy-on-write
+    /// copy, so one buffer serves every start (a fresh 1 MiB buffer per start is zeroed
+    /// page by page by the allocator).
+    stack: Vec<u8>,
 }
 
 impl Shim {
     fn run(&mut self, listener: UnixListener, sfd: SignalFd) {
         let _ = listener.set_nonblocking(true);
+        // Connections whose request line has not fully arrived: read as bytes come, in the
+        // same poll loop, so a slow or silent client never stalls the shim (it is dropped
+        // after REQUEST_TIMEOUT, or when too many are pending).
+        let mut pending: Vec<Pending> = Vec::new();
         loop {
             let mut pipe_ids: Vec<(String, usize)> = Vec::new();
             let mut fds = vec![
                 PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             ];
+            for p in &pending {
+                fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
+            }
             for (name, c) in &self.ctrs {
                 for (i, p) in c.pipes.iter().enumerate() {
                     if let Some(fd) = p {
@@ -178,7 +242,15 @@ impl Shim {
                     }
                 }
             }
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+            let timeout = pending
+                .iter()
+                .map(|p| (p.since + REQUEST_TIMEOUT).saturating_duration_since(Instant::now()))
+                .min()
+                .map(|d| {
+                    PollTimeout::try_from(d.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX)
+                })
+                .unwrap_or(PollTimeout::NONE);
+            if poll(&mut fds, timeout).is_err() {
                 continue;
             }
             let ready: Vec<bool> = fds
@@ -186,8 +258,9 @@ impl Shim {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            let npend = pending.len();
             for (k, (name, i)) in pipe_ids.iter().enumerate() {
-                if ready[k + 2] {
+                if ready[k + 2 + npend] {
                     self.pump(name, *i);
                 }
             }
@@ -195,11 +268,35 @@ impl Shim {
                 while let Ok(Some(_)) = sfd.read_signal() {}
                 self.reap();
             }
+            // Requests complete in arrival order of their connections.
+            let mut still = Vec::with_capacity(npend);
+            let mut lines = Vec::new();
+            for (k, mut p) in pending.drain(..).enumerate() {
+                match if ready[k + 2] { p.fill() } else { Fill::More } {
+                    Fill::Line(line) => lines.push((p.stream, line)),
+                    Fill::More if p.since.elapsed() < REQUEST_TIMEOUT => still.push(p),
+                    Fill::More | Fill::Drop => {}
+                }
+            }
+            pending = still;
+            for (stream, line) in lines {
+                if self.handle(stream, &line) {
+                    return;
+                }
+            }
             if ready[0] {
                 while let Ok((stream, _)) = listener.accept() {
-                    if self.handle(stream) {
-                        return;
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
                     }
+                    if pending.len() >= MAX_PENDING {
+                        pending.remove(0);
+                    }
+                    pending.push(Pending {
+                        stream,
+                        buf: Vec::new(),
+                        since: Instant::now(),
+                    });
                 }
             }
         }
@@ -295,7 +392,7 @@ impl Shim {
         c.state.reason = Some(reason.to_string());
         c.state.finished_at_ms = Some(now_ms());
         c.pid = None;
-        let _ = write_json(&c.dir.join("state.json"), &c.state);
+        let _ = append_state(&c.paths.state, &c.state);
         let resp = Response {
             ok: true,
             error: None,
@@ -307,18 +404,12 @@ impl Shim {
     }
 
     /// Handle one connection; true means shut down.
-    fn handle(&mut self, mut stream: UnixStream) -> bool {
+    fn handle(&mut self, mut stream: UnixStream, line: &str) -> bool {
+        // Replies are small and written whole; a client that stops reading cannot hold the
+        // shim for long.
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        if BufReader::new(&stream)
-            .take(64 << 10)
-            .read_line(&mut line)
-            .is_err()
-        {
-            return false;
-        }
-        let req: Request = match serde_json::from_str(&line) {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let req: Request = match serde_json::from_str(line) {
             Ok(r) => r,
             Err(e) => {
                 let _ = reply(&mut stream, &err(format!("bad request: {e}")));
@@ -423,9 +514,10 @@ impl Shim {
         {
             return Err(format!("container {name} was already started"));
         }
-        let dir = self.pod_dir.join("ctr").join(name);
-        let cfg: InitConfig = read_json(&dir.join("config.json")).map_err(|e| e.to_string())?;
-        let log = LogWriter::open(&dir.join("container.log"), cfg.log_max_bytes)
+        crate::spec::validate_name("container", name)?;
+        let paths = CtrPaths::new(&self.pod_dir, name);
+        let cfg: InitConfig = read_json(&paths.config).map_err(|e| e.to_string())?;
+        let log = LogWriter::open(&paths.log, cfg.log_max_bytes, cfg.log_max_files)
             .map_err(|e| format!("log: {e}"))?;
         let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
         let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
@@ -438,9 +530,7 @@ impl Shim {
             err_w.as_raw_fd(),
             sync_w.as_raw_fd(),
         );
-        let mut stack = vec![0u8; 1024 * 1024];
         let child_cfg = cfg.clone();
-        let child_dir = dir.clone();
         let cb = Box::new(move || -> isize {
             // SAFETY: runs in the freshly cloned child, a copy of this single-threaded process;
             // dup2 on fds opened before clone.
@@ -449,7 +539,7 @@ impl Shim {
                 libc::dup2(fd_out, 1);
                 libc::dup2(fd_err, 2);
             }
-            let msg = super::init::init_in_child(&child_cfg, &child_dir);
+            let msg = super::init::init_in_child(&child_cfg);
             // SAFETY: fd_sync is the sync pipe's write end, open in this child; the buffer is
             // a live slice. _exit skips atexit handlers that belong to the shim.
             unsafe {
@@ -458,12 +548,12 @@ impl Shim {
             }
         });
         // SAFETY: the shim is single-threaded, so the child may allocate and run ordinary code
-        // (no lock can be held by another thread); the stack outlives the call because the
-        // child execs or exits before this frame is gone.
+        // (no lock can be held by another thread); without CLONE_VM the child runs on its own
+        // copy-on-write copy of the stack buffer, which the shim keeps for its lifetime.
         let pid = unsafe {
             nix::sched::clone(
                 cb,
-                &mut stack,
+                &mut self.stack,
                 CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS,
                 Some(libc::SIGCHLD),
             )
@@ -492,11 +582,11 @@ impl Shim {
             &err_r,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
-        write_json(&dir.join("state.json"), &state).map_err(|e| e.to_string())?;
+        append_state(&paths.state, &state).map_err(|e| e.to_string())?;
         self.ctrs.insert(
             name.to_string(),
             Ctr {
-                dir,
+                paths,
                 cfg,
                 pid: Some(pid),
                 pipes: [Some(out_r), Some(err_r)],

@@ -10,15 +10,50 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SAMPLES: usize = 40;
+const DEFAULT_SAMPLES: usize = 40;
 const WARMUP: usize = 3;
+
+/// `--samples N` (at least 30 for a RESULT line) and `--only inpod|pod|runc` (for
+/// profiling one part; prints no RESULT line).
+struct Opts {
+    samples: usize,
+    only: Option<String>,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        samples: DEFAULT_SAMPLES,
+        only: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--samples" => {
+                o.samples = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .context("--samples needs a positive number")?
+            }
+            "--only" => {
+                let v = it.next().context("--only needs inpod, pod or runc")?;
+                if !["inpod", "pod", "runc"].contains(&v.as_str()) {
+                    bail!("--only {v}: want inpod, pod or runc");
+                }
+                o.only = Some(v.clone());
+            }
+            other => bail!("unknown option {other} (known: --samples N, --only inpod|pod|runc)"),
+        }
+    }
+    Ok(o)
+}
 
 fn p50(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-fn ours(dir: &Path) -> anyhow::Result<Vec<f64>> {
+fn ours(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
     let helper = std::env::current_exe().context("locating kommit-bench")?;
     let store = crate::runtime_support::data_dir_with_busybox(dir);
     let parent = crate::runtime_support::unique("kommit-bench-");
@@ -33,7 +68,7 @@ fn ours(dir: &Path) -> anyhow::Result<Vec<f64>> {
     let spec = ContainerSpec::new("c", crate::runtime_support::TEST_IMAGE, &["true"]);
     let mut out = Vec::new();
     let mut phases: [Vec<f64>; 5] = Default::default();
-    for i in 0..SAMPLES + WARMUP {
+    for i in 0..samples + WARMUP {
         let id = format!("b{i}");
         let t = Instant::now();
         let mut lap = Instant::now();
@@ -84,7 +119,7 @@ fn ours(dir: &Path) -> anyhow::Result<Vec<f64>> {
 }
 
 /// Container lifecycle inside one ready pod sandbox (the kubelet's unit of work).
-fn ours_in_pod(dir: &Path) -> anyhow::Result<Vec<f64>> {
+fn ours_in_pod(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
     let helper = std::env::current_exe().context("locating kommit-bench")?;
     let store = crate::runtime_support::data_dir_with_busybox(&dir.join("inpod"));
     let parent = crate::runtime_support::unique("kommit-bench-");
@@ -104,14 +139,26 @@ fn ours_in_pod(dir: &Path) -> anyhow::Result<Vec<f64>> {
         extra_hosts: vec![],
     })?;
     let mut out = Vec::new();
-    for i in 0..SAMPLES + WARMUP {
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for i in 0..samples + WARMUP {
         let name = format!("c{i}");
         let spec = ContainerSpec::new(&name, crate::runtime_support::TEST_IMAGE, &["true"]);
         let t = Instant::now();
+        let mut lap = Instant::now();
+        let mut mark = |k: usize, phases: &mut [Vec<f64>; 4]| {
+            if i >= WARMUP {
+                phases[k].push(lap.elapsed().as_secs_f64() * 1000.0);
+            }
+            lap = Instant::now();
+        };
         rt.create_container("bench", &spec)?;
+        mark(0, &mut phases);
         rt.start_container("bench", &name)?;
+        mark(1, &mut phases);
         let st = rt.wait_container("bench", &name, Duration::from_secs(30))?;
+        mark(2, &mut phases);
         rt.remove_container("bench", &name)?;
+        mark(3, &mut phases);
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         if st.exit_code != Some(0) {
             bail!(
@@ -124,13 +171,17 @@ fn ours_in_pod(dir: &Path) -> anyhow::Result<Vec<f64>> {
         }
     }
     rt.remove_pod("bench")?;
+    let names = ["create_container", "start", "wait", "remove_container"];
+    for (n, mut v) in names.iter().zip(phases) {
+        println!("kommit in-pod phase {n}: p50 {:.2} ms", p50(&mut v));
+    }
     for d in rt.layout().dirs(&parent) {
         let _ = std::fs::remove_dir(d);
     }
     Ok(out)
 }
 
-fn runc(dir: &Path) -> anyhow::Result<Vec<f64>> {
+fn runc(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
     let bundle = dir.join("bundle");
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs)?;
@@ -152,7 +203,7 @@ fn runc(dir: &Path) -> anyhow::Result<Vec<f64>> {
     std::fs::write(&cfgp, serde_json::to_vec_pretty(&cfg)?)?;
     let state_root = dir.join("runc-state");
     let mut out = Vec::new();
-    for i in 0..SAMPLES + WARMUP {
+    for i in 0..samples + WARMUP {
         let id = crate::runtime_support::unique("kb-runc-");
         let t = Instant::now();
         let o = Command::new("runc")
@@ -177,14 +228,36 @@ fn runc(dir: &Path) -> anyhow::Result<Vec<f64>> {
 }
 
 /// Run the benchmark; prints per-implementation summaries and the RESULT line.
-pub fn main(_args: &[String]) -> anyhow::Result<()> {
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let opts = parse(args)?;
     kommit_runtime::linux::check_root()?;
     let dir = tempfile::Builder::new()
         .prefix("kommit-bench-rt-")
         .tempdir()?;
-    let mut c = ours_in_pod(dir.path())?;
-    let mut o = ours(dir.path())?;
-    let mut r = runc(dir.path())?;
+    if let Some(only) = &opts.only {
+        let mut v = match only.as_str() {
+            "inpod" => ours_in_pod(dir.path(), opts.samples)?,
+            "pod" => ours(dir.path(), opts.samples)?,
+            _ => runc(dir.path(), opts.samples)?,
+        };
+        let n = v.len();
+        let p = p50(&mut v);
+        println!(
+            "{only}: {n} samples, p50 {p:.2} ms, min {:.2} ms, max {:.2} ms",
+            v[0],
+            v[n - 1]
+        );
+        return Ok(());
+    }
+    if opts.samples < 30 {
+        bail!(
+            "--samples {}: the RESULT line needs at least 30",
+            opts.samples
+        );
+    }
+    let mut c = ours_in_pod(dir.path(), opts.samples)?;
+    let mut o = ours(dir.path(), opts.samples)?;
+    let mut r = runc(dir.path(), opts.samples)?;
     let (cn, on, rn) = (c.len(), o.len(), r.len());
     let (cp, op, rp) = (p50(&mut c), p50(&mut o), p50(&mut r));
     println!(

@@ -1,0 +1,158 @@
+//! The Linux pod shim's own behaviour, beyond the conformance suite (root; skipped only with
+//! KOMMIT_SKIP_PRIVILEGED=1).
+
+use kommit_runtime::spec::{ContainerSpec, ContainerState, LogOptions, PodSpec};
+use kommit_runtime::ContainerRuntime;
+use kommit_tests::runtime_support::{LinuxHarness, TEST_IMAGE};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+fn harness() -> Option<LinuxHarness> {
+    LinuxHarness::new(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_kommit-runtime-helper"
+    )))
+}
+
+fn pod(id: &str) -> PodSpec {
+    PodSpec {
+        id: id.into(),
+        hostname: id.into(),
+        dns_servers: vec![],
+        dns_search: vec![],
+        extra_hosts: vec![],
+    }
+}
+
+/// A client that connects and sends only half a request does not hold the shim up: the
+/// driver's requests (start, wait) are served meanwhile, and the half request is answered
+/// once its line is complete.
+#[test]
+fn a_slow_client_does_not_stall_the_shim() {
+    let Some(h) = harness() else { return };
+    let rt = &h.rt;
+    rt.create_pod(&pod("slow")).expect("create_pod");
+    let sock = h.dir.path().join("data/pods/slow/shim.sock");
+    let mut silent = UnixStream::connect(&sock).expect("connect silent client");
+    let mut slow = UnixStream::connect(&sock).expect("connect slow client");
+    slow.write_all(b"{\"op\":\"pi").expect("half a request");
+    slow.flush().expect("flush");
+
+    let spec = ContainerSpec::new("c", TEST_IMAGE, &["sh", "-c", "echo served"]);
+    rt.create_container("slow", &spec)
+        .expect("create_container");
+    rt.start_container("slow", "c")
+        .expect("start while a client is slow");
+    let st = rt
+        .wait_container("slow", "c", Duration::from_secs(30))
+        .expect("wait while a client is slow");
+    assert_eq!(st.state, ContainerState::Exited);
+    assert_eq!(st.exit_code, Some(0));
+    let mut out = Vec::new();
+    rt.logs("slow", "c", &LogOptions::default(), &mut out)
+        .expect("logs");
+    assert_eq!(String::from_utf8_lossy(&out), "served\n");
+
+    // The slow client's request completes after the driver's, and is answered.
+    slow.write_all(b"ng\"}\n").expect("rest of the request");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut line = String::new();
+    BufReader::new(&slow)
+        .read_line(&mut line)
+        .expect("ping reply");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("reply is json");
+    assert_eq!(v["ok"], serde_json::Value::Bool(true), "reply {line}");
+
+    // A request line that is not JSON gets an error reply, not a dead shim.
+    silent.write_all(b"nonsense\n").expect("write");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut line = String::new();
+    BufReader::new(&silent)
+        .read_line(&mut line)
+        .expect("error reply");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("reply is json");
+    assert_eq!(v["ok"], serde_json::Value::Bool(false), "reply {line}");
+    assert!(rt.list().expect("list")[0].ready, "shim still serving");
+
+    rt.remove_container("slow", "c").expect("remove_container");
+    rt.remove_pod("slow").expect("remove_pod");
+}
+
+/// A container's files are its config and its state record, plus a log only once it has
+/// printed; removing it leaves the pod directory as it was before.
+#[test]
+fn container_files_come_and_go() {
+    let Some(h) = harness() else { return };
+    let rt = &h.rt;
+    rt.create_pod(&pod("files")).expect("create_pod");
+    let dir = h.dir.path().join("data/pods/files");
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read pod dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    for (name, cmd, log) in [("quiet", "true", false), ("chatty", "echo hello", true)] {
+        let spec = ContainerSpec::new(name, TEST_IMAGE, &["sh", "-c", cmd]);
+        rt.create_container("files", &spec).expect("create");
+        rt.start_container("files", name).expect("start");
+        let st = rt
+            .wait_container("files", name, Duration::from_secs(30))
+            .expect("wait");
+        assert_eq!(st.exit_code, Some(0), "{name}");
+        let mut want: Vec<String> = before.clone();
+        want.push(format!("{name}.config"));
+        want.push(format!("{name}.state"));
+        if log {
+            want.push(format!("{name}.log"));
+        }
+        want.sort();
+        assert_eq!(listing(), want, "{name}");
+        rt.remove_container("files", name).expect("remove");
+        assert_eq!(listing(), before, "{name} removed");
+    }
+    rt.remove_pod("files").expect("remove_pod");
+    assert!(!dir.exists());
+}
+
+/// Following a log streams lines as the container prints them (woken by inotify, not a
+/// poll), including the log file's appearance with the first line, and ends with the
+/// container.
+#[test]
+fn follow_streams_until_exit() {
+    let Some(h) = harness() else { return };
+    let rt = &h.rt;
+    rt.create_pod(&pod("follow")).expect("create_pod");
+    let spec = ContainerSpec::new(
+        "c",
+        TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "sleep 0.2; for i in 1 2 3; do echo n$i; sleep 0.1; done",
+        ],
+    );
+    rt.create_container("follow", &spec).expect("create");
+    rt.start_container("follow", "c").expect("start");
+    let mut out = Vec::new();
+    rt.logs(
+        "follow",
+        "c",
+        &LogOptions {
+            tail: None,
+            follow: true,
+        },
+        &mut out,
+    )
+    .expect("follow");
+    assert_eq!(String::from_utf8_lossy(&out), "n1\nn2\nn3\n");
+    let st = rt.inspect("follow", "c").expect("inspect");
+    assert_eq!(st.state, ContainerState::Exited);
+    rt.remove_pod("follow").expect("remove_pod");
+}
