@@ -38,6 +38,25 @@ pub struct Resources {
     pub cpu_request_millis: Option<u64>,
     /// Maximum number of processes (pids.max).
     pub pids_max: Option<u64>,
+    /// Cap of the container's writable layer in bytes (Kubernetes' `ephemeral-storage`
+    /// limit). The layer is memory-backed, so without it the cap is the memory limit, or
+    /// [`DEFAULT_WRITABLE_LAYER_BYTES`] when there is none either. Writing past it fails with
+    /// ENOSPC.
+    #[serde(default)]
+    pub writable_layer_limit: Option<u64>,
+}
+
+/// Writable-layer cap of a container with neither an ephemeral-storage nor a memory limit.
+pub const DEFAULT_WRITABLE_LAYER_BYTES: u64 = 1 << 30;
+
+impl Resources {
+    /// The writable layer's cap: the ephemeral-storage limit, else the memory limit, else
+    /// [`DEFAULT_WRITABLE_LAYER_BYTES`].
+    pub fn writable_layer_bytes(&self) -> u64 {
+        self.writable_layer_limit
+            .or(self.memory_limit)
+            .unwrap_or(DEFAULT_WRITABLE_LAYER_BYTES)
+    }
 }
 
 /// Security settings of one container.

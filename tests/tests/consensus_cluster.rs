@@ -105,7 +105,10 @@ async fn three_nodes_bootstrap_join_over_mtls_and_replicate() {
     use std::os::unix::fs::PermissionsExt;
     for i in 0..3 {
         let dir = &c.cfgs[&name(i)].data_dir;
-        let mode = std::fs::metadata(dir).expect("data dir").permissions().mode();
+        let mode = std::fs::metadata(dir)
+            .expect("data dir")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, "{} mode", dir.display());
     }
     for f in ["tls/node.key", "tls/ca.key", "tls/node.pem"] {

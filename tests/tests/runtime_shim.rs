@@ -156,3 +156,40 @@ fn follow_streams_until_exit() {
     assert_eq!(st.state, ContainerState::Exited);
     rt.remove_pod("follow").expect("remove_pod");
 }
+
+/// The memory-backed writable layer is capped: past `writable_layer_limit` a write fails
+/// with ENOSPC inside the container, and the node's memory is never at stake.
+#[test]
+fn the_writable_layer_is_capped() {
+    let Some(h) = harness() else { return };
+    let rt = &h.rt;
+    rt.create_pod(&pod("cap")).expect("create_pod");
+    let mut spec = ContainerSpec::new(
+        "c",
+        TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/fill bs=1048576 count=16 2>&1; echo rc=$?; rm /fill; \
+             dd if=/dev/zero of=/small bs=1024 count=64 2>/dev/null && echo small-ok",
+        ],
+    );
+    spec.resources.writable_layer_limit = Some(8 << 20);
+    rt.create_container("cap", &spec).expect("create_container");
+    rt.start_container("cap", "c").expect("start");
+    let st = rt
+        .wait_container("cap", "c", Duration::from_secs(30))
+        .expect("wait");
+    assert_eq!(st.exit_code, Some(0));
+    let mut out = Vec::new();
+    rt.logs("cap", "c", &LogOptions::default(), &mut out)
+        .expect("logs");
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(
+        out.contains("small-ok"),
+        "space is back once the file is gone: {out}"
+    );
+    rt.remove_pod("cap").expect("remove_pod");
+}

@@ -450,6 +450,7 @@ mod tests {
             cpu_limit_millis: Some(500),
             cpu_request_millis: Some(250),
             pids_max: Some(64),
+            writable_layer_limit: None,
         };
         let v1 = to_cg_resources(&r, false);
         assert_eq!(v1.memory.memory_hard_limit, Some(64 << 20));

@@ -168,6 +168,7 @@ impl ContainerRuntime for LinuxRuntime {
             cgroup_rel: rel,
             log_max_bytes: spec.log_max_bytes,
             log_max_files: spec.log_max_files,
+            writable_layer_bytes: spec.resources.writable_layer_bytes(),
         };
         if let Err(e) = write_json(&paths.config, &cfg) {
             let _ = cgroup::remove(&self.layout, &cfg.cgroup_rel, &[]);

@@ -94,7 +94,9 @@ type EtcFiles = Vec<(&'static str, std::fs::File)>;
 /// The container's writable layer: a tmpfs mounted over the pod directory, visible only in
 /// this mount namespace, holding the overlay's upper and work dirs and its mount point. It
 /// goes away with the namespace when the container ends, so removing a container has no
-/// layer to delete, and what the container writes is charged to its own memory cgroup.
+/// layer to delete, and what the container writes is charged to its own memory cgroup. The
+/// tmpfs is capped at `writable_layer_bytes` (ephemeral-storage limit, else memory limit, else
+/// 1 GiB), so a container filling its root gets ENOSPC, never the node's memory.
 /// The pod's `/etc` files under the tmpfs are opened first and bound from the open files.
 /// Returns the merged root and the `/etc` files.
 fn mount_rootfs(cfg: &InitConfig) -> Result<(PathBuf, EtcFiles), String> {
@@ -109,12 +111,17 @@ fn mount_rootfs(cfg: &InitConfig) -> Result<(PathBuf, EtcFiles), String> {
         .ok_or_else(|| "image has no layers".to_string())?;
     let top_md = std::fs::metadata(top).map_err(e(top.display()))?;
     let scratch = &cfg.pod_dir;
+    let size = match cfg.writable_layer_bytes {
+        0 => crate::spec::DEFAULT_WRITABLE_LAYER_BYTES,
+        n => n,
+    };
+    let opts = format!("mode=0700,size={size}");
     mount(
         Some("tmpfs"),
         scratch,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0700"),
+        Some(opts.as_str()),
     )
     .map_err(e(format!(
         "mounting the writable layer on {}",

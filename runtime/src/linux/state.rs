@@ -69,6 +69,9 @@ pub struct InitConfig {
     /// Log files kept, the current one included (0: the default).
     #[serde(default)]
     pub log_max_files: u32,
+    /// Size cap of the memory-backed writable layer, in bytes (0: the default cap).
+    #[serde(default)]
+    pub writable_layer_bytes: u64,
 }
 
 /// Container state recorded by the shim.
