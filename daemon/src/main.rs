@@ -33,7 +33,7 @@ enum Command {
     #[command(hide = true)]
     Shim(cli::shim::Args),
     /// Run a cluster node (consensus, liveness, Git sync, local API).
-    Daemon(cli::daemon::Args),
+    Daemon(Box<cli::daemon::Args>),
     /// Run a one-node development cluster on a directory or repository.
     Up(cli::up::Args),
     /// Show the cluster as this node holds it: commit, nodes, pods.
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Ctr(args) => cli::ctr::run(args),
         Command::Shim(args) => cli::shim::run(args),
-        Command::Daemon(args) => cli::daemon::run(args),
+        Command::Daemon(args) => cli::daemon::run(*args),
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Token(args) => cli::token::run(args),

@@ -50,8 +50,11 @@ pub trait Harness {
 /// Outcome of one case.
 pub type CaseResult = Result<(), String>;
 
+/// One conformance case.
+pub type Case = fn(&mut dyn Harness) -> CaseResult;
+
 /// Every case, by name.
-pub const CASES: [(&str, fn(&mut dyn Harness) -> CaseResult); 9] = [
+pub const CASES: [(&str, Case); 9] = [
     ("isolation", isolation),
     ("exit_codes_and_logs", exit_codes_and_logs),
     ("memory_limit_oom", memory_limit_oom),
