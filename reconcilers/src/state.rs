@@ -84,6 +84,7 @@ impl ClusterState {
                 self.adopted_at = Some(self.now);
                 self.desired = desired.clone();
                 fx.adopted = Some(commit.clone());
+                self.realign_node_cidrs(&mut fx);
             }
             Entry::NodeUp { info } => self.node_up(info, &mut fx),
             Entry::NodeDown { node } => {
@@ -148,6 +149,57 @@ impl ClusterState {
             Some(cur) => Err(format!(
                 "commit {commit} does not fast-forward from the adopted commit {cur} and kommit.yaml does not allow history rewrites"
             )),
+        }
+    }
+
+    /// Nodes usually join before the first commit is adopted, so their pod CIDRs come from
+    /// the default `podCIDR`. A node whose CIDR does not fit the adopted `podCIDR` and
+    /// `nodeCIDRMaskSize` gets a new one, lowest free first in node-name order, as long as no
+    /// pod is bound to it (bound pods' IPs come from the old range; such a node keeps it).
+    fn realign_node_cidrs(&mut self, fx: &mut Effects) {
+        let (net, mask) = (
+            self.desired.config.pod_cidr,
+            self.desired.config.node_cidr_mask_size,
+        );
+        let fits = |c: &ipnet::Ipv4Net| c.prefix_len() == mask && net.contains(c);
+        let mut busy = std::collections::BTreeSet::new();
+        for p in self.pods.values() {
+            if let Some(n) = &p.node {
+                busy.insert(n.as_str());
+            }
+        }
+        let misfits: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(name, n)| {
+                n.pod_cidr.is_some_and(|c| !fits(&c)) && !busy.contains(name.as_str())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if misfits.is_empty() {
+            return;
+        }
+        for name in &misfits {
+            if let Some(cidr) = self.nodes.get_mut(name).and_then(|n| n.pod_cidr.take()) {
+                fx.ips.push(IpChange::NodeCidrFreed {
+                    node: name.clone(),
+                    cidr,
+                });
+            }
+        }
+        let mut taken: std::collections::BTreeSet<ipnet::Ipv4Net> =
+            self.nodes.values().filter_map(|n| n.pod_cidr).collect();
+        for name in misfits {
+            if let Some(cidr) = crate::alloc::node_cidr(net, mask, &taken) {
+                taken.insert(cidr);
+                fx.ips.push(IpChange::NodeCidr {
+                    node: name.clone(),
+                    cidr,
+                });
+                if let Some(n) = self.nodes.get_mut(&name) {
+                    n.pod_cidr = Some(cidr);
+                }
+            }
         }
     }
 

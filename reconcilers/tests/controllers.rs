@@ -306,6 +306,55 @@ fn pod_cidrs_are_stable_and_freed_only_on_remove() {
 }
 
 #[test]
+fn node_cidrs_follow_the_first_commits_pod_cidr_but_never_under_bound_pods() {
+    let mut s = ClusterState::new();
+    let cidr = |s: &ClusterState, n: &str| s.nodes[n].pod_cidr.unwrap().to_string();
+    // Nodes join before any commit: CIDRs from the default 10.244.0.0/16.
+    for n in ["b", "a"] {
+        s.apply(
+            &Entry::NodeUp {
+                info: node(n, 1000, GI, 10),
+            },
+            1,
+        );
+    }
+    assert_eq!(cidr(&s, "b"), "10.244.0.0/24");
+    let config = |net: &str| {
+        format!(
+            "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: c\nspec:\n  podCIDR: {net}\n  nodeCIDRMaskSize: 24\n"
+        )
+    };
+    let app = deployment_yaml("web", 2, "busybox:1.36", "");
+    let d1 = desired(&[("kommit.yaml", &config("10.50.0.0/16")), ("web.yaml", &app)]);
+    let fx = s.apply(&adopt_entry("c1", None, &d1), 2);
+    // Realigned in node-name order, with the effects an agent needs.
+    assert_eq!(cidr(&s, "a"), "10.50.0.0/24");
+    assert_eq!(cidr(&s, "b"), "10.50.1.0/24");
+    let freed = fx
+        .ips
+        .iter()
+        .filter(|c| matches!(c, IpChange::NodeCidrFreed { .. }))
+        .count();
+    assert_eq!(freed, 2, "{:?}", fx.ips);
+    assert!(s
+        .pods
+        .values()
+        .all(|p| p.pod_ip.is_some_and(|ip| ip.octets()[..2] == [10, 50])));
+    // A later commit moving podCIDR keeps the CIDR of nodes with bound pods.
+    let busy: Vec<String> = s.pods.values().filter_map(|p| p.node.clone()).collect();
+    let d2 = desired(&[("kommit.yaml", &config("10.60.0.0/16")), ("web.yaml", &app)]);
+    s.apply(&adopt_entry("c2", Some("c1"), &d2), 3);
+    for n in ["a", "b"] {
+        let want = if busy.iter().any(|b| b == n) {
+            "10.50."
+        } else {
+            "10.60."
+        };
+        assert!(cidr(&s, n).starts_with(want), "{n}: {}", cidr(&s, n));
+    }
+}
+
+#[test]
 fn evictions_move_pods_only_when_their_node_is_lost_drained_or_noexecute() {
     let mut s = cluster(2);
     let d = desired(&[("web.yaml", &deployment_yaml("web", 4, "nginx:1", ""))]);
