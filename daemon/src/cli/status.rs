@@ -81,7 +81,10 @@ pub fn render_sync(s: &crate::sync::SyncState) -> String {
 /// Renders the state as text. Pure.
 pub fn render(s: &ClusterState) -> String {
     let mut out = match &s.commit {
-        Some(c) => format!("commit {c} adopted at {} ms\n\n", s.adopted_at.unwrap_or(0)),
+        Some(c) => format!(
+            "commit {c} adopted at {}\n\n",
+            crate::git::time::Timestamp((s.adopted_at.unwrap_or(0) / 1000) as i64)
+        ),
         None => "no commit adopted yet\n\n".to_string(),
     };
     let mut nodes = vec![["NODE", "STATUS", "PODS", "POD CIDR", "ADDRESS"]
