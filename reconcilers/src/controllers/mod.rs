@@ -262,22 +262,7 @@ fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
             }
             owner_of.push(owner_ids.len() - 1);
         }
-        let views: Vec<NodeView> = nodes
-            .iter()
-            .map(|n| NodeView {
-                name: &n.info.name,
-                ready: n.ready,
-                cordoned: n.drained,
-                labels: &n.info.labels,
-                taints: &n.info.taints,
-                cpu_millis: n.info.cpu_millis,
-                memory_bytes: n.info.memory_bytes,
-                max_pods: n
-                    .pod_cidr
-                    .map(|c| n.info.pods.min(alloc::pod_capacity(c)))
-                    .unwrap_or(0),
-            })
-            .collect();
+        let views: Vec<NodeView> = nodes.iter().map(|n| NodeView::from(*n)).collect();
         let mut pending = Vec::new();
         let mut pending_pos = Vec::new();
         let mut bound = Vec::new();

@@ -54,6 +54,26 @@ pub struct NodeView<'a> {
     pub max_pods: u32,
 }
 
+impl<'a> From<&'a crate::types::NodeRecord> for NodeView<'a> {
+    /// The scheduler's view of a recorded node: its pod capacity is the smaller of its
+    /// `pods` fact and what its pod CIDR holds (0 without a CIDR).
+    fn from(n: &'a crate::types::NodeRecord) -> Self {
+        NodeView {
+            name: &n.info.name,
+            ready: n.ready,
+            cordoned: n.drained,
+            labels: &n.info.labels,
+            taints: &n.info.taints,
+            cpu_millis: n.info.cpu_millis,
+            memory_bytes: n.info.memory_bytes,
+            max_pods: n
+                .pod_cidr
+                .map(|c| n.info.pods.min(crate::alloc::pod_capacity(c)))
+                .unwrap_or(0),
+        }
+    }
+}
+
 /// A pod as the scheduler sees it.
 #[derive(Clone, Debug)]
 pub struct PodView<'a> {

@@ -185,20 +185,7 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         })
         .collect();
     empty.pods.clear();
-    let views: Vec<NodeView> = empty
-        .nodes
-        .values()
-        .map(|n| NodeView {
-            name: &n.info.name,
-            ready: n.ready,
-            cordoned: n.drained,
-            labels: &n.info.labels,
-            taints: &n.info.taints,
-            cpu_millis: n.info.cpu_millis,
-            memory_bytes: n.info.memory_bytes,
-            max_pods: n.info.pods.min(253),
-        })
-        .collect();
+    let views: Vec<NodeView> = empty.nodes.values().map(NodeView::from).collect();
     let t1 = Instant::now();
     let decisions = scheduler::schedule(&pending, &views, &[]);
     let sched_ms = t1.elapsed().as_secs_f64() * 1000.0;
