@@ -303,6 +303,8 @@ async fn run(
 ) {
     let mut refused: Option<ObjectId> = None;
     let mut last_report: Option<report::Report> = None;
+    // The applied index the last report was built at: an unchanged state needs no new one.
+    let mut reported_at: Option<u64> = None;
     let mut status_tick = tokio::time::interval(config.status_every);
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -331,11 +333,18 @@ async fn run(
             _ = status_tick.tick() => {
                 if !is_leader(&shared) {
                     last_report = None;
+                    reported_at = None;
+                    continue;
+                }
+                let applied = shared.sm.last_applied_index();
+                if reported_at == Some(applied) {
                     continue;
                 }
                 if let Err(e) = write_status(&shared, &writer, &mut last_report) {
                     tracing::warn!("status not queued: {e}");
                     tx.send_modify(|s| s.last_error = Some(e));
+                } else {
+                    reported_at = Some(applied);
                 }
             }
         }
