@@ -505,15 +505,43 @@ async fn any_voter_admits_a_node_after_the_bootstrap_node_is_lost() {
         wait_until(SETTLE, || c.leader().is_some_and(|l| l != name(0))).await,
         "a new leader"
     );
-    // A token made on n1 admits n3 through n1, with n0 gone.
-    c.join_via(3, Options::default(), &name(1))
+    // A token made on n2 admits n3 through n1, with n0 gone: n1 asks its peers, and n2,
+    // which stores the token, vouches for it (n0 does not answer).
+    let made_on_n2 = c.token_on(&name(2));
+    let n1_tokens = c.cfgs[&name(1)].tokens_dir();
+    assert!(
+        std::fs::read_dir(&n1_tokens).map_or(true, |d| d.count() == 0),
+        "n1 stores no token of its own"
+    );
+    c.join_with_token(3, Options::default(), &name(1), &made_on_n2)
         .await
-        .expect("join through a surviving voter");
+        .expect("join through a surviving voter with a token made on another voter");
     let n3 = node_id_for(&name(3));
     assert!(
         wait_until(SETTLE, || c.members(&name(1)).contains(&n3)).await,
         "n3 is a member"
     );
+    // Through a voter that did not make it, a token with a wrong secret or an unknown id is
+    // still refused, with the maker's reason.
+    let parts: Vec<&str> = made_on_n2.split('.').collect();
+    let wrong_secret = format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], "0".repeat(32));
+    let unknown_id = format!("{}.{}.{}.{}", parts[0], parts[1], "c".repeat(12), parts[3]);
+    for (i, (token, want)) in [
+        (wrong_secret.as_str(), "wrong secret"),
+        (unknown_id.as_str(), "unknown token id"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let err = match c
+            .join_with_token(5 + i, Options::default(), &name(1), token)
+            .await
+        {
+            Ok(()) => panic!("join with {token} through n1 succeeded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(want), "join with {token} through n1: {err}");
+    }
     let leader = c.leader().expect("leader");
     c.node(&leader)
         .propose(&put("after", "join"))

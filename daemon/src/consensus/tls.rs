@@ -509,6 +509,12 @@ impl JoinToken {
         Ok(token)
     }
 
+    /// Whether this token's id is stored under `tokens_dir` (made on this node).
+    pub fn is_stored(&self, tokens_dir: &Path) -> bool {
+        // `id` is 12 hex digits (checked by `parse`), so it names a file inside the dir.
+        tokens_dir.join(&self.id).is_file()
+    }
+
     /// Checks this token against the tokens stored under `tokens_dir` at time `now_ms`.
     pub fn verify(&self, tokens_dir: &Path, now_ms: u64) -> Result<(), TlsError> {
         let path = tokens_dir.join(&self.id);

@@ -149,13 +149,25 @@ impl<A: App> Cluster<A> {
 
     /// Joins node `i` through node `via`, with a token made on `via`.
     pub async fn join_via(&mut self, i: usize, opts: Options, via: &str) -> Result<(), NodeError> {
+        let token = self.token_on(via);
+        self.join_with_token(i, opts, via, &token).await
+    }
+
+    /// Joins node `i` through node `via` with `token` (made on any node).
+    pub async fn join_with_token(
+        &mut self,
+        i: usize,
+        opts: Options,
+        via: &str,
+        token: &str,
+    ) -> Result<(), NodeError> {
         let cfg = Self::config(self.root.path(), i, &opts);
         let addr = self.cfgs[via].listen.to_string();
         let fence = Arc::new(FenceCounter::default());
         let node = Node::<A>::join(
             cfg.clone(),
             &addr,
-            &self.token_on(via),
+            token,
             Box::new(CountingFence(fence.clone())),
         )
         .await?;
