@@ -6,3 +6,4 @@ pub mod fixtures;
 pub mod gen;
 pub mod runtime_support;
 pub mod sim;
+pub mod vm;

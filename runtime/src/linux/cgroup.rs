@@ -146,7 +146,7 @@ impl Layout {
             Layout::V2 { root } => {
                 let have =
                     std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-                ["memory", "cpu", "pids"]
+                V2_CONTROLLERS
                     .into_iter()
                     .filter(|c| !have.split_whitespace().any(|h| h == *c))
                     .collect()
@@ -203,15 +203,25 @@ fn hier() -> Box<dyn cgroups_rs::fs::Hierarchy> {
     cgroups_rs::fs::hierarchies::auto()
 }
 
-fn controllers() -> Option<Vec<String>> {
-    Some(CONTROLLERS.iter().map(|s| s.to_string()).collect())
+/// The controllers kommit asks cgroups-rs for. v2 has no `cpuacct` (usage is in `cpu.stat`)
+/// and no `freezer` controller (freezing is the core `cgroup.freeze` file), and cgroups-rs
+/// refuses a controller the hierarchy does not list.
+pub fn controllers(v2: bool) -> Vec<String> {
+    CONTROLLERS
+        .iter()
+        .filter(|c| !v2 || V2_CONTROLLERS.contains(c))
+        .map(|s| s.to_string())
+        .collect()
 }
+
+/// Controllers kommit uses on v2.
+pub const V2_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 
 /// Create (or load) the cgroup at `rel` and apply `res`.
 pub fn create(rel: &str, res: &Resources) -> Result<(), LinuxError> {
     let h = hier();
     let v2 = h.v2();
-    let cg = Cgroup::new_with_specified_controllers(h, rel, controllers())
+    let cg = Cgroup::new_with_specified_controllers(h, rel, Some(controllers(v2)))
         .map_err(|e| LinuxError::Cgroup(format!("creating cgroup {rel}: {e}")))?;
     cg.apply(&to_cg_resources(res, v2))
         .map_err(|e| LinuxError::Cgroup(format!("applying limits to cgroup {rel}: {e}")))?;
@@ -274,8 +284,7 @@ pub fn remove(layout: &Layout, rel: &str, sub: &[String]) -> Result<(), LinuxErr
     if layout.dirs(rel).iter().all(|d| !d.exists()) {
         return Ok(());
     }
-    let cg =
-        Cgroup::load_with_specified_controllers(hier(), rel, controllers().unwrap_or_default());
+    let cg = Cgroup::load_with_specified_controllers(hier(), rel, controllers(layout.is_v2()));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let procs = pids(layout, rel);
@@ -433,6 +442,15 @@ mod tests {
         let msg = LinuxError::MissingController("pids".into()).to_string();
         assert_eq!(msg, "cgroup controller pids is not available on this host");
         assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn v2_asks_only_for_controllers_the_unified_hierarchy_has() {
+        assert_eq!(
+            controllers(false),
+            vec!["memory", "cpu", "cpuacct", "pids", "freezer"]
+        );
+        assert_eq!(controllers(true), vec!["memory", "cpu", "pids"]);
     }
 
     #[test]
