@@ -2,8 +2,9 @@
 //! controller, for the hosts this machine is not (it runs cgroup v1, hybrid).
 //!
 //! The guest boots Debian's `linux-image-amd64` kernel with a small initramfs (busybox and the
-//! virtio/9p modules), mounts the host's `/` read-only over virtio-9p, puts a tmpfs on `/tmp`
-//! and `/run`, mounts cgroup2 on `/sys/fs/cgroup`, and runs one command. Modules the command
+//! virtio/9p modules), mounts the host's `/` read-only over virtio-9p, puts a tmpfs on `/run`
+//! with `TMPDIR=/run/tmp` (the host's `/tmp` stays visible: a checkout may live there, and the
+//! command runs from the host's paths), mounts cgroup2 on `/sys/fs/cgroup`, and runs one command. Modules the command
 //! needs later (overlay, veth, bridge, nf_tables) load on demand from the host's
 //! `/lib/modules`. Software emulation (TCG) is used so the run does not depend on nested KVM.
 //! The guest's serial console is the only channel back: the command's output and a last
@@ -113,8 +114,9 @@ pub fn init_script(env: &[(&str, &str)], command: &[String]) -> String {
         "mount -t sysfs sys /sys; mount -t cgroup2 cgroup2 /sys/fs/cgroup; \
          mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; \
          mount -t tmpfs shm /dev/shm; mount -t tmpfs run /run; \
+         mkdir -p /run/tmp; export TMPDIR=/run/tmp; \
          export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; \
-         ip link set lo up; cd /tmp; ",
+         ip link set lo up; cd /run/tmp; ",
     );
     for (k, v) in env {
         let _ = write!(guest, "export {k}={}; ", shell_quote(v));
@@ -131,7 +133,6 @@ pub fn init_script(env: &[(&str, &str)], command: &[String]) -> String {
          for m in /m/*.ko; do insmod \"$m\" || echo \"insmod $m failed\"; done\n\
          mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288,cache=loose host /host \
            || {{ echo '{EXIT_MARK}9p-mount-failed'; exit 1; }}\n\
-         mount -t tmpfs tmp /host/tmp\n\
          mount --move /proc /host/proc\n\
          mount --move /dev /host/dev\n\
          exec switch_root /host /bin/sh -c {}\n",
