@@ -25,6 +25,7 @@ mod loops;
 pub mod membership;
 pub mod network;
 pub mod node;
+mod propose;
 pub mod store;
 pub mod tls;
 
