@@ -6,6 +6,7 @@ pub mod meta;
 pub mod placement;
 pub mod pod;
 pub mod probe;
+pub mod scalars;
 mod strict;
 pub mod volume;
 pub mod workloads;
