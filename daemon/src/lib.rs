@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod consensus;
+pub mod fence;
 pub mod fstree;
 pub mod git;
 pub mod metrics;

@@ -25,6 +25,11 @@ pub struct PodSpec {
     /// Extra /etc/hosts lines (`ip`, names).
     #[serde(default)]
     pub extra_hosts: Vec<(String, Vec<String>)>,
+    /// Labels the caller attaches to the sandbox (the node agent records the owner kind and
+    /// the at-most-once marker here). Stored with the pod and reported back by `list` and
+    /// `recover`, so a restarted daemon can tell which pods it must fence.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Resource limits and requests for one container.
@@ -175,6 +180,9 @@ pub struct PodStatus {
     pub shim_pid: Option<u32>,
     /// Containers, sorted by name.
     pub containers: Vec<ContainerStatus>,
+    /// The labels given at `create_pod`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Result of `exec`.

@@ -224,6 +224,7 @@ fn whiteouts_hide_lower_files_in_a_running_container() {
         dns_servers: vec![],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     })
     .expect("pod");
     let c = ContainerSpec::new(

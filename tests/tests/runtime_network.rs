@@ -15,6 +15,7 @@ fn pod(id: &str) -> PodSpec {
         dns_servers: vec![],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     }
 }
 

@@ -98,6 +98,7 @@ fn pull_from_loopback_registry_and_run() {
         dns_servers: vec![],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     })
     .expect("pod");
     h.rt.create_container(

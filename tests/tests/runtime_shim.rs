@@ -21,6 +21,7 @@ fn pod(id: &str) -> PodSpec {
         dns_servers: vec![],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     }
 }
 
@@ -192,4 +193,67 @@ fn the_writable_layer_is_capped() {
         "space is back once the file is gone: {out}"
     );
     rt.remove_pod("cap").expect("remove_pod");
+}
+
+/// Self-fencing on the real runtime: the daemon's fence stops the running containers of a
+/// StatefulSet pod and an at-most-once pod (SIGTERM, then SIGKILL after the fence grace), and
+/// leaves an ordinary pod running. The labels it selects by come back from `list`.
+#[test]
+fn fence_stops_only_pods_that_must_not_run_twice() {
+    use kommit_daemon::fence::{fence_pods, AT_MOST_ONCE_LABEL, OWNER_KIND_LABEL};
+    let Some(h) = harness() else { return };
+    let rt = &h.rt;
+    let pods = [
+        ("db-0", Some((OWNER_KIND_LABEL, "StatefulSet"))),
+        ("lock", Some((AT_MOST_ONCE_LABEL, "true"))),
+        ("web", Some((OWNER_KIND_LABEL, "ReplicaSet"))),
+    ];
+    for (id, label) in pods {
+        let mut spec = pod(id);
+        spec.labels = label
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter()
+            .collect();
+        rt.create_pod(&spec).expect("create_pod");
+        // pid 1 ignores SIGTERM (no handler), so only the SIGKILL after the grace ends it.
+        let c = ContainerSpec::new("c", TEST_IMAGE, &["sleep", "1000"]);
+        rt.create_container(id, &c).expect("create_container");
+        rt.start_container(id, "c").expect("start_container");
+    }
+    let report = fence_pods(rt, Duration::from_millis(300));
+    assert_eq!(report.errors, Vec::<String>::new());
+    assert_eq!(
+        report.stopped,
+        vec![
+            ("db-0".to_string(), "c".to_string()),
+            ("lock".to_string(), "c".to_string())
+        ]
+    );
+    for id in ["db-0", "lock"] {
+        let st = rt.inspect(id, "c").expect("inspect");
+        assert_eq!(st.state, ContainerState::Exited, "{id}: {st:?}");
+        assert_eq!(st.reason.as_deref(), Some("Killed"), "{id}: {st:?}");
+    }
+    let web = rt.inspect("web", "c").expect("inspect web");
+    assert_eq!(web.state, ContainerState::Running, "{web:?}");
+    let listed: Vec<_> = rt
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|p| (p.id, p.labels.len()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("db-0".to_string(), 1),
+            ("lock".to_string(), 1),
+            ("web".to_string(), 1)
+        ]
+    );
+    rt.stop_container("web", "c", Duration::from_millis(100))
+        .expect("stop web");
+    for (id, _) in pods {
+        rt.remove_container(id, "c").expect("remove_container");
+        rt.remove_pod(id).expect("remove_pod");
+    }
 }

@@ -325,6 +325,7 @@ fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
         dns_servers: vec![],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     })?;
     let result = (|| -> anyhow::Result<u8> {
         rt.create_container(&id, &spec)?;

@@ -3,10 +3,11 @@
 //! Today the daemon replicates the cluster state (`ClusterState` over Raft with mTLS), runs
 //! liveness (NodeUp/NodeDown, leases) and serves the local API. Later stages
 //! plug in here, each as one more task started after the node is up: the git mirror (leader
-//! polls, followers fetch the agreed SHA), the node agent (plans and runs this node's pods,
-//! and implements the lease's fence hook), and the status writer.
+//! polls, followers fetch the agreed SHA), the node agent (plans and runs this node's pods),
+//! and the status writer. The lease's fence hook is [`crate::fence::RuntimeFence`] over the
+//! node's container runtime in the same data dir.
 
-use crate::consensus::liveness::{LivenessConfig, LogFence};
+use crate::consensus::liveness::LivenessConfig;
 use crate::consensus::local::{serve_local, SOCKET};
 use crate::consensus::membership::VoterPolicy;
 use crate::consensus::node::{Node, NodeConfig, Timing};
@@ -236,7 +237,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
     let git = git_config(&args)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start runtime")?;
     rt.block_on(async move {
-        let fence = Box::new(LogFence);
+        let fence = Box::new(runtime_fence(&cfg.data_dir, &cfg.liveness));
         let node = if args.bootstrap {
             Node::<ClusterState>::bootstrap(cfg.clone(), fence).await?
         } else if let Some(addr) = &args.join {
@@ -298,4 +299,30 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         node.shutdown().await;
         Ok::<u8, anyhow::Error>(0)
     })
+}
+
+/// The fence over this node's runtime (`DATA_DIR/pods`, shared with `kommit ctr` and the
+/// node agent). The runtime is opened only when the fence fires: it needs root and the
+/// cgroup controllers, which consensus alone does not.
+fn runtime_fence(data_dir: &std::path::Path, l: &LivenessConfig) -> crate::fence::RuntimeFence {
+    use kommit_runtime::images::ImageStore;
+    use kommit_runtime::linux::{LinuxConfig, LinuxRuntime};
+    let data_dir = data_dir.to_path_buf();
+    let open: crate::fence::OpenRuntime = Box::new(move || {
+        let helper =
+            std::env::current_exe().map_err(|e| format!("locating the kommit binary: {e}"))?;
+        let images = ImageStore::open(&data_dir).map_err(|e| e.to_string())?;
+        let rt = LinuxRuntime::new(
+            LinuxConfig {
+                data_dir: data_dir.clone(),
+                helper,
+                cgroup_parent: "kommit".into(),
+            },
+            std::sync::Arc::new(images),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(std::sync::Arc::new(rt) as std::sync::Arc<dyn kommit_runtime::ContainerRuntime>)
+    });
+    let grace = crate::fence::RuntimeFence::grace_for(l.heartbeat_ms, l.lease_ms, l.down_after_ms);
+    crate::fence::RuntimeFence::new(open, grace)
 }

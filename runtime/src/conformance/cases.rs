@@ -26,6 +26,7 @@ fn pod(id: &str, host: &str) -> PodSpec {
         dns_servers: vec!["10.96.0.10".into()],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     }
 }
 
@@ -359,11 +360,20 @@ pub fn stop_grace(h: &mut dyn Harness) -> CaseResult {
     rt.remove_pod("stop").map_err(rt_err("remove_pod"))
 }
 
-/// A driver killed with SIGKILL leaves containers running; a new one finds, execs into,
-/// logs and stops them.
+/// A driver killed with SIGKILL leaves containers running; a new one finds them (with the
+/// pod's labels, which the fence uses to pick at-most-once pods), execs into, logs and
+/// stops them.
 pub fn recover_after_kill(h: &mut dyn Harness) -> CaseResult {
     let c = ctr(h, "ticker", &Probe::Ticker);
-    h.run_in_killed_driver(&pod("rec", "rec-host"), &c)?;
+    let mut spec = pod("rec", "rec-host");
+    spec.labels = BTreeMap::from([
+        (
+            "kommit.dev/owner-kind".to_string(),
+            "StatefulSet".to_string(),
+        ),
+        ("app".to_string(), "ticker".to_string()),
+    ]);
+    h.run_in_killed_driver(&spec, &c)?;
     let rt = h.runtime();
     let pods = rt.recover().map_err(rt_err("recover"))?;
     let p = pods
@@ -371,6 +381,12 @@ pub fn recover_after_kill(h: &mut dyn Harness) -> CaseResult {
         .find(|p| p.id == "rec")
         .ok_or_else(|| format!("recover did not find pod rec: {pods:?}"))?;
     check(p.ready, || format!("pod not ready after recover: {p:?}"))?;
+    check(p.labels == spec.labels, || {
+        format!(
+            "labels after recover: {:?}, created with {:?}",
+            p.labels, spec.labels
+        )
+    })?;
     let cs = p
         .containers
         .iter()

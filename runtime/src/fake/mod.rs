@@ -365,6 +365,7 @@ impl ContainerRuntime for FakeRuntime {
                 ready: true,
                 shim_pid: Some(999),
                 containers: p.ctrs.values().map(|c| status(id, c)).collect(),
+                labels: p.spec.labels.clone(),
             })
             .collect())
     }
@@ -565,6 +566,7 @@ mod tests {
             dns_servers: vec![],
             dns_search: vec![],
             extra_hosts: vec![],
+            labels: Default::default(),
         };
         node.fail_next("create_pod", 1);
         assert!(

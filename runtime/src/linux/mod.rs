@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::images::ImageStore;
-use crate::spec::{validate_name, ContainerSpec, ContainerState, ContainerStatus, PodStatus};
+use crate::spec::{
+    validate_name, ContainerSpec, ContainerState, ContainerStatus, PodSpec, PodStatus,
+};
 use crate::traits::{Result, RuntimeError};
 use cgroup::Layout;
 use shim::{Request, Response};
@@ -240,11 +242,13 @@ impl LinuxRuntime {
         for n in self.container_names(pod) {
             containers.push(self.status_of(pod, &n, shim.is_some())?);
         }
+        let spec: PodSpec = read_json(&self.pod_dir(pod).join("pod.json")).map_err(lerr)?;
         Ok(PodStatus {
             id: pod.to_string(),
             ready: shim.is_some(),
             shim_pid: shim,
             containers,
+            labels: spec.labels,
         })
     }
 

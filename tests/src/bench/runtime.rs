@@ -84,6 +84,7 @@ fn ours(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
             dns_servers: vec![],
             dns_search: vec![],
             extra_hosts: vec![],
+            labels: Default::default(),
         })?;
         mark(0, &mut phases);
         rt.create_container(&id, &spec)?;
@@ -137,6 +138,7 @@ fn ours_in_pod(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
         dns_servers: vec![],
         dns_search: vec![],
         extra_hosts: vec![],
+        labels: Default::default(),
     })?;
     let mut out = Vec::new();
     let mut phases: [Vec<f64>; 4] = Default::default();

@@ -28,8 +28,8 @@ use super::state::{append_state, now_ms, read_json, CtrPaths, CtrState, InitConf
 use crate::spec::Stream;
 
 mod proto;
-use proto::{err, reply, Fill, Pending, MAX_PENDING, REQUEST_TIMEOUT};
 pub use proto::{call, Request, Response};
+use proto::{err, reply, Fill, Pending, MAX_PENDING, REQUEST_TIMEOUT};
 
 struct Ctr {
     paths: CtrPaths,
