@@ -284,11 +284,18 @@ impl Harness for LinuxHarness {
 
 impl Drop for LinuxHarness {
     fn drop(&mut self) {
-        if let Ok(pods) = self.rt.list() {
-            for p in pods {
-                let _ = self.net.detach(&p.id);
-                let _ = self.rt.remove_pod(&p.id);
+        // Teardown keeps going on errors but says what it could not remove, so a leak the
+        // census reports can be traced to its cause.
+        match self.rt.list() {
+            Ok(pods) => {
+                for p in pods {
+                    let _ = self.net.detach(&p.id);
+                    if let Err(e) = self.rt.remove_pod(&p.id) {
+                        eprintln!("harness teardown: cannot remove pod {}: {e}", p.id);
+                    }
+                }
             }
+            Err(e) => eprintln!("harness teardown: cannot list pods: {e}"),
         }
         for d in self.rt.layout().dirs(&self.parent) {
             let _ = std::fs::remove_dir(d);
