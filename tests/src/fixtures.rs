@@ -1,4 +1,5 @@
-//! Fixtures shared by the integration tests: the template repository and directory copies.
+//! Fixtures shared by the integration tests: the template repository, directory copies, the
+//! `kommit` binary and free loopback ports.
 
 use kommit_schemas::DesiredState;
 use std::path::{Path, PathBuf};
@@ -28,4 +29,29 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dst).expect("copy file");
         }
     }
+}
+
+/// The `kommit` binary next to the running test executable (`target/<profile>/kommit`);
+/// cargo builds it with the workspace's tests.
+pub fn kommit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("kommit");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p kommit-daemon --bin kommit` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }

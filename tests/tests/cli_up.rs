@@ -7,29 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kommit_daemon::git::note::{CommitState, StatusNote};
-use kommit_tests::fixtures::{copy_dir, repo_template_dir};
-use std::path::{Path, PathBuf};
+use kommit_tests::fixtures::{copy_dir, free_port, kommit_bin, repo_template_dir};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn kommit_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("kommit");
-    assert!(
-        bin.exists(),
-        "{} missing: build kommit-daemon first",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().unwrap();

@@ -14,34 +14,13 @@ use kommit_daemon::consensus::liveness::LogFence;
 use kommit_daemon::consensus::node::{Node, NodeConfig};
 use kommit_daemon::consensus::{node_id_for, App};
 use kommit_reconcilers::{ClusterState, Entry};
+use kommit_tests::fixtures::{free_port, kommit_bin};
 use kommit_tests::sim::cluster::wait_until;
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn kommit_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = dir.join("kommit");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p kommit-daemon --bin kommit` first",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 struct ChildNode {
     child: Option<Child>,
@@ -140,7 +119,7 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
     let bin = kommit_bin();
     let root = tempfile::tempdir().expect("temp dir");
     let cdir = root.path().join("c0");
-    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut child = ChildNode {
         child: Some(spawn(&bin, &cdir, &listen, true)),
     };

@@ -17,34 +17,13 @@ use kommit_daemon::fence::OWNER_KIND_LABEL;
 use kommit_reconcilers::ClusterState;
 use kommit_runtime::spec::{ContainerSpec, ContainerState, PodSpec};
 use kommit_runtime::ContainerRuntime;
+use kommit_tests::fixtures::{free_port, kommit_bin};
 use kommit_tests::runtime_support::{unique, LinuxHarness, TEST_IMAGE};
 use kommit_tests::sim::cluster::wait_until;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn kommit_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = dir.join("kommit");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p kommit-daemon --bin kommit` first",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// Kills the child daemon however the test ends.
 struct Daemon(Child);
@@ -99,7 +78,7 @@ async fn fence_through_the_daemon(h: &LinuxHarness) {
     run_pod(&h.rt, &web, &[(OWNER_KIND_LABEL, "ReplicaSet")]);
 
     let bin = kommit_bin();
-    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let listen = format!("127.0.0.1:{}", free_port());
     let log = h.dir.path().join("daemon.log");
     let _daemon = Daemon(
         Command::new(&bin)

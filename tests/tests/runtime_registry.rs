@@ -2,6 +2,7 @@
 use kommit_runtime::images::ImageStore;
 use kommit_runtime::spec::{ContainerSpec, LogOptions, PodSpec};
 use kommit_runtime::{ContainerRuntime, Images};
+use kommit_tests::fixtures::free_port;
 use kommit_tests::runtime_support::LinuxHarness;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,14 +15,6 @@ impl Drop for Registry {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[test]
