@@ -188,18 +188,8 @@ mod tests {
     }
 
     fn pod(rt: &dyn ContainerRuntime, id: &str, labels: &[(&str, &str)], running: &[&str]) {
-        rt.create_pod(&PodSpec {
-            id: id.into(),
-            hostname: id.into(),
-            dns_servers: vec![],
-            dns_search: vec![],
-            extra_hosts: vec![],
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-        .expect("create pod");
+        rt.create_pod(&PodSpec::new(id).with_labels(labels.iter().copied()))
+            .expect("create pod");
         for c in running {
             rt.create_container(id, &ContainerSpec::new(c, "busybox", &["sleep", "1000"]))
                 .expect("create container");

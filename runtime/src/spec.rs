@@ -115,6 +115,30 @@ pub struct ContainerSpec {
     pub log_max_files: u32,
 }
 
+impl PodSpec {
+    /// A sandbox `id` whose hostname is `id`, with no DNS settings, extra hosts or labels.
+    pub fn new(id: &str) -> Self {
+        PodSpec {
+            id: id.to_string(),
+            hostname: id.to_string(),
+            dns_servers: vec![],
+            dns_search: vec![],
+            extra_hosts: vec![],
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// The same sandbox with these labels added.
+    pub fn with_labels<'a>(mut self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.labels.extend(
+            labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        self
+    }
+}
+
 impl ContainerSpec {
     /// A container running `args` (as the command) from `image`, everything else default.
     pub fn new(name: &str, image: &str, command: &[&str]) -> Self {

@@ -55,3 +55,21 @@ pub fn free_port() -> u16 {
         .expect("free port")
         .port()
 }
+
+/// A join token made by `kommit token create` against the running daemon in `data_dir`.
+pub fn create_token(data_dir: &Path) -> String {
+    let out = std::process::Command::new(kommit_bin())
+        .args(["token", "create", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run kommit token create");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8 token")
+        .trim()
+        .to_string()
+}

@@ -14,7 +14,7 @@ use kommit_daemon::consensus::liveness::LogFence;
 use kommit_daemon::consensus::node::{Node, NodeConfig};
 use kommit_daemon::consensus::{node_id_for, App};
 use kommit_reconcilers::{ClusterState, Entry};
-use kommit_tests::fixtures::{free_port, kommit_bin};
+use kommit_tests::fixtures::{create_token, free_port, kommit_bin};
 use kommit_tests::sim::cluster::wait_until;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -130,17 +130,7 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         .await,
         "child daemon came up"
     );
-    let out = Command::new(&bin)
-        .args(["token", "create", "--data-dir"])
-        .arg(&cdir)
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "token create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).expect("utf8 token");
+    let token = create_token(&cdir);
 
     let mut nodes = Vec::new();
     for (i, ip) in [(1, "127.0.0.2"), (2, "127.0.0.3")] {
@@ -154,7 +144,7 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         cfg.liveness.lease_ms = 1000;
         cfg.liveness.down_after_ms = 1600;
         nodes.push(
-            Node::<ClusterState>::join(cfg, &listen, token.trim(), Box::new(LogFence))
+            Node::<ClusterState>::join(cfg, &listen, &token, Box::new(LogFence))
                 .await
                 .expect("join child's cluster"),
         );

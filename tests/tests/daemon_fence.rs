@@ -17,7 +17,7 @@ use kommit_daemon::fence::OWNER_KIND_LABEL;
 use kommit_reconcilers::ClusterState;
 use kommit_runtime::spec::{ContainerSpec, ContainerState, PodSpec};
 use kommit_runtime::ContainerRuntime;
-use kommit_tests::fixtures::{free_port, kommit_bin};
+use kommit_tests::fixtures::{create_token, free_port, kommit_bin};
 use kommit_tests::runtime_support::{unique, LinuxHarness, TEST_IMAGE};
 use kommit_tests::sim::cluster::wait_until;
 use std::collections::BTreeSet;
@@ -36,18 +36,8 @@ impl Drop for Daemon {
 }
 
 fn run_pod(rt: &dyn ContainerRuntime, id: &str, labels: &[(&str, &str)]) {
-    rt.create_pod(&PodSpec {
-        id: id.into(),
-        hostname: id.into(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-    .expect("create_pod");
+    rt.create_pod(&PodSpec::new(id).with_labels(labels.iter().copied()))
+        .expect("create_pod");
     let c = ContainerSpec::new("c", TEST_IMAGE, &["sleep", "1000"]);
     rt.create_container(id, &c).expect("create_container");
     rt.start_container(id, "c").expect("start_container");
@@ -103,17 +93,7 @@ async fn fence_through_the_daemon(h: &LinuxHarness) {
         "daemon came up: {}",
         daemon_log()
     );
-    let out = Command::new(&bin)
-        .args(["token", "create", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "token create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).expect("utf8 token");
+    let token = create_token(&data);
 
     let mut cfg = NodeConfig::new(
         "f1",
@@ -123,7 +103,7 @@ async fn fence_through_the_daemon(h: &LinuxHarness) {
     cfg.liveness.heartbeat_ms = 200;
     cfg.liveness.lease_ms = 1000;
     cfg.liveness.down_after_ms = 1600;
-    let peer = Node::<ClusterState>::join(cfg, &listen, token.trim(), Box::new(LogFence))
+    let peer = Node::<ClusterState>::join(cfg, &listen, &token, Box::new(LogFence))
         .await
         .expect("join the daemon's cluster");
     let want: BTreeSet<u64> = ["f0", "f1"].iter().map(|n| node_id_for(n)).collect();

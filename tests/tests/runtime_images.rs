@@ -218,15 +218,7 @@ fn whiteouts_hide_lower_files_in_a_running_container() {
     });
     write_oci_layout(&layout, "wh.test/img:1", &[base, l1, l2], &["sh"]).expect("layout");
     h.rt.images().import_path(&layout).expect("import");
-    h.rt.create_pod(&PodSpec {
-        id: "wh".into(),
-        hostname: "wh".into(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: Default::default(),
-    })
-    .expect("pod");
+    h.rt.create_pod(&PodSpec::new("wh")).expect("pod");
     let c = ContainerSpec::new(
         "c",
         "wh.test/img:1",

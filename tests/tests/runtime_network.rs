@@ -9,14 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn pod(id: &str) -> PodSpec {
-    PodSpec {
-        id: id.into(),
-        hostname: id.into(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: Default::default(),
-    }
+    PodSpec::new(id)
 }
 
 #[test]

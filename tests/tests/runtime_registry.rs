@@ -85,15 +85,7 @@ fn pull_from_loopback_registry_and_run() {
         .is_err());
 
     // And the runtime runs it.
-    h.rt.create_pod(&PodSpec {
-        id: "pulled".into(),
-        hostname: "pulled".into(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: Default::default(),
-    })
-    .expect("pod");
+    h.rt.create_pod(&PodSpec::new("pulled")).expect("pod");
     h.rt.create_container(
         "pulled",
         &ContainerSpec::new("c", &dest, &["echo", "from-registry"]),

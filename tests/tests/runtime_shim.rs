@@ -15,14 +15,7 @@ fn harness() -> Option<LinuxHarness> {
 }
 
 fn pod(id: &str) -> PodSpec {
-    PodSpec {
-        id: id.into(),
-        hostname: id.into(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: Default::default(),
-    }
+    PodSpec::new(id)
 }
 
 /// A client that connects and sends only half a request does not hold the shim up: the

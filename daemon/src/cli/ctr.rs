@@ -319,14 +319,7 @@ fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
     spec.resources.memory_limit = r.memory.as_deref().map(parse_bytes).transpose()?;
     spec.resources.cpu_limit_millis = r.cpus.map(|c| (c * 1000.0).round() as u64);
     spec.resources.pids_max = r.pids;
-    rt.create_pod(&PodSpec {
-        id: id.clone(),
-        hostname: id.clone(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: Default::default(),
-    })?;
+    rt.create_pod(&PodSpec::new(&id))?;
     let result = (|| -> anyhow::Result<u8> {
         rt.create_container(&id, &spec)?;
         rt.start_container(&id, MAIN)?;

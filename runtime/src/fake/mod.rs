@@ -560,14 +560,7 @@ mod tests {
         let node = FakeNode::new("10.244.0.0/24".parse().expect("cidr"));
         node.add_image("busybox:latest");
         let rt = node.runtime();
-        let pod = PodSpec {
-            id: "p".into(),
-            hostname: "p".into(),
-            dns_servers: vec![],
-            dns_search: vec![],
-            extra_hosts: vec![],
-            labels: Default::default(),
-        };
+        let pod = PodSpec::new("p");
         node.fail_next("create_pod", 1);
         assert!(
             matches!(rt.create_pod(&pod), Err(RuntimeError::Injected(op)) if op == "create_pod")

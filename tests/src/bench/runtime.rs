@@ -78,14 +78,7 @@ fn ours(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
             }
             lap = Instant::now();
         };
-        rt.create_pod(&PodSpec {
-            id: id.clone(),
-            hostname: id.clone(),
-            dns_servers: vec![],
-            dns_search: vec![],
-            extra_hosts: vec![],
-            labels: Default::default(),
-        })?;
+        rt.create_pod(&PodSpec::new(&id))?;
         mark(0, &mut phases);
         rt.create_container(&id, &spec)?;
         mark(1, &mut phases);
@@ -132,14 +125,7 @@ fn ours_in_pod(dir: &Path, samples: usize) -> anyhow::Result<Vec<f64>> {
         },
         store,
     )?;
-    rt.create_pod(&PodSpec {
-        id: "bench".into(),
-        hostname: "bench".into(),
-        dns_servers: vec![],
-        dns_search: vec![],
-        extra_hosts: vec![],
-        labels: Default::default(),
-    })?;
+    rt.create_pod(&PodSpec::new("bench"))?;
     let mut out = Vec::new();
     let mut phases: [Vec<f64>; 4] = Default::default();
     for i in 0..samples + WARMUP {
