@@ -118,6 +118,10 @@ fn ctr_end_to_end() {
             "run",
             "--name",
             "long",
+            "--label",
+            "kommit.dev/at-most-once=true",
+            "-l",
+            "app=long",
             TEST_IMAGE,
             "--",
             "sh",
@@ -131,10 +135,14 @@ fn ctr_end_to_end() {
     loop {
         let o = ctr.run(&["ps"]);
         let ps = text(&o.stdout);
-        if ps
+        if let Some(line) = ps
             .lines()
-            .any(|l| l.starts_with("long ") && l.contains("Running"))
+            .find(|l| l.starts_with("long ") && l.contains("Running"))
         {
+            assert!(
+                line.ends_with(" app=long,kommit.dev/at-most-once=true"),
+                "labels in ps: {line}"
+            );
             break;
         }
         assert!(
@@ -173,6 +181,18 @@ fn ctr_end_to_end() {
         (
             vec!["run", "--rm", "--memory", "lots", TEST_IMAGE, "--", "true"],
             "invalid quantity",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "-l",
+                "app=no space",
+                TEST_IMAGE,
+                "--",
+                "true",
+            ],
+            "invalid label value",
         ),
     ] {
         let o = ctr.run(&args);

@@ -112,6 +112,10 @@ pub struct RunArgs {
     /// Environment `K=V` (repeatable).
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,
+    /// Pod label `K=V` (repeatable). `kommit.dev/at-most-once=true` makes the node's fence
+    /// stop the pod when the node's lease expires.
+    #[arg(long = "label", short = 'l')]
+    pub labels: Vec<String>,
     /// Image reference.
     pub image: String,
     /// Command and arguments (default: the image's).
@@ -235,19 +239,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Cmd::Ps => {
             let rt = runtime(&args, store(&args)?)?;
             println!(
-                "{:<24} {:<12} {:<30} {:<8} {:>5} {:<10}",
+                "{:<24} {:<12} {:<30} {:<8} {:>5} {:<10} LABELS",
                 "POD", "CONTAINER", "IMAGE", "STATE", "EXIT", "REASON"
             );
             for p in rt.list()? {
+                let labels: Vec<String> =
+                    p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels = labels.join(",");
                 for c in p.containers {
                     println!(
-                        "{:<24} {:<12} {:<30} {:<8} {:>5} {:<10}",
+                        "{:<24} {:<12} {:<30} {:<8} {:>5} {:<10} {}",
                         p.id,
                         c.name,
                         c.image,
                         format!("{:?}", c.state),
                         c.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                        c.reason.unwrap_or_default()
+                        c.reason.unwrap_or_default(),
+                        labels
                     );
                 }
             }
@@ -293,6 +301,34 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
 }
 
+/// Parse `K=V` as a Kubernetes label: an optional DNS-subdomain prefix and `/`, a name of at
+/// most 63 characters, and a value of at most 63 (empty allowed); names and values are
+/// alphanumerics with `-`, `_` and `.` inside.
+pub fn parse_label(kv: &str) -> anyhow::Result<(&str, &str)> {
+    fn segment(s: &str) -> bool {
+        s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+    }
+    let (k, v) = kv
+        .split_once('=')
+        .with_context(|| format!("--label {kv:?} is not K=V"))?;
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok = prefix.is_none_or(kommit_schemas::model::meta::is_dns1123_subdomain);
+    if name.is_empty() || !segment(name) || !prefix_ok {
+        anyhow::bail!("--label {kv:?}: invalid label key {k:?}");
+    }
+    if !segment(v) {
+        anyhow::bail!("--label {kv:?}: invalid label value {v:?}");
+    }
+    Ok((k, v))
+}
+
 fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
     normalize_reference(&r.image)?;
     let st = store(args)?;
@@ -319,7 +355,12 @@ fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
     spec.resources.memory_limit = r.memory.as_deref().map(parse_bytes).transpose()?;
     spec.resources.cpu_limit_millis = r.cpus.map(|c| (c * 1000.0).round() as u64);
     spec.resources.pids_max = r.pids;
-    rt.create_pod(&PodSpec::new(&id))?;
+    let mut pod = PodSpec::new(&id);
+    for kv in &r.labels {
+        let (k, v) = parse_label(kv)?;
+        pod.labels.insert(k.to_string(), v.to_string());
+    }
+    rt.create_pod(&pod)?;
     let result = (|| -> anyhow::Result<u8> {
         rt.create_container(&id, &spec)?;
         rt.start_container(&id, MAIN)?;
@@ -351,6 +392,31 @@ fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels() {
+        for (kv, ok) in [
+            ("kommit.dev/at-most-once=true", true),
+            ("app=web", true),
+            ("app=", true),
+            ("a.b_c-d=X.y_z-1", true),
+            ("app", false),
+            ("=web", false),
+            ("/app=web", false),
+            ("Bad_Prefix/app=web", false),
+            ("app=-web", false),
+            ("app=web-", false),
+            ("app=has space", false),
+            (&format!("{}=v", "k".repeat(64)), false),
+            (&format!("k={}", "v".repeat(64)), false),
+        ] {
+            assert_eq!(parse_label(kv).is_ok(), ok, "{kv}");
+        }
+        assert_eq!(
+            parse_label("kommit.dev/at-most-once=true").ok(),
+            Some(("kommit.dev/at-most-once", "true"))
+        );
+    }
 
     #[test]
     fn quantities() {
