@@ -8,16 +8,12 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn pod(id: &str) -> PodSpec {
-    PodSpec::new(id)
-}
-
 #[test]
 fn limits_land_in_cgroup_files() {
     let Some(h) = LinuxHarness::new(Path::new(env!("CARGO_BIN_EXE_kommit-runtime-helper"))) else {
         return;
     };
-    h.rt.create_pod(&pod("lim")).expect("pod");
+    h.rt.create_pod(&PodSpec::new("lim")).expect("pod");
     let mut c = ContainerSpec::new("c", TEST_IMAGE, &["sleep", "1000"]);
     c.resources.memory_limit = Some(48 << 20);
     c.resources.cpu_limit_millis = Some(500);
@@ -59,7 +55,7 @@ fn host_port_and_persisted_ipam() {
         .local_addr()
         .expect("addr")
         .port();
-    h.rt.create_pod(&pod("web")).expect("pod");
+    h.rt.create_pod(&PodSpec::new("web")).expect("pod");
     let ns = h.rt.pod_netns("web").expect("netns");
     let ports = [PortMapping {
         protocol: "tcp".into(),
@@ -135,7 +131,7 @@ fn host_port_and_persisted_ipam() {
         ),
         Some(cidr_gw)
     );
-    h.rt.create_pod(&pod("other")).expect("pod");
+    h.rt.create_pod(&PodSpec::new("other")).expect("pod");
     let ns2 = h.rt.pod_netns("other").expect("netns");
     let ip2 = again.attach("other", &ns2, &[]).expect("attach");
     assert_ne!(ip2, ip);

@@ -14,10 +14,6 @@ fn harness() -> Option<LinuxHarness> {
     )))
 }
 
-fn pod(id: &str) -> PodSpec {
-    PodSpec::new(id)
-}
-
 /// A client that connects and sends only half a request does not hold the shim up: the
 /// driver's requests (start, wait) are served meanwhile, and the half request is answered
 /// once its line is complete.
@@ -25,7 +21,7 @@ fn pod(id: &str) -> PodSpec {
 fn a_slow_client_does_not_stall_the_shim() {
     let Some(h) = harness() else { return };
     let rt = &h.rt;
-    rt.create_pod(&pod("slow")).expect("create_pod");
+    rt.create_pod(&PodSpec::new("slow")).expect("create_pod");
     let sock = h.dir.path().join("data/pods/slow/shim.sock");
     let mut silent = UnixStream::connect(&sock).expect("connect silent client");
     let mut slow = UnixStream::connect(&sock).expect("connect slow client");
@@ -81,7 +77,7 @@ fn a_slow_client_does_not_stall_the_shim() {
 fn container_files_come_and_go() {
     let Some(h) = harness() else { return };
     let rt = &h.rt;
-    rt.create_pod(&pod("files")).expect("create_pod");
+    rt.create_pod(&PodSpec::new("files")).expect("create_pod");
     let dir = h.dir.path().join("data/pods/files");
     let listing = || {
         let mut v: Vec<String> = std::fs::read_dir(&dir)
@@ -122,7 +118,7 @@ fn container_files_come_and_go() {
 fn follow_streams_until_exit() {
     let Some(h) = harness() else { return };
     let rt = &h.rt;
-    rt.create_pod(&pod("follow")).expect("create_pod");
+    rt.create_pod(&PodSpec::new("follow")).expect("create_pod");
     let spec = ContainerSpec::new(
         "c",
         TEST_IMAGE,
@@ -157,7 +153,7 @@ fn follow_streams_until_exit() {
 fn the_writable_layer_is_capped() {
     let Some(h) = harness() else { return };
     let rt = &h.rt;
-    rt.create_pod(&pod("cap")).expect("create_pod");
+    rt.create_pod(&PodSpec::new("cap")).expect("create_pod");
     let mut spec = ContainerSpec::new(
         "c",
         TEST_IMAGE,
@@ -197,17 +193,13 @@ fn fence_stops_only_pods_that_must_not_run_twice() {
     let Some(h) = harness() else { return };
     let rt = &h.rt;
     let pods = [
-        ("db-0", Some((OWNER_KIND_LABEL, "StatefulSet"))),
-        ("lock", Some((AT_MOST_ONCE_LABEL, "true"))),
-        ("web", Some((OWNER_KIND_LABEL, "ReplicaSet"))),
+        ("db-0", (OWNER_KIND_LABEL, "StatefulSet")),
+        ("lock", (AT_MOST_ONCE_LABEL, "true")),
+        ("web", (OWNER_KIND_LABEL, "ReplicaSet")),
     ];
     for (id, label) in pods {
-        let mut spec = pod(id);
-        spec.labels = label
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into_iter()
-            .collect();
-        rt.create_pod(&spec).expect("create_pod");
+        rt.create_pod(&PodSpec::new(id).with_labels([label]))
+            .expect("create_pod");
         // pid 1 ignores SIGTERM (no handler), so only the SIGKILL after the grace ends it.
         let c = ContainerSpec::new("c", TEST_IMAGE, &["sleep", "1000"]);
         rt.create_container(id, &c).expect("create_container");

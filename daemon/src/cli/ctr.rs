@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,10 +154,16 @@ fn store(args: &Args) -> anyhow::Result<Arc<ImageStore>> {
 }
 
 fn runtime(args: &Args, store: Arc<ImageStore>) -> anyhow::Result<LinuxRuntime> {
+    node_runtime(&args.data_dir, store)
+}
+
+/// The node's Linux runtime in `data_dir`, shared by `kommit ctr` and the daemon's fence:
+/// this binary as the re-exec helper, cgroups under the `kommit` parent.
+pub fn node_runtime(data_dir: &Path, store: Arc<ImageStore>) -> anyhow::Result<LinuxRuntime> {
     let helper = std::env::current_exe().context("locating the kommit binary")?;
     Ok(LinuxRuntime::new(
         LinuxConfig {
-            data_dir: args.data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             helper,
             cgroup_parent: "kommit".into(),
         },

@@ -305,23 +305,14 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
 /// node agent). The runtime is opened only when the fence fires: it needs root and the
 /// cgroup controllers, which consensus alone does not.
 fn runtime_fence(data_dir: &std::path::Path, l: &LivenessConfig) -> crate::fence::RuntimeFence {
-    use kommit_runtime::images::ImageStore;
-    use kommit_runtime::linux::{LinuxConfig, LinuxRuntime};
+    use std::sync::Arc;
     let data_dir = data_dir.to_path_buf();
     let open: crate::fence::OpenRuntime = Box::new(move || {
-        let helper =
-            std::env::current_exe().map_err(|e| format!("locating the kommit binary: {e}"))?;
-        let images = ImageStore::open(&data_dir).map_err(|e| e.to_string())?;
-        let rt = LinuxRuntime::new(
-            LinuxConfig {
-                data_dir: data_dir.clone(),
-                helper,
-                cgroup_parent: "kommit".into(),
-            },
-            std::sync::Arc::new(images),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(std::sync::Arc::new(rt) as std::sync::Arc<dyn kommit_runtime::ContainerRuntime>)
+        let images =
+            kommit_runtime::images::ImageStore::open(&data_dir).map_err(|e| e.to_string())?;
+        let rt =
+            super::ctr::node_runtime(&data_dir, Arc::new(images)).map_err(|e| format!("{e:#}"))?;
+        Ok(Arc::new(rt) as Arc<dyn kommit_runtime::ContainerRuntime>)
     });
     let grace = crate::fence::RuntimeFence::grace_for(l.heartbeat_ms, l.lease_ms, l.down_after_ms);
     crate::fence::RuntimeFence::new(open, grace)

@@ -365,14 +365,8 @@ pub fn stop_grace(h: &mut dyn Harness) -> CaseResult {
 /// stops them.
 pub fn recover_after_kill(h: &mut dyn Harness) -> CaseResult {
     let c = ctr(h, "ticker", &Probe::Ticker);
-    let mut spec = pod("rec", "rec-host");
-    spec.labels = BTreeMap::from([
-        (
-            "kommit.dev/owner-kind".to_string(),
-            "StatefulSet".to_string(),
-        ),
-        ("app".to_string(), "ticker".to_string()),
-    ]);
+    let spec = pod("rec", "rec-host")
+        .with_labels([("kommit.dev/owner-kind", "StatefulSet"), ("app", "ticker")]);
     h.run_in_killed_driver(&spec, &c)?;
     let rt = h.runtime();
     let pods = rt.recover().map_err(rt_err("recover"))?;
