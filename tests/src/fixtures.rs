@@ -56,20 +56,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A join token made by `kommit token create` against the running daemon in `data_dir`.
-pub fn create_token(data_dir: &Path) -> String {
+/// Runs `kommit ARGS --data-dir DATA_DIR` against the running daemon there, asserts that it
+/// succeeded, and returns its standard output.
+pub fn kommit_ok(args: &[&str], data_dir: &Path) -> String {
     let out = std::process::Command::new(kommit_bin())
-        .args(["token", "create", "--data-dir"])
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .output()
-        .expect("run kommit token create");
+        .expect("run kommit");
     assert!(
         out.status.success(),
-        "token create: {}",
+        "kommit {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .expect("utf8 token")
-        .trim()
-        .to_string()
+    String::from_utf8(out.stdout).expect("utf8 output")
+}
+
+/// A join token made by `kommit token create` against the running daemon in `data_dir`.
+pub fn create_token(data_dir: &Path) -> String {
+    kommit_ok(&["token", "create"], data_dir).trim().to_string()
 }

@@ -14,7 +14,7 @@ use kommit_daemon::consensus::liveness::LogFence;
 use kommit_daemon::consensus::node::{Node, NodeConfig};
 use kommit_daemon::consensus::{node_id_for, App};
 use kommit_reconcilers::{ClusterState, Entry};
-use kommit_tests::fixtures::{create_token, free_port, kommit_bin};
+use kommit_tests::fixtures::{create_token, free_port, kommit_bin, kommit_ok};
 use kommit_tests::sim::cluster::wait_until;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -234,16 +234,7 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         );
     }
     // The operator commands go through the local socket and become entries everywhere.
-    let out = Command::new(&bin)
-        .args(["node", "drain", "p1", "--data-dir"])
-        .arg(&cdir)
-        .output()
-        .expect("node drain");
-    assert!(
-        out.status.success(),
-        "node drain: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kommit_ok(&["node", "drain", "p1"], &cdir);
     assert!(
         wait_until(Duration::from_secs(10), || nodes[1].read_local(|a| a
             .nodes
@@ -260,16 +251,7 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         .expect("node drain");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown node nosuch"));
-    let out = Command::new(&bin)
-        .args(["node", "remove", "p2", "--data-dir"])
-        .arg(&cdir)
-        .output()
-        .expect("node remove");
-    assert!(
-        out.status.success(),
-        "node remove: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kommit_ok(&["node", "remove", "p2"], &cdir);
     assert!(
         wait_until(Duration::from_secs(10), || {
             let m = nodes[0].raft().metrics();
