@@ -1,10 +1,11 @@
 //! kommit's node runtime: the OS contract of the node agent.
 //!
-//! The agent asks three things of a node, each a trait in [`traits`]: run pod sandboxes and
-//! their containers ([`ContainerRuntime`]), hold images ([`Images`]) and wire pods to the
-//! network ([`PodNetwork`]). Each has a Linux implementation ([`linux`], [`images`],
-//! [`network`]) and an in-memory fake ([`fake`]); [`conformance`] is one suite both must
-//! pass, so the fake the agent's tests use cannot drift from the kernel's behaviour.
+//! The agent asks four things of a node, each a trait in [`traits`]: run pod sandboxes and
+//! their containers ([`ContainerRuntime`]), hold images ([`Images`]), wire pods to the
+//! network ([`PodNetwork`]) and keep their volumes on the host ([`Volumes`]). Each has a
+//! Linux implementation ([`linux`], [`images`], [`network`], [`volumes`]) and a fake
+//! ([`fake`]); [`conformance`] is one suite both must pass, so the fake the agent's tests
+//! use cannot drift from the kernel's behaviour.
 //!
 //! The shape follows from two constraints. A node daemon restart must not stop containers,
 //! so every container hangs off a per-pod shim process and all state is in files the shim
@@ -24,5 +25,6 @@ pub mod network;
 pub mod spec;
 pub mod testutil;
 pub mod traits;
+pub mod volumes;
 
-pub use traits::{ContainerRuntime, Images, PodNetwork, RuntimeError};
+pub use traits::{ContainerRuntime, Images, PodNetwork, RuntimeError, Volumes};

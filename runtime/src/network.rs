@@ -1,5 +1,10 @@
-//! The pod network: a node bridge owning the pod CIDR, a veth per pod (`eth0` inside), IPs
-//! from a persisted allocation, masquerade and hostPorts in an nftables table of our own.
+//! The pod network: a node bridge owning the pod CIDR, a veth per pod (`eth0` inside), the
+//! IPs the replicated state assigned recorded in a persisted allocation, masquerade and
+//! hostPorts in an nftables table of our own.
+//!
+//! The bridge takes the first host address of the CIDR the pods are attached in (the
+//! gateway). All attached pods share one CIDR: an address in another is refused while any pod
+//! is attached, and the bridge is re-addressed when the first pod of a new CIDR arrives.
 //!
 //! Links and addresses go through rtnetlink. Configuring the pod's side happens on a
 //! dedicated OS thread that `setns`es into the pod's network namespace (network namespaces
@@ -16,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::spec::PortMapping;
-use crate::traits::{PodNetwork, Result};
+use crate::traits::{PodAddress, PodNetwork, Result, RuntimeError};
 
 /// Network errors.
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +48,12 @@ pub enum NetError {
     Config(String),
 }
 
-/// Configuration of the node's pod network.
+/// Configuration of the node's pod network. The pod CIDR is not here: it comes with each
+/// [`PodAddress`].
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     /// Bridge name (`kommit0`).
     pub bridge: String,
-    /// The node's pod CIDR; the bridge takes the first host address.
-    pub cidr: Ipv4Net,
     /// nftables table name (`kommit`).
     pub nft_table: String,
     /// Where the allocation file lives.
@@ -62,6 +66,59 @@ struct Alloc {
     veth: String,
     #[serde(default)]
     ports: Vec<PortMapping>,
+    /// The CIDR the pod was attached in (absent in files written before addresses were
+    /// assigned by the caller).
+    #[serde(default)]
+    cidr: Option<Ipv4Net>,
+}
+
+/// Check an assigned address against the current allocations (`pod -> (ip, cidr)`): Ok(true)
+/// when `pod` already holds exactly this address (attach is then a no-op), Ok(false) when it
+/// may be wired. Refuses a CIDR that is not a network address or is smaller than a /30, an IP
+/// that is not a host address of the CIDR or is its gateway, an IP held by another pod, a
+/// second address for the same pod, and a CIDR other than the one attached pods are in.
+pub fn check_assignment(
+    pod: &str,
+    addr: PodAddress,
+    allocs: &BTreeMap<String, (Ipv4Addr, Option<Ipv4Net>)>,
+) -> Result<bool> {
+    let PodAddress { ip, cidr } = addr;
+    if cidr.trunc() != cidr || cidr.prefix_len() > 30 {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "pod {pod}: pod CIDR {cidr} must be a network address with a prefix of at most /30"
+        )));
+    }
+    if !cidr.hosts().any(|h| h == ip) {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "pod {pod}: IP {ip} is not a host address of {cidr}"
+        )));
+    }
+    if gateway(&cidr) == Some(ip) {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "pod {pod}: IP {ip} is the gateway of {cidr}"
+        )));
+    }
+    if let Some((have, c)) = allocs.get(pod) {
+        if *have == ip && c.is_none_or(|c| c == cidr) {
+            return Ok(true);
+        }
+        return Err(RuntimeError::InvalidState(format!(
+            "pod {pod} is attached with IP {have}, not {ip}; detach it first"
+        )));
+    }
+    for (other, (oip, ocidr)) in allocs {
+        if *oip == ip {
+            return Err(RuntimeError::InvalidState(format!(
+                "pod {pod}: IP {ip} is allocated to pod {other}"
+            )));
+        }
+        if let Some(oc) = ocidr.filter(|oc| *oc != cidr) {
+            return Err(RuntimeError::InvalidState(format!(
+                "pod {pod}: the pod network is in {oc} (pod {other} is attached), not {cidr}"
+            )));
+        }
+    }
+    Ok(false)
 }
 
 /// First free host address of `cidr` after the gateway (first host), or None.
@@ -156,12 +213,6 @@ impl LinuxNetwork {
                 cfg.bridge
             )));
         }
-        if cfg.cidr.prefix_len() > 30 {
-            return Err(NetError::Config(format!(
-                "pod CIDR {} is too small",
-                cfg.cidr
-            )));
-        }
         std::fs::create_dir_all(&cfg.state_dir).map_err(|e| NetError::State {
             path: cfg.state_dir.clone(),
             msg: e.to_string(),
@@ -216,13 +267,15 @@ impl LinuxNetwork {
             .iter()
             .filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.ports.clone()))))
             .collect();
-        let script = if m.is_empty() {
+        // The CIDR in use: every allocation with one names the same (see check_assignment).
+        let cidr = m.values().find_map(|a| a.cidr);
+        let script = if let Some(cidr) = cidr.filter(|_| !m.is_empty()) {
+            nft_script(&self.cfg.nft_table, &cidr, &pods)
+        } else {
             format!(
                 "table ip {t} {{}}\ndelete table ip {t}\n",
                 t = self.cfg.nft_table
             )
-        } else {
-            nft_script(&self.cfg.nft_table, &self.cfg.cidr, &pods)
         };
         let mut child = std::process::Command::new("nft")
             .args(["-f", "-"])
@@ -249,11 +302,15 @@ impl LinuxNetwork {
         Ok(())
     }
 
-    fn ensure_bridge(&self) -> std::result::Result<u32, NetError> {
+    /// Create the bridge if missing and give it exactly the gateway address of `cidr`
+    /// (re-addressing a bridge left in another CIDR; the caller has checked no pod is
+    /// attached there).
+    fn ensure_bridge(&self, cidr: &Ipv4Net) -> std::result::Result<u32, NetError> {
+        use rtnetlink::packet_route::address::AddressAttribute;
         let br = self.cfg.bridge.clone();
         let gw =
-            gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
-        let prefix = self.cfg.cidr.prefix_len();
+            gateway(cidr).ok_or_else(|| NetError::Config(format!("CIDR {cidr} has no hosts")))?;
+        let prefix = cidr.prefix_len();
         with_netlink(|h| async move {
             let idx = match link_index(&h, &br).await? {
                 Some(i) => i,
@@ -263,17 +320,35 @@ impl LinuxNetwork {
                         .execute()
                         .await
                         .map_err(nerr)?;
-                    let i = link_index(&h, &br)
+                    link_index(&h, &br)
                         .await?
-                        .ok_or_else(|| nerr(format!("bridge {br} vanished")))?;
-                    h.address()
-                        .add(i, std::net::IpAddr::V4(gw), prefix)
-                        .execute()
-                        .await
-                        .map_err(nerr)?;
-                    i
+                        .ok_or_else(|| nerr(format!("bridge {br} vanished")))?
                 }
             };
+            let mut have = false;
+            let mut stale = Vec::new();
+            let mut addrs = h.address().get().set_link_index_filter(idx).execute();
+            while let Some(msg) = addrs.try_next().await.map_err(nerr)? {
+                let v4 = msg.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(std::net::IpAddr::V4(a)) => Some(*a),
+                    _ => None,
+                });
+                match v4 {
+                    Some(a) if a == gw && msg.header.prefix_len == prefix => have = true,
+                    Some(_) => stale.push(msg),
+                    None => {}
+                }
+            }
+            for msg in stale {
+                h.address().del(msg).execute().await.map_err(nerr)?;
+            }
+            if !have {
+                h.address()
+                    .add(idx, std::net::IpAddr::V4(gw), prefix)
+                    .execute()
+                    .await
+                    .map_err(nerr)?;
+            }
             h.link()
                 .set(rtnetlink::LinkUnspec::new_with_index(idx).up().build())
                 .execute()
@@ -297,10 +372,11 @@ impl LinuxNetwork {
         &self,
         pod: &str,
         netns: &Path,
-        ip: Ipv4Addr,
+        addr: PodAddress,
         veth: &str,
     ) -> std::result::Result<(), NetError> {
-        let br_idx = self.ensure_bridge()?;
+        let br_idx = self.ensure_bridge(&addr.cidr)?;
+        let ip = addr.ip;
         let peer = format!("vp{}", &veth[2..]);
         let ns = std::fs::File::open(netns)
             .map_err(|e| nerr(format!("open {}: {e}", netns.display())))?;
@@ -344,9 +420,9 @@ impl LinuxNetwork {
             Ok(())
         })?;
         // Configure the pod side from a thread that lives in the pod's network namespace.
-        let gw =
-            gateway(&self.cfg.cidr).ok_or_else(|| NetError::Config("CIDR has no hosts".into()))?;
-        let prefix = self.cfg.cidr.prefix_len();
+        let gw = gateway(&addr.cidr)
+            .ok_or_else(|| NetError::Config(format!("CIDR {} has no hosts", addr.cidr)))?;
+        let prefix = addr.cidr.prefix_len();
         let pod_s = pod.to_string();
         let t = std::thread::spawn(move || -> std::result::Result<(), NetError> {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -394,14 +470,24 @@ impl LinuxNetwork {
 }
 
 impl PodNetwork for LinuxNetwork {
-    fn attach(&self, pod: &str, netns: &Path, ports: &[PortMapping]) -> Result<Ipv4Addr> {
+    fn attach(
+        &self,
+        pod: &str,
+        netns: &Path,
+        addr: PodAddress,
+        ports: &[PortMapping],
+    ) -> Result<Ipv4Addr> {
+        crate::spec::validate_name("pod", pod).map_err(RuntimeError::InvalidSpec)?;
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = self.load()?;
-        if let Some(ip) = m.get(pod).and_then(|a| a.ip) {
-            return Ok(ip);
+        let allocs = m
+            .iter()
+            .filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.cidr))))
+            .collect();
+        if check_assignment(pod, addr, &allocs)? {
+            return Ok(addr.ip);
         }
-        let used: BTreeSet<Ipv4Addr> = m.values().filter_map(|a| a.ip).collect();
-        let ip = ipam_pick(&self.cfg.cidr, &used).ok_or(NetError::Exhausted(self.cfg.cidr))?;
+        let ip = addr.ip;
         let veth = veth_name(&self.cfg.bridge, pod);
         // Persist first: a crash after this never hands the IP out twice.
         m.insert(
@@ -410,11 +496,12 @@ impl PodNetwork for LinuxNetwork {
                 ip: Some(ip),
                 veth: veth.clone(),
                 ports: ports.to_vec(),
+                cidr: Some(addr.cidr),
             },
         );
         self.save(&m)?;
         let res = self
-            .wire(pod, netns, ip, &veth)
+            .wire(pod, netns, addr, &veth)
             .and_then(|_| self.program_nft(&m));
         if let Err(e) = res {
             let _ = Self::delete_link(&veth);

@@ -113,6 +113,84 @@ pub struct ContainerSpec {
     /// Log files kept, the current one included (0 means the default of 5; 2 to 10).
     #[serde(default)]
     pub log_max_files: u32,
+    /// Host paths bound into the container, in order (at most [`MAX_MOUNTS`]).
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+/// A host path bind-mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute host path (directory or file) to bind.
+    pub source: std::path::PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Most mounts one container may have.
+pub const MAX_MOUNTS: usize = 64;
+
+/// Longest mount destination, in bytes.
+pub const MAX_MOUNT_PATH: usize = 1024;
+
+/// Check a container's mounts: at most [`MAX_MOUNTS`]; each source an absolute path that
+/// exists on the host and has no `..`; each destination absolute, at most
+/// [`MAX_MOUNT_PATH`] bytes, without `..`, NUL or empty components, and not `/` nor under
+/// `/proc` or `/sys` (which the runtime sets up itself); no destination twice.
+pub fn validate_mounts(mounts: &[Mount]) -> Result<(), String> {
+    if mounts.len() > MAX_MOUNTS {
+        return Err(format!(
+            "{} mounts, at most {MAX_MOUNTS} allowed",
+            mounts.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for m in mounts {
+        let d = &m.destination;
+        let comps: Vec<&str> = d
+            .split('/')
+            .skip(1)
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let bad = if !d.starts_with('/') {
+            Some("is not absolute")
+        } else if d.len() > MAX_MOUNT_PATH {
+            Some("is too long")
+        } else if d.contains('\0') {
+            Some("contains NUL")
+        } else if comps.contains(&"..") {
+            Some("contains `..`")
+        } else if comps.is_empty() {
+            Some("is the container root")
+        } else if matches!(comps[0], "proc" | "sys") {
+            Some("is under /proc or /sys")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(format!("mount destination {d:?} {why}"));
+        }
+        if !seen.insert(comps.join("/")) {
+            return Err(format!("mount destination {d:?} appears twice"));
+        }
+        let s = &m.source;
+        if !s.is_absolute()
+            || s.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "mount source {} must be absolute and without `..`",
+                s.display()
+            ));
+        }
+        if let Err(e) = std::fs::metadata(s) {
+            return Err(format!("mount source {}: {e}", s.display()));
+        }
+    }
+    Ok(())
 }
 
 impl PodSpec {
@@ -153,6 +231,7 @@ impl ContainerSpec {
             security: Security::default(),
             log_max_bytes: 0,
             log_max_files: 0,
+            mounts: Vec::new(),
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum RuntimeError {
     /// Network failure.
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// Volume failure.
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
 }
 
 /// Result alias for trait methods.
@@ -140,13 +143,102 @@ pub trait Images: Send + Sync {
     fn import_dropped(&self) -> Result<Vec<ImageInfo>>;
 }
 
-/// Pod IP address management and wiring.
+/// The address the replicated state assigned to a pod, and the node's pod CIDR it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodAddress {
+    /// The pod's IP: a host address of `cidr`, not its first (the bridge's gateway).
+    pub ip: std::net::Ipv4Addr,
+    /// The node's pod CIDR.
+    pub cidr: ipnet::Ipv4Net,
+}
+
+/// Pod wiring with addresses assigned by the caller.
 pub trait PodNetwork: Send + Sync {
-    /// Give the pod (whose netns is at `netns`) an IP, a veth as eth0, a default route and
-    /// the hostPort mappings. Idempotent for the same pod.
-    fn attach(&self, pod: &str, netns: &Path, ports: &[PortMapping]) -> Result<std::net::Ipv4Addr>;
+    /// Give the pod (whose netns is at `netns`) the assigned IP on a veth as eth0, a default
+    /// route via the CIDR's gateway and the hostPort mappings; returns the IP. The IP must
+    /// be a host address of the CIDR other than the gateway and not allocated to another
+    /// pod. Idempotent for the same pod and IP. While pods are attached in one CIDR, an
+    /// address in another is refused; with none attached, the bridge takes the new CIDR.
+    fn attach(
+        &self,
+        pod: &str,
+        netns: &Path,
+        addr: PodAddress,
+        ports: &[PortMapping],
+    ) -> Result<std::net::Ipv4Addr>;
     /// Free the pod's IP and remove its veth and port mappings. Idempotent.
     fn detach(&self, pod: &str) -> Result<()>;
     /// The IP currently allocated to the pod.
     fn ip_of(&self, pod: &str) -> Result<Option<std::net::Ipv4Addr>>;
+}
+
+/// emptyDir media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Medium {
+    /// A directory on the node's data disk.
+    Disk,
+    /// A tmpfs (charged to memory).
+    Memory,
+}
+
+/// One file of a projected volume (configMap, secret, downwardAPI, projected).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProjectedFile {
+    /// Content.
+    pub data: Vec<u8>,
+    /// Permission bits (at most `0o777`).
+    pub mode: u32,
+}
+
+/// What must be at a hostPath (Kubernetes' hostPath `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPathKind {
+    /// No check.
+    Any,
+    /// A directory, created (0755, with its parents) if nothing is there.
+    DirectoryOrCreate,
+    /// An existing directory.
+    Directory,
+    /// A file, created empty (0644) if nothing is there; its parent must exist.
+    FileOrCreate,
+    /// An existing regular file.
+    File,
+    /// An existing unix socket.
+    Socket,
+}
+
+/// A pod's volumes on the host, under `<data>/volumes/<pod>/<volume>` (outside `pods/`).
+/// Containers get them through [`crate::spec::ContainerSpec::mounts`].
+pub trait Volumes: Send + Sync {
+    /// Create (idempotent) the pod's emptyDir and return its host path. Memory: a tmpfs of
+    /// `size_limit` (default: half the host's memory, as Kubernetes) mounted there; Disk: a
+    /// directory (`size_limit` is reported as usage later, not enforced here).
+    fn empty_dir(
+        &self,
+        pod: &str,
+        name: &str,
+        medium: Medium,
+        size_limit: Option<u64>,
+    ) -> Result<PathBuf>;
+    /// Write the files of a projected volume and return its host directory and whether the
+    /// content changed. Relative paths only (nested directories allowed; no `..`, no
+    /// absolute path, no component starting with `..`), at most
+    /// [`crate::volumes::MAX_PROJECTED_FILES`] files and
+    /// [`crate::volumes::MAX_PROJECTED_BYTES`] bytes. Updates are atomic the way the kubelet
+    /// makes them: the files live in a hidden version directory `..<n>`, the symlink
+    /// `..data` points at it and is swapped with rename(2), and each top-level entry is a
+    /// symlink `name -> ..data/name`. Writing identical content again swaps nothing.
+    fn project(
+        &self,
+        pod: &str,
+        name: &str,
+        files: &std::collections::BTreeMap<String, ProjectedFile>,
+    ) -> Result<(PathBuf, bool)>;
+    /// Check or create a hostPath per its kind and return it (the caller enforces the
+    /// allowlist).
+    fn host_path(&self, path: &Path, kind: HostPathKind) -> Result<PathBuf>;
+    /// Remove every volume of the pod (unmounting any tmpfs first). Idempotent.
+    fn remove_pod_volumes(&self, pod: &str) -> Result<()>;
+    /// Pod ids that have volumes on disk, sorted (for garbage collection after a restart).
+    fn pods_with_volumes(&self) -> Result<Vec<String>>;
 }

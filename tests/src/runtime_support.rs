@@ -49,12 +49,13 @@ pub fn drive_main(args: &[String]) -> i32 {
 }
 
 use kommit_runtime::conformance::{Harness, Leaks};
-use kommit_runtime::fake::{FakeNetwork, FakeNode, FakeRuntime};
+use kommit_runtime::fake::{FakeNetwork, FakeNode, FakeRuntime, FakeVolumes};
 use kommit_runtime::images::ImageStore;
 use kommit_runtime::linux::{LinuxConfig, LinuxRuntime};
 use kommit_runtime::network::{LinuxNetwork, NetConfig};
 use kommit_runtime::spec::{ContainerSpec, PodSpec};
-use kommit_runtime::{ContainerRuntime, PodNetwork};
+use kommit_runtime::volumes::LinuxVolumes;
+use kommit_runtime::{ContainerRuntime, PodNetwork, Volumes};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -84,11 +85,19 @@ pub fn unique(prefix: &str) -> String {
 
 /// A /24 in 10.123.0.0/16 not routed on this host right now.
 pub fn free_cidr() -> ipnet::Ipv4Net {
+    free_cidr_except(None)
+}
+
+/// Like [`free_cidr`], but never `not`.
+pub fn free_cidr_except(not: Option<ipnet::Ipv4Net>) -> ipnet::Ipv4Net {
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     let start =
         (std::process::id() as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst) as usize) % 250;
     for i in 0..250 {
         let x = ((start + i) % 250) as u8;
+        if not.is_some_and(|n| n.network().octets()[2] == x) {
+            continue;
+        }
         // /proc/net/route stores the destination little-endian in hex: 0.x.123.10
         let needle = format!("{:02X}{:02X}7B0A", 0, x);
         if !routes.contains(&needle) {
@@ -126,10 +135,22 @@ pub struct LinuxHarness {
     pub rt: LinuxRuntime,
     /// Network.
     pub net: LinuxNetwork,
+    /// Volumes.
+    pub vols: LinuxVolumes,
+    /// The pod CIDRs the cases attach in (two /24s not routed on the host).
+    pub cidrs: [ipnet::Ipv4Net; 2],
     store: Arc<ImageStore>,
 }
 
 impl LinuxHarness {
+    /// The first pod CIDR's `n`th address after the gateway.
+    pub fn address(&self, n: usize) -> kommit_runtime::traits::PodAddress {
+        kommit_runtime::traits::PodAddress {
+            ip: self.cidrs[0].hosts().nth(n + 1).expect("a /24 has room"),
+            cidr: self.cidrs[0],
+        }
+    }
+
     /// Build one, or None when privileged tests are skipped by the environment.
     pub fn new(helper: &Path) -> Option<Self> {
         if skip_privileged("privileged runtime test") {
@@ -154,11 +175,13 @@ impl LinuxHarness {
         .expect("linux runtime (tests must run as root; set KOMMIT_SKIP_PRIVILEGED=1 to skip)");
         let net = LinuxNetwork::new(NetConfig {
             bridge: bridge.clone(),
-            cidr: free_cidr(),
             nft_table: table.clone(),
             state_dir: dir.path().join("data/net"),
         })
         .expect("network");
+        let vols = LinuxVolumes::new(&dir.path().join("data")).expect("volumes");
+        let first = free_cidr();
+        let cidrs = [first, free_cidr_except(Some(first))];
         Some(LinuxHarness {
             dir,
             helper: helper.to_path_buf(),
@@ -167,6 +190,8 @@ impl LinuxHarness {
             table,
             rt,
             net,
+            vols,
+            cidrs,
             store,
         })
     }
@@ -215,6 +240,12 @@ impl Harness for LinuxHarness {
     }
     fn network(&self) -> &dyn PodNetwork {
         &self.net
+    }
+    fn volumes(&self) -> &dyn Volumes {
+        &self.vols
+    }
+    fn pod_cidrs(&self) -> [ipnet::Ipv4Net; 2] {
+        self.cidrs
     }
     fn image(&self) -> String {
         TEST_IMAGE.into()
@@ -272,12 +303,16 @@ impl Harness for LinuxHarness {
         let pod_dirs = std::fs::read_dir(self.data().join("pods"))
             .map(|rd| rd.count())
             .unwrap_or(0);
+        let volumes = std::fs::read_dir(self.data().join("volumes"))
+            .map(|rd| rd.count())
+            .unwrap_or(0);
         Leaks {
             mounts,
             cgroups,
             veths,
             processes: count_processes(&data, &self.parent),
             pod_dirs,
+            volumes,
         }
     }
 }
@@ -296,6 +331,17 @@ impl Drop for LinuxHarness {
                 }
             }
             Err(e) => eprintln!("harness teardown: cannot list pods: {e}"),
+        }
+        // Before the temp dir goes: removing it must never walk into a mounted tmpfs.
+        match self.vols.pods_with_volumes() {
+            Ok(pods) => {
+                for p in pods {
+                    if let Err(e) = self.vols.remove_pod_volumes(&p) {
+                        eprintln!("harness teardown: cannot remove volumes of {p}: {e}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("harness teardown: cannot list volumes: {e}"),
         }
         for d in self.rt.layout().dirs(&self.parent) {
             let _ = std::fs::remove_dir(d);
@@ -317,6 +363,7 @@ pub struct FakeHarness {
     pub node: FakeNode,
     rt: FakeRuntime,
     net: FakeNetwork,
+    vols: FakeVolumes,
 }
 
 impl FakeHarness {
@@ -327,6 +374,7 @@ impl FakeHarness {
         Some(FakeHarness {
             rt: node.runtime(),
             net: node.network(),
+            vols: node.volumes(),
             node,
         })
     }
@@ -338,6 +386,15 @@ impl Harness for FakeHarness {
     }
     fn network(&self) -> &dyn PodNetwork {
         &self.net
+    }
+    fn volumes(&self) -> &dyn Volumes {
+        &self.vols
+    }
+    fn pod_cidrs(&self) -> [ipnet::Ipv4Net; 2] {
+        [
+            "10.244.0.0/24".parse().expect("cidr"),
+            "10.244.1.0/24".parse().expect("cidr"),
+        ]
     }
     fn image(&self) -> String {
         TEST_IMAGE.into()

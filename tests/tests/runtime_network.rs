@@ -62,7 +62,9 @@ fn host_port_and_persisted_ipam() {
         host_port,
         container_port: 8080,
     }];
-    let ip = h.net.attach("web", &ns, &ports).expect("attach");
+    let addr = h.address(0);
+    let ip = h.net.attach("web", &ns, addr, &ports).expect("attach");
+    assert_eq!(ip, addr.ip);
     let srv = [
         "sh",
         "-c",
@@ -110,13 +112,9 @@ fn host_port_and_persisted_ipam() {
     };
     assert!(body.starts_with("HTTP/1."));
 
-    // A restarted network driver (same state dir) never hands out an IP still in use.
+    // A restarted network driver (same state dir) refuses an IP still allocated to a pod.
     let again = LinuxNetwork::new(NetConfig {
         bridge: h.bridge.clone(),
-        cidr: format!("{}/24", cidr_gw)
-            .parse::<ipnet::Ipv4Net>()
-            .expect("cidr")
-            .trunc(),
         nft_table: h.table.clone(),
         state_dir: h.dir.path().join("data/net"),
     })
@@ -133,7 +131,14 @@ fn host_port_and_persisted_ipam() {
     );
     h.rt.create_pod(&PodSpec::new("other")).expect("pod");
     let ns2 = h.rt.pod_netns("other").expect("netns");
-    let ip2 = again.attach("other", &ns2, &[]).expect("attach");
+    let taken = again.attach("other", &ns2, addr, &[]);
+    assert!(
+        matches!(&taken, Err(e) if e.to_string().contains("allocated to pod web")),
+        "{taken:?}"
+    );
+    let ip2 = again
+        .attach("other", &ns2, h.address(1), &[])
+        .expect("attach");
     assert_ne!(ip2, ip);
     again.detach("other").expect("detach");
     h.rt.remove_pod("other").expect("remove");

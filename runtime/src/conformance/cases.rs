@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::{CaseResult, Harness, Probe, DEFAULT_CAPEFF};
 use crate::spec::{ContainerSpec, ContainerState, LogOptions, PodSpec};
-use crate::traits::{ContainerRuntime, RuntimeError};
+use crate::traits::{ContainerRuntime, PodAddress, RuntimeError};
 
-fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
+pub(super) fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
     if cond {
         Ok(())
     } else {
@@ -15,11 +15,11 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
     }
 }
 
-fn rt_err(what: &str) -> impl FnOnce(RuntimeError) -> String + '_ {
+pub(super) fn rt_err(what: &str) -> impl FnOnce(RuntimeError) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-fn pod(id: &str, host: &str) -> PodSpec {
+pub(super) fn pod(id: &str, host: &str) -> PodSpec {
     PodSpec {
         id: id.into(),
         hostname: host.into(),
@@ -30,13 +30,22 @@ fn pod(id: &str, host: &str) -> PodSpec {
     }
 }
 
-fn ctr(h: &dyn Harness, name: &str, p: &Probe) -> ContainerSpec {
+/// The `n`th pod address (after the gateway) in the harness's `which` pod CIDR.
+pub(super) fn address(h: &dyn Harness, which: usize, n: usize) -> PodAddress {
+    let cidr = h.pod_cidrs()[which];
+    PodAddress {
+        ip: cidr.hosts().nth(n + 1).expect("pod CIDRs are at least /29"),
+        cidr,
+    }
+}
+
+pub(super) fn ctr(h: &dyn Harness, name: &str, p: &Probe) -> ContainerSpec {
     let argv = p.argv();
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     ContainerSpec::new(name, &h.image(), &refs)
 }
 
-fn logs(
+pub(super) fn logs(
     rt: &dyn ContainerRuntime,
     pod: &str,
     name: &str,
@@ -424,7 +433,7 @@ pub fn removal_leaves_nothing(h: &mut dyn Harness) -> CaseResult {
         .map_err(rt_err("create_pod"))?;
     let ns = rt.pod_netns("rm").map_err(rt_err("pod_netns"))?;
     h.network()
-        .attach("rm", &ns, &[])
+        .attach("rm", &ns, address(h, 0, 0), &[])
         .map_err(rt_err("attach"))?;
     for (n, p) in [("a", Probe::Sleeper), ("b", Probe::Exit(0))] {
         rt.create_container("rm", &ctr(h, n, &p))
@@ -447,73 +456,4 @@ pub fn removal_leaves_nothing(h: &mut dyn Harness) -> CaseResult {
     check(after == before, || {
         format!("leaked: before {before:?}, after {after:?}")
     })
-}
-
-/// Two pods reach each other by IP over the bridge; detach frees the IP.
-pub fn two_pods_network(h: &mut dyn Harness) -> CaseResult {
-    let rt = h.runtime();
-    let net = h.network();
-    let mut ips = Vec::new();
-    for (id, p) in [("srv", Probe::HttpServe), ("cli", Probe::Sleeper)] {
-        rt.create_pod(&pod(id, id)).map_err(rt_err("create_pod"))?;
-        let ns = rt.pod_netns(id).map_err(rt_err("pod_netns"))?;
-        let ip = net.attach(id, &ns, &[]).map_err(rt_err("attach"))?;
-        check(
-            net.attach(id, &ns, &[]).map_err(rt_err("attach again"))? == ip,
-            || "attach is not idempotent".into(),
-        )?;
-        ips.push(ip);
-        rt.create_container(id, &ctr(h, "main", &p))
-            .map_err(rt_err("create_container"))?;
-        rt.start_container(id, "main")
-            .map_err(rt_err("start_container"))?;
-    }
-    check(ips[0] != ips[1], || format!("both pods got {}", ips[0]))?;
-    let srv = ips[0].to_string();
-    let ping = rt
-        .exec(
-            "cli",
-            "main",
-            &Probe::Ping(srv.clone()).argv(),
-            Duration::from_secs(20),
-        )
-        .map_err(rt_err("exec ping"))?;
-    check(ping.exit_code == 0, || format!("ping {srv}: {ping:?}"))?;
-    let mut got = None;
-    let mut last = None;
-    for _ in 0..50 {
-        let w = rt
-            .exec(
-                "cli",
-                "main",
-                &Probe::Wget(srv.clone()).argv(),
-                Duration::from_secs(20),
-            )
-            .map_err(rt_err("exec wget"))?;
-        if w.exit_code == 0 {
-            got = Some(w);
-            break;
-        }
-        last = Some(w);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let w = got.ok_or_else(|| {
-        format!(
-            "wget http://{srv}:8080/ never succeeded: {last:?}; server logs: {:?}",
-            logs(rt, "srv", "main", None)
-        )
-    })?;
-    let body = String::from_utf8_lossy(&w.stdout).into_owned();
-    check(
-        body.starts_with("HTTP/1.") && body.trim_end().ends_with("\nhello-from-pod"),
-        || format!("HTTP GET got {body:?}"),
-    )?;
-    for id in ["srv", "cli"] {
-        net.detach(id).map_err(rt_err("detach"))?;
-        check(net.ip_of(id).map_err(rt_err("ip_of"))?.is_none(), || {
-            format!("{id} still has an IP after detach")
-        })?;
-        rt.remove_pod(id).map_err(rt_err("remove_pod"))?;
-    }
-    Ok(())
 }

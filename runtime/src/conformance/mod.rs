@@ -9,12 +9,14 @@
 //! An implementation joins by providing a [`Harness`] and invoking [`conformance_suite!`].
 
 use crate::spec::{ContainerSpec, PodSpec};
-use crate::traits::{ContainerRuntime, PodNetwork};
+use crate::traits::{ContainerRuntime, PodNetwork, Volumes};
 
 mod cases;
+mod network;
 mod probe;
 
 pub use cases::*;
+pub use network::*;
 pub use probe::{Probe, DEFAULT_CAPEFF};
 
 /// What a test run leaves behind; equal before and after every case.
@@ -30,6 +32,8 @@ pub struct Leaks {
     pub processes: usize,
     /// Pod state directories.
     pub pod_dirs: usize,
+    /// Pods with volume directories.
+    pub volumes: usize,
 }
 
 /// What an implementation provides to the suite.
@@ -38,6 +42,10 @@ pub trait Harness {
     fn runtime(&self) -> &dyn ContainerRuntime;
     /// The pod network under test.
     fn network(&self) -> &dyn PodNetwork;
+    /// The volumes under test.
+    fn volumes(&self) -> &dyn Volumes;
+    /// Two disjoint pod CIDRs (at least /29) not routed on the host, for attach.
+    fn pod_cidrs(&self) -> [ipnet::Ipv4Net; 2];
     /// A busybox image reference.
     fn image(&self) -> String;
     /// Create `pod` and start `ctr` from a separate driver that is then killed with SIGKILL,
@@ -54,7 +62,7 @@ pub type CaseResult = Result<(), String>;
 pub type Case = fn(&mut dyn Harness) -> CaseResult;
 
 /// Every case, by name.
-pub const CASES: [(&str, Case); 9] = [
+pub const CASES: [(&str, Case); 10] = [
     ("isolation", isolation),
     ("exit_codes_and_logs", exit_codes_and_logs),
     ("memory_limit_oom", memory_limit_oom),
@@ -64,6 +72,7 @@ pub const CASES: [(&str, Case); 9] = [
     ("recover_after_kill", recover_after_kill),
     ("removal_leaves_nothing", removal_leaves_nothing),
     ("two_pods_network", two_pods_network),
+    ("assigned_addresses", assigned_addresses),
 ];
 
 /// Run one case on a fresh harness; on failure clean up and panic with the message; on
@@ -76,6 +85,11 @@ pub fn run_case<H: Harness>(mut h: H, case: fn(&mut dyn Harness) -> CaseResult) 
             for p in pods {
                 let _ = h.network().detach(&p.id);
                 let _ = h.runtime().remove_pod(&p.id);
+            }
+        }
+        if let Ok(pods) = h.volumes().pods_with_volumes() {
+            for p in pods {
+                let _ = h.volumes().remove_pod_volumes(&p);
             }
         }
     }
@@ -100,6 +114,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@case $make, recover_after_kill);
         $crate::conformance_suite!(@case $make, removal_leaves_nothing);
         $crate::conformance_suite!(@case $make, two_pods_network);
+        $crate::conformance_suite!(@case $make, assigned_addresses);
     };
     (@case $make:expr, $name:ident) => {
         #[test]
@@ -131,6 +146,10 @@ mod tests {
             Probe::Hostname,
             Probe::Wget("10.1.2.3".into()),
             Probe::Ping("10.1.2.3".into()),
+            Probe::Cat("/v/a".into()),
+            Probe::Write("/v/x".into()),
+            Probe::Snapshot("/v".into()),
+            Probe::MountOf("/v".into()),
         ] {
             assert_eq!(Probe::parse(&p.argv()), Some(p.clone()), "{p:?}");
         }

@@ -30,6 +30,15 @@ pub enum Probe {
     Wget(String),
     /// exec: one ping to IP.
     Ping(String),
+    /// exec: print the file at PATH.
+    Cat(String),
+    /// exec: write `written` to the file at PATH (fails on a read-only mount).
+    Write(String),
+    /// exec: enter DIR's `..data` once and print its files `a` and `b` (one version of a
+    /// projected volume).
+    Snapshot(String),
+    /// exec: the `/proc/mounts` line of the mount at PATH.
+    MountOf(String),
 }
 
 const REPORT: &str = "echo host=$(hostname); echo pid=$$; \
@@ -60,6 +69,10 @@ impl Probe {
             // busybox-static's wget segfaults in Debian 12; nc speaks the HTTP/1.0 request.
             Probe::Wget(ip) => sh(format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080")),
             Probe::Ping(ip) => vec!["ping".into(), "-c".into(), "1".into(), "-W".into(), "3".into(), ip.clone()],
+            Probe::Cat(p) => vec!["cat".into(), p.clone()],
+            Probe::Write(p) => sh(format!("echo written > {p}")),
+            Probe::Snapshot(d) => sh(format!("cd {d}/..data && cat a b")),
+            Probe::MountOf(p) => sh(format!("grep ' {p} ' /proc/mounts")),
         }
     }
 
@@ -90,6 +103,29 @@ impl Probe {
                         return Some(Probe::Exit(n));
                     }
                 }
+            }
+        }
+        if let [cat, p] = argv {
+            if cat == "cat" {
+                return Some(Probe::Cat(p.clone()));
+            }
+        }
+        if let [_, _, script] = argv {
+            let param = [
+                script
+                    .strip_prefix("echo written > ")
+                    .map(|p| Probe::Write(p.into())),
+                script
+                    .strip_prefix("cd ")
+                    .and_then(|r| r.strip_suffix("/..data && cat a b"))
+                    .map(|d| Probe::Snapshot(d.into())),
+                script
+                    .strip_prefix("grep ' ")
+                    .and_then(|r| r.strip_suffix(" ' /proc/mounts"))
+                    .map(|p| Probe::MountOf(p.into())),
+            ];
+            if let Some(p) = param.into_iter().flatten().find(|p| p.argv() == argv) {
+                return Some(p);
             }
         }
         if let Some(last) = argv.last() {

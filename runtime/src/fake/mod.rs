@@ -1,4 +1,5 @@
-//! The in-memory fake node: runtime, images and network over one shared [`World`].
+//! The fake node: runtime, images, network and volumes over one shared [`World`], in
+//! memory except for volume files (the Linux volume code over a temporary directory).
 //!
 //! It records every call, can inject failures (`fail_next`), and models the behaviour the
 //! conformance suite observes: workloads are [`Probe`]s, and their output is computed from the
@@ -10,10 +11,10 @@
 //! Several driver instances may share one world, which is how the recover case "kills" a
 //! driver: it drops an instance and builds a new one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,10 +23,14 @@ use crate::spec::{
     validate_name, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
     LogLine, LogOptions, PodSpec, PodStatus, PortMapping,
 };
-use crate::traits::{
-    ContainerRuntime, ImageInfo, Images, PodNetwork, PullProgress, RegistryCredentials, Result,
-    RuntimeError,
-};
+use crate::traits::{ContainerRuntime, ImageInfo, Result, RuntimeError};
+
+mod images;
+mod network;
+mod volumes;
+pub use images::FakeImages;
+pub use network::FakeNetwork;
+pub use volumes::FakeVolumes;
 
 #[derive(Debug, Clone)]
 struct FCtr {
@@ -56,6 +61,16 @@ pub struct World {
     calls: Vec<String>,
     failures: BTreeMap<String, usize>,
     clock_ms: u64,
+    volume_root: Option<PathBuf>,
+    tmpfs: BTreeMap<PathBuf, u64>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(root) = &self.volume_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
 }
 
 /// A fake node; hand out runtime, network and image handles from it.
@@ -82,7 +97,7 @@ fn enter<'a>(w: &'a Arc<Mutex<World>>, op: &str, detail: String) -> Result<Mutex
 }
 
 impl FakeNode {
-    /// A node whose pods get IPs from `cidr`.
+    /// A node whose pod bridge starts in `cidr` (attach takes the CIDR of each address).
     pub fn new(cidr: ipnet::Ipv4Net) -> Self {
         let n = FakeNode::default();
         lock(&n.world).cidr = Some(cidr);
@@ -97,6 +112,12 @@ impl FakeNode {
     /// The network handle.
     pub fn network(&self) -> FakeNetwork {
         FakeNetwork {
+            world: self.world.clone(),
+        }
+    }
+    /// The volumes handle.
+    pub fn volumes(&self) -> FakeVolumes {
+        FakeVolumes {
             world: self.world.clone(),
         }
     }
@@ -129,18 +150,20 @@ impl FakeNode {
     }
     /// What a real node would still hold.
     pub fn leaks(&self) -> Leaks {
-        let g = lock(&self.world);
+        let mut g = lock(&self.world);
+        let volumes = g.pods_with_volumes();
         let ctrs: Vec<&FCtr> = g.pods.values().flat_map(|p| p.ctrs.values()).collect();
         let running = ctrs
             .iter()
             .filter(|c| c.state == ContainerState::Running)
             .count();
         Leaks {
-            mounts: running,
+            mounts: running + g.tmpfs.len(),
             cgroups: g.pods.len() + ctrs.len(),
             veths: g.ips.len(),
             processes: g.pods.len() + running,
             pod_dirs: g.pods.len(),
+            volumes,
         }
     }
 }
@@ -223,6 +246,8 @@ impl ContainerRuntime for FakeRuntime {
             format!("{pod}/{}", spec.name),
         )?;
         validate_name("container", &spec.name).map_err(RuntimeError::InvalidSpec)?;
+        crate::spec::validate_mounts(&spec.mounts)
+            .map_err(|e| RuntimeError::InvalidSpec(format!("container {}: {e}", spec.name)))?;
         let known = g.images.contains_key(&spec.image)
             || crate::images::normalize_reference(&spec.image)
                 .is_ok_and(|n| g.images.contains_key(&n));
@@ -388,10 +413,19 @@ impl ContainerRuntime for FakeRuntime {
             .get(pod)
             .map(|p| p.spec.hostname.clone())
             .unwrap_or_default();
-        if get_ctr(&mut g, pod, name)?.state != ContainerState::Running {
+        let c = get_ctr(&mut g, pod, name)?;
+        if c.state != ContainerState::Running {
             return Err(RuntimeError::InvalidState(format!(
                 "container {pod}/{name} is not running"
             )));
+        }
+        let mounts = c.spec.mounts.clone();
+        let probe = Probe::parse(cmd);
+        if let Some(out) = probe
+            .as_ref()
+            .and_then(|p| volumes::mount_probe(&g.tmpfs, &mounts, p))
+        {
+            return Ok(out);
         }
         let serving = |ip: &str| -> (bool, bool) {
             let owner = g
@@ -414,9 +448,18 @@ impl ContainerRuntime for FakeRuntime {
             stdout: o.as_bytes().to_vec(),
             stderr: e.as_bytes().to_vec(),
         };
-        Ok(match Probe::parse(cmd) {
+        // The bridge answers pings of its gateway address from attached pods.
+        let gateway = g
+            .cidr
+            .and_then(|c| crate::network::gateway(&c))
+            .filter(|_| g.ips.contains_key(pod))
+            .map(|gw| gw.to_string());
+        Ok(match probe {
             Some(Probe::ExecTriple) => r(3, "exec-out\n", "exec-err\n"),
             Some(Probe::Hostname) => r(0, &format!("{host}\n"), ""),
+            Some(Probe::Ping(ip)) if gateway.as_deref() == Some(ip.as_str()) => {
+                r(0, "1 packets transmitted, 1 packets received\n", "")
+            }
             Some(Probe::Ping(ip)) if serving(&ip).0 => {
                 r(0, "1 packets transmitted, 1 packets received\n", "")
             }
@@ -454,100 +497,6 @@ impl ContainerRuntime for FakeRuntime {
             cpu_nanos: 0,
             pids: u64::from(running),
         })
-    }
-}
-
-/// The fake pod network: IPAM over the node's CIDR, shared with the runtime's world.
-pub struct FakeNetwork {
-    world: Arc<Mutex<World>>,
-}
-
-impl PodNetwork for FakeNetwork {
-    fn attach(&self, pod: &str, _netns: &Path, ports: &[PortMapping]) -> Result<Ipv4Addr> {
-        let mut g = enter(&self.world, "attach", pod.into())?;
-        if let Some(ip) = g.ips.get(pod) {
-            return Ok(*ip);
-        }
-        let cidr = g
-            .cidr
-            .ok_or_else(|| RuntimeError::InvalidState("fake network has no CIDR".into()))?;
-        let used: BTreeSet<Ipv4Addr> = g.ips.values().copied().collect();
-        let ip = crate::network::ipam_pick(&cidr, &used)
-            .ok_or_else(|| RuntimeError::InvalidState(format!("no free IP in {cidr}")))?;
-        g.ips.insert(pod.to_string(), ip);
-        g.ports.insert(pod.to_string(), ports.to_vec());
-        Ok(ip)
-    }
-
-    fn detach(&self, pod: &str) -> Result<()> {
-        let mut g = enter(&self.world, "detach", pod.into())?;
-        g.ips.remove(pod);
-        g.ports.remove(pod);
-        Ok(())
-    }
-
-    fn ip_of(&self, pod: &str) -> Result<Option<Ipv4Addr>> {
-        let g = enter(&self.world, "ip_of", pod.into())?;
-        Ok(g.ips.get(pod).copied())
-    }
-}
-
-/// The fake image store.
-pub struct FakeImages {
-    world: Arc<Mutex<World>>,
-}
-
-impl Images for FakeImages {
-    fn import(&self, path: &Path) -> Result<Vec<ImageInfo>> {
-        let mut g = enter(&self.world, "import", path.display().to_string())?;
-        let name = format!(
-            "{}:latest",
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        );
-        let info = ImageInfo {
-            names: vec![name.clone()],
-            digest: format!("sha256:{:064x}", g.images.len() + 1),
-            size: 0,
-        };
-        g.images.insert(name, info.clone());
-        Ok(vec![info])
-    }
-
-    fn pull(
-        &self,
-        reference: &str,
-        _creds: Option<&RegistryCredentials>,
-        progress: &mut dyn FnMut(&PullProgress),
-    ) -> Result<ImageInfo> {
-        let mut g = enter(&self.world, "pull", reference.into())?;
-        let name = crate::images::normalize_reference(reference)?;
-        progress(&PullProgress {
-            layers_done: 1,
-            layers_total: 1,
-            bytes_done: 0,
-            bytes_total: 0,
-        });
-        let info = ImageInfo {
-            names: vec![name.clone()],
-            digest: format!("sha256:{:064x}", g.images.len() + 1),
-            size: 0,
-        };
-        g.images.insert(name, info.clone());
-        Ok(info)
-    }
-
-    fn list(&self) -> Result<Vec<ImageInfo>> {
-        let g = enter(&self.world, "list_images", String::new())?;
-        let mut v: Vec<ImageInfo> = g.images.values().cloned().collect();
-        v.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(v)
-    }
-
-    fn import_dropped(&self) -> Result<Vec<ImageInfo>> {
-        drop(enter(&self.world, "import_dropped", String::new())?);
-        Ok(vec![])
     }
 }
 

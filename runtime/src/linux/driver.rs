@@ -84,6 +84,14 @@ impl ContainerRuntime for LinuxRuntime {
     fn create_container(&self, pod: &str, spec: &ContainerSpec) -> Result<()> {
         let pod_dir = self.check_pod(pod)?;
         validate_name("container", &spec.name).map_err(RuntimeError::InvalidSpec)?;
+        crate::spec::validate_mounts(&spec.mounts)
+            .map_err(|e| RuntimeError::InvalidSpec(format!("container {}: {e}", spec.name)))?;
+        if !spec.mounts.is_empty() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "container {}: mounts are not implemented by the Linux runtime yet",
+                spec.name
+            )));
+        }
         let paths = self.ctr_paths(pod, &spec.name);
         if paths.config.exists() {
             return Err(RuntimeError::AlreadyExists {
@@ -169,6 +177,7 @@ impl ContainerRuntime for LinuxRuntime {
             log_max_bytes: spec.log_max_bytes,
             log_max_files: spec.log_max_files,
             writable_layer_bytes: spec.resources.writable_layer_bytes(),
+            mounts: spec.mounts.clone(),
         };
         if let Err(e) = write_json(&paths.config, &cfg) {
             let _ = cgroup::remove(&self.layout, &cfg.cgroup_rel, &[]);

@@ -72,6 +72,9 @@ pub struct InitConfig {
     /// Size cap of the memory-backed writable layer, in bytes (0: the default cap).
     #[serde(default)]
     pub writable_layer_bytes: u64,
+    /// Host paths bound into the container, in order (validated at create).
+    #[serde(default)]
+    pub mounts: Vec<crate::spec::Mount>,
 }
 
 /// Container state recorded by the shim.
