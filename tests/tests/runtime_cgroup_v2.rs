@@ -70,9 +70,9 @@ fn conformance_suite_passes_on_cgroup_v2_in_a_vm() {
         "the suite failed in the cgroup v2 guest; console:\n{}",
         run.console
     );
-    // Every case ran in the guest: 10 conformance cases plus the layout check.
+    // Every case ran in the guest: 13 conformance cases plus the layout check.
     assert!(
-        run.console.contains("test result: ok. 11 passed; 0 failed"),
+        run.console.contains("test result: ok. 14 passed; 0 failed"),
         "console:\n{}",
         run.console
     );

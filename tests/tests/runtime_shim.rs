@@ -242,3 +242,92 @@ fn fence_stops_only_pods_that_must_not_run_twice() {
         rt.remove_pod(id).expect("remove_pod");
     }
 }
+
+/// Mount destinations are resolved inside the container root: an image whose symlinks point
+/// at host paths (absolute, or climbing with `..`, or `/etc` itself) gets its mounts and pod
+/// files inside its own root, where the workload finds them through the same symlinks, and
+/// nothing is created on the host. A destination resolving to the root itself is refused.
+#[test]
+fn mount_destinations_stay_inside_the_root() {
+    use kommit_runtime::spec::Mount;
+    use kommit_runtime::testutil::{busybox_rootfs_tar, symlink_entry, write_oci_layout};
+    use kommit_runtime::traits::ProjectedFile;
+    use kommit_runtime::Volumes;
+    let Some(h) = harness() else { return };
+    let host = h.dir.path().join("hostside");
+    std::fs::create_dir(&host).expect("mkdir");
+    let hs = host.display().to_string();
+    let mut layer = tar::Builder::new(Vec::new());
+    let climb = format!("{}{hs}/b", "../".repeat(12));
+    for (at, target) in [
+        ("link", format!("{hs}/a")),
+        ("climb", climb),
+        ("etc", format!("{hs}/etc")),
+        ("rootlink", "/".to_string()),
+    ] {
+        symlink_entry(&mut layer, at, &target).expect("symlink");
+    }
+    let layers = [
+        busybox_rootfs_tar().expect("busybox"),
+        layer.into_inner().expect("tar"),
+    ];
+    let layout = h.dir.path().join("escape-layout");
+    let image = "kommit.test/escape:1";
+    write_oci_layout(&layout, image, &layers, &["sh"]).expect("layout");
+    h.rt.images().import_path(&layout).expect("import");
+    let files = [(
+        "f".to_string(),
+        ProjectedFile {
+            data: b"inside\n".to_vec(),
+            mode: 0o644,
+        },
+    )]
+    .into_iter()
+    .collect();
+    let (vol, _) = h.vols.project("esc", "v", &files).expect("project");
+    let m = |d: &str| Mount {
+        source: vol.clone(),
+        destination: d.into(),
+        read_only: true,
+    };
+    let rt = &h.rt;
+    rt.create_pod(&PodSpec::new("esc")).expect("create_pod");
+    let mut c = ContainerSpec::new(
+        "c",
+        image,
+        &["sh", "-c", "cat /link/v/f /climb/v/f; cat /etc/hostname"],
+    );
+    c.mounts = vec![m("/link/v"), m("/climb/v")];
+    rt.create_container("esc", &c).expect("create_container");
+    rt.start_container("esc", "c").expect("start");
+    let st = rt
+        .wait_container("esc", "c", Duration::from_secs(30))
+        .expect("wait");
+    let mut out = Vec::new();
+    rt.logs("esc", "c", &LogOptions::default(), &mut out)
+        .expect("logs");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.exit_code, Some(0), "{st:?}: {out}");
+    assert_eq!(out, "inside\ninside\nesc\n");
+    let created: Vec<_> = std::fs::read_dir(&host)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    assert!(created.is_empty(), "created on the host: {created:?}");
+
+    let mut r = ContainerSpec::new("r", image, &["true"]);
+    r.mounts = vec![m("/rootlink")];
+    rt.create_container("esc", &r).expect("create_container");
+    let started = rt.start_container("esc", "r");
+    let st = rt.inspect("esc", "r").expect("inspect");
+    assert!(
+        started
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("container root"))
+            || st.reason.as_deref() == Some("StartError"),
+        "a mount over the container root: {started:?} {st:?}"
+    );
+    rt.remove_pod("esc").expect("remove_pod");
+    h.vols.remove_pod_volumes("esc").expect("remove volumes");
+}

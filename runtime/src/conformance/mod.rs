@@ -14,10 +14,12 @@ use crate::traits::{ContainerRuntime, PodNetwork, Volumes};
 mod cases;
 mod network;
 mod probe;
+mod volumes;
 
 pub use cases::*;
 pub use network::*;
 pub use probe::{Probe, DEFAULT_CAPEFF};
+pub use volumes::*;
 
 /// What a test run leaves behind; equal before and after every case.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,7 +64,7 @@ pub type CaseResult = Result<(), String>;
 pub type Case = fn(&mut dyn Harness) -> CaseResult;
 
 /// Every case, by name.
-pub const CASES: [(&str, Case); 10] = [
+pub const CASES: [(&str, Case); 13] = [
     ("isolation", isolation),
     ("exit_codes_and_logs", exit_codes_and_logs),
     ("memory_limit_oom", memory_limit_oom),
@@ -73,6 +75,9 @@ pub const CASES: [(&str, Case); 10] = [
     ("removal_leaves_nothing", removal_leaves_nothing),
     ("two_pods_network", two_pods_network),
     ("assigned_addresses", assigned_addresses),
+    ("volume_mounts", volume_mounts),
+    ("projected_update_is_atomic", projected_update_is_atomic),
+    ("memory_empty_dir_and_removal", memory_empty_dir_and_removal),
 ];
 
 /// Run one case on a fresh harness; on failure clean up and panic with the message; on
@@ -115,6 +120,9 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@case $make, removal_leaves_nothing);
         $crate::conformance_suite!(@case $make, two_pods_network);
         $crate::conformance_suite!(@case $make, assigned_addresses);
+        $crate::conformance_suite!(@case $make, volume_mounts);
+        $crate::conformance_suite!(@case $make, projected_update_is_atomic);
+        $crate::conformance_suite!(@case $make, memory_empty_dir_and_removal);
     };
     (@case $make:expr, $name:ident) => {
         #[test]

@@ -86,12 +86,6 @@ impl ContainerRuntime for LinuxRuntime {
         validate_name("container", &spec.name).map_err(RuntimeError::InvalidSpec)?;
         crate::spec::validate_mounts(&spec.mounts)
             .map_err(|e| RuntimeError::InvalidSpec(format!("container {}: {e}", spec.name)))?;
-        if !spec.mounts.is_empty() {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "container {}: mounts are not implemented by the Linux runtime yet",
-                spec.name
-            )));
-        }
         let paths = self.ctr_paths(pod, &spec.name);
         if paths.config.exists() {
             return Err(RuntimeError::AlreadyExists {

@@ -6,8 +6,9 @@
 //! pid and mount namespaces: pid 1 there, already inside the pod's net/ipc/uts namespaces.
 //! It joins the cgroup, makes propagation private, mounts its writable layer (a tmpfs private
 //! to its mount namespace) and the overlay rootfs, /proc (with masked and read-only paths), a
-//! read-only /sys, a minimal /dev and the pod's /etc files, pivots, drops privileges and
-//! execs the workload. Failures before exec are written to a pipe for the shim.
+//! read-only /sys, a minimal /dev, the pod's /etc files and the container's volume mounts
+//! ([`super::mounts`]), pivots, drops privileges and execs the workload. Failures before exec
+//! are written to a pipe for the shim.
 //!
 //! `shim exec <pod-dir> <name> -- CMD...` joins a running container's namespaces and cgroup,
 //! forks (so the child is inside the pid namespace), applies the same identity and runs CMD.
@@ -173,6 +174,8 @@ fn init_inner(cfg: &InitConfig) -> Result<Never, String> {
         None::<&str>,
     )
     .map_err(e("making / private"))?;
+    // Volume sources are opened before the writable layer hides anything under the pod dir.
+    let volumes = super::mounts::open_sources(&cfg.mounts)?;
     let (rootfs, etc) = mount_rootfs(cfg)?;
     let root = &rootfs;
     for d in ["proc", "sys", "dev", "etc", "tmp"] {
@@ -181,8 +184,12 @@ fn init_inner(cfg: &InitConfig) -> Result<Never, String> {
             std::fs::create_dir_all(&p).map_err(e(format!("mkdir {}", p.display())))?;
         }
     }
+    // /etc is resolved inside the root: an image whose /etc is a symlink cannot make the
+    // files below land (or be created) on the host.
+    let etc_dir = super::mounts::secure_join(root, "/etc")?;
+    std::fs::create_dir_all(&etc_dir).map_err(e(format!("mkdir {}", etc_dir.display())))?;
     for (f, file) in &etc {
-        let target = root.join("etc").join(f);
+        let target = etc_dir.join(f);
         if std::fs::symlink_metadata(&target)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false)
@@ -215,6 +222,8 @@ fn init_inner(cfg: &InitConfig) -> Result<Never, String> {
     )
     .map_err(e("mounting /sys"))?;
     setup_dev(&root.join("dev"))?;
+    super::mounts::bind_all(root, &volumes)?;
+    drop(volumes);
     if !cfg.privileged {
         for m in MASKED_PATHS {
             let p = root.join(m.trim_start_matches('/'));

@@ -7,6 +7,7 @@
 //!
 //! - [`shim`]: the per-pod process (net/ipc/uts namespaces, subreaper, logs, exit codes);
 //! - [`init`]: container init and exec helpers (mounts, pivot_root, capabilities);
+//! - [`mounts`]: volume mounts inside the container, resolved within its root;
 //! - [`cgroup`]: v1/v2 layout and cgroups-rs operations;
 //! - [`logs`]: rotating log files;
 //! - [`state`]: the on-disk formats.
@@ -15,6 +16,7 @@ pub mod cgroup;
 mod driver;
 pub mod init;
 pub mod logs;
+pub mod mounts;
 pub mod shim;
 pub mod state;
 
