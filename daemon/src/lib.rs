@@ -10,6 +10,7 @@ pub mod fence;
 pub mod fstree;
 pub mod git;
 pub mod metrics;
+pub mod node_agent;
 pub mod sync;
 #[cfg(test)]
 mod testutil;

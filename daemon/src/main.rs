@@ -38,6 +38,14 @@ enum Command {
     Up(cli::up::Args),
     /// Show the cluster as this node holds it: commit, nodes, pods.
     Status(cli::status::Args),
+    /// List pods, deployments, services, nodes or events, as kubectl does.
+    Get(cli::get::Args),
+    /// Show one pod, node or Deployment in detail, with its events.
+    Describe(cli::pods::DescribeArgs),
+    /// Print a container's log (this node's pods).
+    Logs(cli::pods::LogsArgs),
+    /// Run a command in a container (this node's pods).
+    Exec(cli::pods::ExecArgs),
     /// Manage join tokens.
     #[command(subcommand)]
     Token(cli::token::Args),
@@ -64,6 +72,10 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cli::daemon::run(*args),
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),
+        Command::Get(args) => cli::get::run(args),
+        Command::Describe(args) => cli::pods::describe(args),
+        Command::Logs(args) => cli::pods::logs(args),
+        Command::Exec(args) => cli::pods::exec(args),
         Command::Token(args) => cli::token::run(args),
         Command::Node(args) => cli::node::run(args),
     };

@@ -26,7 +26,7 @@ pub mod types;
 
 pub use state::{ClusterState, StateError};
 pub use types::{
-    ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis,
-    NodeInfo, NodeRecord, Owner, PodPhase, PodRecord, PodRef, PodStatusChange, ReplicaSetRecord,
-    RolloutPhase, Taint,
+    ContainerState, ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry,
+    EventType, IpChange, Millis, NodeInfo, NodeRecord, Owner, PodEvent, PodPhase, PodRecord,
+    PodRef, PodStatusChange, ReplicaSetRecord, RolloutPhase, Taint,
 };

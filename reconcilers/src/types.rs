@@ -46,9 +46,10 @@ pub struct NodeInfo {
 }
 
 /// A pod's phase, as Kubernetes'.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PodPhase {
     /// Not yet running (unscheduled, pulling, starting).
+    #[default]
     Pending,
     /// At least one container runs.
     Running,
@@ -61,7 +62,7 @@ pub enum PodPhase {
 }
 
 /// One container's observed state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
     /// The container's name.
     pub name: String,
@@ -72,10 +73,98 @@ pub struct ContainerStatus {
     /// Why it last exited (e.g. `Completed`, `Error`, `OOMKilled`), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_reason: Option<String>,
+    /// The image it runs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    /// Whether its startup probe passed (true when it has none and it runs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub started: bool,
+    /// Its current state, as Kubernetes' `state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ContainerState>,
+    /// The state of its previous run, as Kubernetes' `lastState`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<ContainerState>,
 }
 
-/// An agent's report about one pod on its node.
+/// A container's state, in Kubernetes' vocabulary (`waiting`, `running`, `terminated`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerState {
+    /// Not running yet, or between restarts.
+    Waiting {
+        /// `ContainerCreating`, `PodInitializing`, `ErrImagePull`, `ImagePullBackOff`,
+        /// `CrashLoopBackOff`, `CreateContainerConfigError`, ...
+        reason: String,
+        /// Detail for people.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Its process runs.
+    Running {
+        /// When it started (ms since the epoch, the node's clock).
+        started_at: Millis,
+    },
+    /// Its process ended.
+    Terminated {
+        /// The exit code (128+signal when killed).
+        exit_code: i32,
+        /// `Completed`, `Error`, `OOMKilled`, ...
+        reason: String,
+        /// When it started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<Millis>,
+        /// When it ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finished_at: Option<Millis>,
+    },
+}
+
+/// Whether an event is routine or a problem, as Kubernetes' event `type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    /// Routine.
+    Normal,
+    /// Something went wrong.
+    Warning,
+}
+
+/// Something that happened to a pod on its node (pulled, started, killed, probe failed...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodEvent {
+    /// When it happened (ms since the epoch, the node's clock).
+    pub at: Millis,
+    /// Normal or Warning.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// A CamelCase reason (`Pulled`, `Started`, `Killing`, `Unhealthy`, `BackOff`, ...).
+    pub reason: String,
+    /// Detail for people.
+    pub message: String,
+    /// How many times it happened in a row (repeats are folded).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// Most events a pod keeps (oldest dropped first).
+pub const MAX_POD_EVENTS: usize = 24;
+/// Most events one report may carry for one pod.
+pub const MAX_EVENTS_PER_REPORT: usize = 16;
+/// Longest event or status message kept (bytes; longer ones are cut at a char boundary).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Most containers (init and regular) one report may describe.
+pub const MAX_CONTAINERS_PER_REPORT: usize = 64;
+
+/// An agent's report about one pod on its node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodStatusChange {
     /// The pod, `namespace/name`.
     pub pod: String,
@@ -91,6 +180,21 @@ pub struct PodStatusChange {
     /// The IP the pod got, if the agent reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<Ipv4Addr>,
+    /// Per-init-container detail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<ContainerStatus>,
+    /// When the node accepted the pod (its sandbox was made), the node's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Millis>,
+    /// A CamelCase reason for the pod's state (`Evicted`, `Fenced`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Detail for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Events since the last report, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<PodEvent>,
 }
 
 /// One Raft log entry. Every entry is applied with the proposer's timestamp.
@@ -220,6 +324,18 @@ pub struct PodRecord {
     pub created_at: Millis,
     /// Creation order inside its owner (newest is highest).
     pub serial: u64,
+    /// Per-init-container detail, as last reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<ContainerStatus>,
+    /// When its node accepted it, as reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Millis>,
+    /// The node's reason and message for its state, as last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_message: Option<(String, String)>,
+    /// The latest events on its node, oldest first (at most [`MAX_POD_EVENTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<PodEvent>,
 }
 
 /// Serde for `Arc<PodSpec>` as the spec itself, so the bytes are those of an unshared spec.

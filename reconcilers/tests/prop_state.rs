@@ -213,6 +213,7 @@ fn materialize(e: &Entry, state: &ClusterState, rng: &mut ChaCha8Rng) -> Entry {
             ready,
             containers: vec![],
             pod_ip: p.pod_ip,
+            ..Default::default()
         });
     }
     Entry::PodStatus {

@@ -31,18 +31,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The `kommit` binary next to the running test executable (`target/<profile>/kommit`);
-/// cargo builds it with the workspace's tests.
+/// The `kommit` binary of the running test's or bench's build (`target/<profile>/kommit`;
+/// tests run from `target/<profile>/deps`); cargo builds it with the workspace's tests, and
+/// `cargo build --release -p kommit-daemon` for the benches.
 pub fn kommit_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("kommit");
+    let mut dir = exe.parent().expect("executable directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target/<profile>");
+    }
+    let bin = dir.join("kommit");
     assert!(
         bin.exists(),
-        "{} missing: run `cargo build -p kommit-daemon --bin kommit` first",
+        "{} missing: run `cargo build -p kommit-daemon --bin kommit` (with --release for benches) first",
         bin.display()
     );
     bin

@@ -1,6 +1,7 @@
 //! kommit's test support: corpus generators, cluster simulations, and the benchmarks the
 //! `kommit-bench` binary runs.
 
+pub mod agent_support;
 pub mod bench;
 pub mod fixtures;
 pub mod gen;

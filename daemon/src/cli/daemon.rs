@@ -71,12 +71,21 @@ pub struct Args {
     /// Declare a node down after this long without heartbeats.
     #[arg(long, default_value_t = 4000)]
     pub down_after_ms: u64,
-    /// Allocatable CPU in millicores.
-    #[arg(long, default_value_t = 1000)]
-    pub cpu_millis: u64,
-    /// Allocatable memory in bytes.
-    #[arg(long, default_value_t = 1 << 30)]
-    pub memory_bytes: u64,
+    /// Allocatable CPU in millicores (default: the host's cores minus --system-reserved).
+    #[arg(long)]
+    pub cpu_millis: Option<u64>,
+    /// Allocatable memory in bytes (default: the host's memory minus --system-reserved).
+    #[arg(long)]
+    pub memory_bytes: Option<u64>,
+    /// What the host keeps for itself, as the kubelet's flag: `cpu=100m,memory=256Mi`.
+    #[arg(long, default_value = "cpu=100m,memory=256Mi")]
+    pub system_reserved: String,
+    /// Do not run pods on this node (it replicates state and votes only).
+    #[arg(long)]
+    pub no_agent: bool,
+    /// The pod bridge (several nodes on one host each need their own).
+    #[arg(long, default_value = "kommit0")]
+    pub pod_bridge: String,
     /// Maximum pods.
     #[arg(long, default_value_t = 110)]
     pub pods: u64,
@@ -200,8 +209,9 @@ fn config(args: &Args) -> anyhow::Result<NodeConfig> {
         down_after_ms: args.down_after_ms,
     };
     cfg.liveness.validate()?;
-    cfg.facts.cpu_millis = args.cpu_millis;
-    cfg.facts.memory_bytes = args.memory_bytes;
+    let (cpu, mem) = allocatable(args)?;
+    cfg.facts.cpu_millis = cpu;
+    cfg.facts.memory_bytes = mem;
     cfg.facts.pods = args.pods;
     let mut labels = BTreeMap::new();
     for l in &args.labels {
@@ -219,6 +229,37 @@ fn config(args: &Args) -> anyhow::Result<NodeConfig> {
     Ok(cfg)
 }
 
+/// Allocatable (millicores, bytes): the flags when given, else the host's capacity minus
+/// `--system-reserved`.
+fn allocatable(args: &Args) -> anyhow::Result<(u64, u64)> {
+    let mut reserved = (0u64, 0u64);
+    for part in args
+        .system_reserved
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("--system-reserved {part:?} is not resource=quantity"))?;
+        let q = kommit_schemas::model::meta::Quantity::new(v.trim())
+            .with_context(|| format!("--system-reserved {k}"))?;
+        match k.trim() {
+            "cpu" => reserved.0 = q.milli(),
+            "memory" => reserved.1 = q.units(),
+            other => anyhow::bail!("--system-reserved: unknown resource {other:?} (cpu, memory)"),
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let (host_cpu, host_mem) = kommit_agent::node::host_capacity(cpus, &meminfo);
+    Ok((
+        args.cpu_millis
+            .unwrap_or_else(|| host_cpu.saturating_sub(reserved.0)),
+        args.memory_bytes
+            .unwrap_or_else(|| host_mem.saturating_sub(reserved.1)),
+    ))
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     run_with(args, "warn")
@@ -232,6 +273,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let cfg = config(&args)?;
     let git = git_config(&args)?;
@@ -263,6 +305,11 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             .as_ref()
             .map(crate::sync::GitSide::routes)
             .unwrap_or_default();
+        let agent = if args.no_agent {
+            None
+        } else {
+            Some(start_agent(&cfg.data_dir, &args.pod_bridge, node.shared())?)
+        };
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
         let metrics = match args.metrics_listen {
             None => None,
@@ -290,6 +337,10 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
+        if let Some(a) = agent {
+            // The containers keep running: a restarted daemon adopts them.
+            tokio::task::spawn_blocking(move || a.stop()).await.ok();
+        }
         if let Some(m) = metrics {
             m.abort();
         }
@@ -299,6 +350,23 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         node.shutdown().await;
         Ok::<u8, anyhow::Error>(0)
     })
+}
+
+/// Opens the node's runtime and starts its agent.
+fn start_agent(
+    data_dir: &std::path::Path,
+    bridge: &str,
+    shared: std::sync::Arc<crate::consensus::node::Shared<ClusterState>>,
+) -> anyhow::Result<crate::node_agent::RunningAgent> {
+    kommit_runtime::linux::check_root()
+        .context("the node agent runs pods and needs root (or start with --no-agent)")?;
+    let helper = std::env::current_exe().context("locating the kommit binary")?;
+    let (runtimes, _images) = kommit_agent::node::open(data_dir, helper, bridge)?;
+    let creds = kommit_agent::node::registry_credentials(data_dir)?;
+    let creds: kommit_agent::exec::Credentials = std::sync::Arc::new(move |image: &str| {
+        creds.get(kommit_agent::node::registry_of(image)).cloned()
+    });
+    Ok(crate::node_agent::start(shared, runtimes, creds)?)
 }
 
 /// The fence over this node's runtime (`DATA_DIR/pods`, shared with `kommit ctr` and the

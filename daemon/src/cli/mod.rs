@@ -3,9 +3,12 @@
 
 pub mod ctr;
 pub mod daemon;
+pub mod get;
+pub mod kube;
 pub mod log;
 pub mod node;
 pub mod plan;
+pub mod pods;
 pub mod shim;
 pub mod status;
 pub mod token;

@@ -260,6 +260,7 @@ pub fn plan(desired: &kommit_schemas::DesiredState, nodes: &[NodeInfo]) -> Plan 
                     ready: true,
                     containers: Vec::new(),
                     pod_ip: p.pod_ip,
+                    ..Default::default()
                 });
             }
         }

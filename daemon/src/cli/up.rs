@@ -27,6 +27,10 @@ pub struct Args {
     /// Serve Prometheus metrics on this address.
     #[arg(long, default_value = "127.0.0.1:9946")]
     pub metrics_listen: SocketAddr,
+    /// Stop and remove the development node's pods instead (after Ctrl-C they keep running,
+    /// as after any daemon restart).
+    #[arg(long)]
+    pub down: bool,
 }
 
 fn git(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<String> {
@@ -127,6 +131,9 @@ struct DaemonLine {
 /// Runs the development node until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     use clap::Parser;
+    if args.down {
+        return down(&args.data_dir.join("node"));
+    }
     if !args.dir.is_dir() {
         bail!("{} is not a directory", args.dir.display());
     }
@@ -190,10 +197,188 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         line.push("--bootstrap");
     }
     let daemon = DaemonLine::try_parse_from(line)?.args;
+    provide_images(&dir, &node_dir)?;
+    let watch_dir = node_dir.clone();
+    let origin = url.clone();
+    std::thread::Builder::new()
+        .name("kommit-up-watch".into())
+        .spawn(move || watch_until_ready(&watch_dir, &origin))
+        .context("starting the readiness watch")?;
     eprintln!(
         "kommit up: one-node cluster \"dev\" on {listen}, desired state {url} (branch {branch})\n\
          kommit up: follow it with `kommit status --data-dir {node_dir_s}`, `kommit log {url}` \
          or `git --git-dir {url} log kommit/status`; stop with Ctrl-C"
     );
     super::daemon::run_with(daemon, "warn,kommit_daemon::sync=info")
+}
+
+/// `kommit up --down`: every pod the node's agent made, stopped and removed.
+fn down(node_dir: &Path) -> anyhow::Result<u8> {
+    kommit_runtime::linux::check_root()?;
+    if node_dir.join(crate::consensus::local::SOCKET).exists()
+        && super::get::fetch_state(node_dir).is_ok()
+    {
+        bail!(
+            "the development node in {} is still running: stop `kommit up` first",
+            node_dir.display()
+        );
+    }
+    let helper = std::env::current_exe().context("locating the kommit binary")?;
+    let (rt, _) = kommit_agent::node::open(node_dir, helper, kommit_agent::node::BRIDGE)?;
+    let removed = kommit_agent::node::remove_agent_pods(&rt, std::time::Duration::from_secs(10));
+    eprintln!(
+        "kommit up: removed {} pods from {}",
+        removed.len(),
+        node_dir.display()
+    );
+    Ok(0)
+}
+
+/// Images `kommit up` can make itself, without a registry: busybox, from the host's
+/// busybox-static (`apt-get install busybox-static`).
+fn buildable(image: &str) -> Option<&str> {
+    let name = image.strip_prefix("docker.io/").unwrap_or(image);
+    let name = name.strip_prefix("library/").unwrap_or(name);
+    let (repo, tag) = name.split_once(':').unwrap_or((name, "latest"));
+    (repo == "busybox" && !tag.contains('@')).then_some(tag)
+}
+
+/// Makes every busybox image the desired state uses and the node's store lacks, as an OCI
+/// archive in the node's `images/` directory, which the agent imports like any archive
+/// dropped there (as an air-gapped k3s node does).
+fn provide_images(dir: &Path, node_dir: &Path) -> anyhow::Result<()> {
+    let tree = crate::fstree::read_dir_tree(dir, &kommit_schemas::Limits::default())
+        .with_context(|| format!("reading {}", dir.display()))?;
+    let Ok(desired) = kommit_schemas::validate(&tree, &kommit_schemas::Limits::default()) else {
+        return Ok(()); // the daemon refuses it with diagnostics in the note
+    };
+    let mut images = std::collections::BTreeSet::new();
+    let mut add = |spec: &kommit_schemas::model::pod::PodSpec| {
+        for c in spec.containers.iter().chain(spec.init_containers.iter()) {
+            images.insert(c.image.as_str().to_string());
+        }
+    };
+    for p in desired.pods.values() {
+        add(&p.spec);
+    }
+    for d in desired.deployments.values() {
+        add(&d.spec.template.spec);
+    }
+    for d in desired.daemon_sets.values() {
+        add(&d.spec.template.spec);
+    }
+    std::fs::create_dir_all(node_dir)?;
+    let store = kommit_runtime::images::ImageStore::open(node_dir)
+        .with_context(|| format!("opening the image store in {}", node_dir.display()))?;
+    let have: Vec<String> = store
+        .list_images()?
+        .into_iter()
+        .flat_map(|i| i.names)
+        .collect();
+    for image in images {
+        let Some(tag) = buildable(&image) else {
+            continue;
+        };
+        let want = kommit_runtime::images::normalize_reference(&image)?;
+        if have.contains(&want) {
+            continue;
+        }
+        let archive = node_dir.join("images").join(format!("busybox-{tag}.tar"));
+        if archive.exists() {
+            continue;
+        }
+        let tmp = tempdir_in(node_dir)?;
+        kommit_runtime::images::busybox::busybox_layout(&tmp, &want)
+            .with_context(|| format!("building image {image} from the host's busybox"))?;
+        let part = archive.with_extension("tar.part");
+        {
+            let f = std::fs::File::create(&part)
+                .with_context(|| format!("creating {}", part.display()))?;
+            let mut b = tar::Builder::new(f);
+            b.append_dir_all(".", &tmp)?;
+            b.into_inner()?.sync_all()?;
+        }
+        std::fs::rename(&part, &archive)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        eprintln!(
+            "kommit up: made image {want} from /bin/busybox as {}",
+            archive.display()
+        );
+    }
+    Ok(())
+}
+
+fn tempdir_in(dir: &Path) -> anyhow::Result<PathBuf> {
+    let p = dir.join(format!("tmp-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}
+
+/// Polls the node until every pod of the adopted commit is Running and Ready, then says how
+/// to reach the app and how to push a change. Progress goes to stderr.
+fn watch_until_ready(node_dir: &Path, origin: &str) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok(client) = crate::consensus::local::local_client(node_dir) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let state = rt.block_on(async {
+            let r = client.get("http://localhost/state").send().await.ok()?;
+            let b = r.bytes().await.ok()?;
+            kommit_reconcilers::ClusterState::from_canonical_bytes(&b).ok()
+        });
+        let Some(state) = state else { continue };
+        if state.commit.is_none() {
+            continue;
+        }
+        let total = state.pods.len();
+        let ready = state
+            .pods
+            .values()
+            .filter(|p| p.ready && p.phase == kommit_reconcilers::PodPhase::Running)
+            .count();
+        let line = format!("{ready}/{total} pods ready");
+        if line != last {
+            eprintln!("kommit up: {line}");
+            last = line;
+        }
+        if total > 0 && ready == total {
+            eprintln!(
+                "kommit up: every pod is Running and Ready after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            for p in state.pods.values() {
+                let port = p
+                    .spec
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter())
+                    .map(|p| p.container_port.get())
+                    .next();
+                match (p.pod_ip, port) {
+                    (Some(ip), Some(port)) => eprintln!(
+                        "  {}/{}  {}  reach it: wget -qO- http://{ip}:{port}/",
+                        p.namespace, p.name, ip
+                    ),
+                    _ => eprintln!("  {}/{}", p.namespace, p.name),
+                }
+            }
+            eprintln!(
+                "kommit up: change the cluster with: git clone {origin} work && cd work && \
+                 (edit, commit) && git push origin HEAD:main\n\
+                 kommit up: see it with: kommit get pods --data-dir {}",
+                node_dir.display()
+            );
+            return;
+        }
+    }
 }

@@ -253,6 +253,7 @@ mod tests {
                     ready: true,
                     containers: vec![],
                     pod_ip: p.pod_ip,
+                    ..Default::default()
                 });
         }
         for (node, changes) in by_node {

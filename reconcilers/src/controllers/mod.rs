@@ -20,7 +20,9 @@ use crate::ids;
 use crate::scheduler::{self, NodeView, Placement, PodView};
 use crate::state::ClusterState;
 use crate::types::{
-    Effects, Endpoint, IpChange, NodeRecord, Owner, PodPhase, PodRecord, PodStatusChange,
+    ContainerState, ContainerStatus, Effects, Endpoint, IpChange, NodeRecord, Owner, PodEvent,
+    PodPhase, PodRecord, PodStatusChange, MAX_CONTAINERS_PER_REPORT, MAX_EVENTS_PER_REPORT,
+    MAX_MESSAGE_BYTES, MAX_POD_EVENTS,
 };
 use kommit_schemas::model::pod::{PodSpec, RestartPolicy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +48,73 @@ pub fn record_status(state: &mut ClusterState, node: &str, c: &PodStatusChange) 
     }
     p.ready = ready;
     p.restarts = c.containers.iter().map(|s| s.restarts).sum();
-    p.containers = c.containers.clone();
+    p.containers = bounded_containers(&c.containers);
+    p.init_containers = bounded_containers(&c.init_containers);
+    if c.start_time.is_some() {
+        p.start_time = c.start_time;
+    }
+    p.node_message = c.reason.as_ref().map(|r| {
+        (
+            cut(r, 128),
+            cut(c.message.as_deref().unwrap_or(""), MAX_MESSAGE_BYTES),
+        )
+    });
+    for e in c.events.iter().take(MAX_EVENTS_PER_REPORT) {
+        let e = PodEvent {
+            reason: cut(&e.reason, 128),
+            message: cut(&e.message, MAX_MESSAGE_BYTES),
+            ..e.clone()
+        };
+        // Repeats of the latest event are folded into its count, as Kubernetes does.
+        match p.events.last_mut() {
+            Some(last) if last.reason == e.reason && last.message == e.message => {
+                last.count = last.count.saturating_add(e.count);
+                last.at = e.at;
+            }
+            _ => p.events.push(e),
+        }
+    }
+    if p.events.len() > MAX_POD_EVENTS {
+        let extra = p.events.len() - MAX_POD_EVENTS;
+        p.events.drain(..extra);
+    }
+}
+
+/// A report's containers, at most [`MAX_CONTAINERS_PER_REPORT`], with messages cut to size
+/// (reports come from agents and are bounded before they enter the state).
+fn bounded_containers(cs: &[ContainerStatus]) -> Vec<ContainerStatus> {
+    cs.iter()
+        .take(MAX_CONTAINERS_PER_REPORT)
+        .map(|c| {
+            let mut c = c.clone();
+            c.name = cut(&c.name, 253);
+            c.image = cut(&c.image, 1024);
+            c.exit_reason = c.exit_reason.as_deref().map(|r| cut(r, 128));
+            for st in [&mut c.state, &mut c.last_state].into_iter().flatten() {
+                match st {
+                    ContainerState::Waiting { reason, message } => {
+                        *reason = cut(reason, 128);
+                        *message = message.as_deref().map(|m| cut(m, MAX_MESSAGE_BYTES));
+                    }
+                    ContainerState::Terminated { reason, .. } => *reason = cut(reason, 128),
+                    ContainerState::Running { .. } => {}
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+/// `s` cut to at most `max` bytes at a char boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 /// Runs every controller once, in order.
@@ -136,6 +204,10 @@ pub(crate) fn new_pod(
         reason: None,
         created_at: now,
         serial,
+        init_containers: Vec::new(),
+        start_time: None,
+        node_message: None,
+        events: Vec::new(),
     }
 }
 

@@ -61,6 +61,7 @@ pub fn ready_entries(state: &ClusterState, mut filter: impl FnMut(&str) -> bool)
                     ready: true,
                     containers: vec![],
                     pod_ip: p.pod_ip,
+                    ..Default::default()
                 });
             }
         }

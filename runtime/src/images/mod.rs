@@ -11,6 +11,7 @@
 //! layer counts are bounded, digests are checked before use and layers are unpacked by
 //! [`unpack`] which refuses escapes.
 
+pub mod busybox;
 mod import;
 pub mod pull;
 pub mod unpack;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        eprintln!("usage: kommit-bench <validate|schedule|runtime> [options]");
+        eprintln!("usage: kommit-bench <validate|schedule|runtime|push-to-running> [options]");
         return ExitCode::from(2);
     };
     let rest = &args[1..];
@@ -16,9 +16,10 @@ fn main() -> ExitCode {
         "validate" => kommit_tests::bench::validate::run(rest),
         "schedule" => kommit_tests::bench::schedule::main(rest),
         "runtime" => kommit_tests::bench::runtime::main(rest),
+        "push-to-running" => kommit_tests::bench::push::main(rest),
         other => {
             eprintln!(
-                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime)"
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running)"
             );
             return ExitCode::from(2);
         }

@@ -1,0 +1,703 @@
+//! Carries out [`Action`]s through the runtime traits, and remembers what the runtime cannot
+//! tell: volume contents written, back-off streaks, pull and start failures, and the events
+//! to report.
+//!
+//! Steps that may take a pod's whole grace period (stopping a container, removing a pod) run
+//! on a thread of their own, so one slow pod never holds up the others; the pod is "busy"
+//! meanwhile and the loop plans nothing for it.
+
+use crate::plan::{
+    effective_streak, parse_runtime_name, runtime_name, Action, ContainerMemory, PodMemory,
+};
+use crate::probe::{now_ms, run_handler};
+use crate::translate::{ContainerPlan, PodPlan, VolumePlan};
+use kommit_reconcilers::{EventType, Millis, PodEvent};
+use kommit_runtime::spec::{ContainerState, Mount};
+use kommit_runtime::traits::{PullProgress, RegistryCredentials};
+use kommit_runtime::{ContainerRuntime, Images, PodNetwork, RuntimeError, Volumes};
+use kommit_schemas::model::pod::PullPolicy;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timeout of a postStart or preStop hook.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The node's runtime, as the four traits.
+#[derive(Clone)]
+pub struct Runtimes {
+    /// Pods and containers.
+    pub containers: Arc<dyn ContainerRuntime>,
+    /// The image store.
+    pub images: Arc<dyn Images>,
+    /// The pod network.
+    pub network: Arc<dyn PodNetwork>,
+    /// Pod volumes.
+    pub volumes: Arc<dyn Volumes>,
+}
+
+/// Registry credentials for an image reference (the node's `registries.json` and the pod's
+/// `imagePullSecrets`).
+pub type Credentials = Arc<dyn Fn(&str) -> Option<RegistryCredentials> + Send + Sync>;
+
+#[derive(Default)]
+struct Shared {
+    memory: BTreeMap<String, PodMemory>,
+    paths: BTreeMap<String, BTreeMap<String, PathBuf>>,
+    events: BTreeMap<String, Vec<PodEvent>>,
+    busy: BTreeSet<String>,
+    created_at: BTreeMap<String, Millis>,
+}
+
+/// The executor.
+#[derive(Clone)]
+pub struct Executor {
+    rt: Runtimes,
+    creds: Credentials,
+    shared: Arc<Mutex<Shared>>,
+    kick: Arc<dyn Fn() + Send + Sync>,
+    http: Option<reqwest::blocking::Client>,
+}
+
+/// Why a step failed, with the Kubernetes reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct StepError {
+    /// `ErrImagePull`, `ErrImageNeverPull`, `CreateContainerError`, `RunContainerError`...
+    pub reason: &'static str,
+    /// Detail.
+    pub message: String,
+}
+
+fn step(reason: &'static str) -> impl Fn(RuntimeError) -> StepError {
+    move |e| StepError {
+        reason,
+        message: e.to_string(),
+    }
+}
+
+impl Executor {
+    /// An executor over `rt`; `kick` wakes the agent loop when a background step ends.
+    pub fn new(rt: Runtimes, creds: Credentials, kick: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let http = reqwest::blocking::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .no_proxy()
+            .build()
+            .ok();
+        Executor {
+            rt,
+            creds,
+            shared: Arc::new(Mutex::new(Shared::default())),
+            kick,
+            http,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The agent's memory of every pod, for `plan`.
+    pub fn memory(&self) -> BTreeMap<String, PodMemory> {
+        self.lock().memory.clone()
+    }
+
+    /// Updates a container's memory (probe verdicts).
+    pub fn update_container(
+        &self,
+        sandbox: &str,
+        name: &str,
+        f: impl FnOnce(&mut ContainerMemory),
+    ) {
+        let mut s = self.lock();
+        f(s.memory
+            .entry(sandbox.to_string())
+            .or_default()
+            .containers
+            .entry(name.to_string())
+            .or_default());
+    }
+
+    /// Whether a background step runs for this sandbox.
+    pub fn busy(&self, sandbox: &str) -> bool {
+        self.lock().busy.contains(sandbox)
+    }
+
+    /// Records an event for a pod.
+    pub fn event(&self, sandbox: &str, kind: EventType, reason: &str, message: String) {
+        match kind {
+            EventType::Normal => tracing::info!(pod = sandbox, reason, "{message}"),
+            EventType::Warning => tracing::warn!(pod = sandbox, reason, "{message}"),
+        }
+        let mut s = self.lock();
+        let ev = s.events.entry(sandbox.to_string()).or_default();
+        if ev.len() < 64 {
+            ev.push(PodEvent {
+                at: now_ms(),
+                kind,
+                reason: reason.to_string(),
+                message,
+                count: 1,
+            });
+        }
+    }
+
+    /// Takes the events recorded for a pod since the last call.
+    pub fn take_events(&self, sandbox: &str) -> Vec<PodEvent> {
+        self.lock().events.remove(sandbox).unwrap_or_default()
+    }
+
+    /// Puts events back (a report that did not make it).
+    pub fn restore_events(&self, sandbox: &str, mut events: Vec<PodEvent>) {
+        let mut s = self.lock();
+        let ev = s.events.entry(sandbox.to_string()).or_default();
+        events.append(ev);
+        events.truncate(64);
+        *ev = events;
+    }
+
+    /// When the agent first made (or found) the sandbox.
+    pub fn created_at(&self, sandbox: &str) -> Option<Millis> {
+        self.lock().created_at.get(sandbox).copied()
+    }
+
+    /// Notes a sandbox found at startup, with the earliest start of its containers.
+    pub fn adopt(&self, sandbox: &str, at: Millis) {
+        self.lock()
+            .created_at
+            .entry(sandbox.to_string())
+            .or_insert(at);
+    }
+
+    /// Runs the actions of one pass. Steps of one pod stop at its first failure.
+    pub fn run(&self, actions: Vec<Action>, plans: &BTreeMap<String, &PodPlan>) {
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        for a in actions {
+            let key = match &a {
+                Action::CreatePod { key }
+                | Action::SyncVolumes { key }
+                | Action::StartContainer { key, .. }
+                | Action::KillContainer { key, .. } => Some(key.clone()),
+                _ => None,
+            };
+            if key.as_ref().is_some_and(|k| failed.contains(k)) {
+                continue;
+            }
+            let plan = key.as_ref().and_then(|k| plans.get(k).copied());
+            if plan.is_some_and(|p| self.busy(p.id())) {
+                continue;
+            }
+            let r = match (&a, plan) {
+                (Action::CreatePod { .. }, Some(p)) => self.create_pod(p),
+                (Action::SyncVolumes { .. }, Some(p)) => self.sync_volumes(p),
+                (
+                    Action::StartContainer {
+                        container, attempt, ..
+                    },
+                    Some(p),
+                ) => self.start_container(p, container, *attempt),
+                (
+                    Action::KillContainer {
+                        runtime_name,
+                        reason,
+                        ..
+                    },
+                    Some(p),
+                ) => {
+                    self.kill_container(p, runtime_name, reason);
+                    Ok(())
+                }
+                (
+                    Action::RemoveContainer {
+                        sandbox,
+                        runtime_name,
+                    },
+                    _,
+                ) => {
+                    if !self.busy(sandbox) {
+                        if let Err(e) = self.rt.containers.remove_container(sandbox, runtime_name) {
+                            tracing::warn!(pod = sandbox, "removing {runtime_name}: {e}");
+                        }
+                    }
+                    Ok(())
+                }
+                (
+                    Action::RemovePod {
+                        sandbox,
+                        grace_ms,
+                        reason,
+                    },
+                    _,
+                ) => {
+                    self.remove_pod(sandbox, *grace_ms, reason);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                if let Some(k) = key {
+                    failed.insert(k);
+                }
+                tracing::debug!("step failed: {e}");
+            }
+        }
+    }
+
+    fn create_pod(&self, p: &PodPlan) -> Result<(), StepError> {
+        let id = p.id();
+        match self.rt.containers.create_pod(&p.sandbox) {
+            Ok(()) | Err(RuntimeError::AlreadyExists { .. }) => {}
+            Err(e) => {
+                let e = step("FailedCreatePodSandBox")(e);
+                self.event(id, EventType::Warning, e.reason, e.message.clone());
+                return Err(e);
+            }
+        }
+        self.lock()
+            .created_at
+            .entry(id.to_string())
+            .or_insert_with(now_ms);
+        let addr = p.address.ok_or_else(|| StepError {
+            reason: "FailedCreatePodSandBox",
+            message: "the pod has no IP in the replicated state yet".into(),
+        })?;
+        let wired = self
+            .rt
+            .containers
+            .pod_netns(id)
+            .and_then(|ns| self.rt.network.attach(id, &ns, addr, &p.ports));
+        if let Err(e) = wired {
+            let e = step("FailedCreatePodSandBox")(e);
+            self.event(
+                id,
+                EventType::Warning,
+                e.reason,
+                format!("network: {}", e.message),
+            );
+            // A sandbox without its network is no use: take it down so the next pass retries.
+            let _ = self.rt.containers.remove_pod(id);
+            return Err(e);
+        }
+        self.sync_volumes(p)
+    }
+
+    fn sync_volumes(&self, p: &PodPlan) -> Result<(), StepError> {
+        let id = p.id();
+        for (name, v) in &p.volumes {
+            let digest = v.digest();
+            let known = self
+                .lock()
+                .memory
+                .get(id)
+                .and_then(|m| m.volumes.get(name).cloned());
+            if known.as_deref() == Some(digest.as_str()) {
+                continue;
+            }
+            let r = match v {
+                VolumePlan::EmptyDir { medium, size_limit } => {
+                    self.rt.volumes.empty_dir(id, name, *medium, *size_limit)
+                }
+                VolumePlan::Projected { files } => {
+                    self.rt
+                        .volumes
+                        .project(id, name, files)
+                        .map(|(path, changed)| {
+                            if changed && known.is_some() {
+                                tracing::info!(
+                                    pod = id,
+                                    volume = name.as_str(),
+                                    "volume content updated"
+                                );
+                            }
+                            path
+                        })
+                }
+                VolumePlan::HostPath { path, kind } => {
+                    self.rt.volumes.host_path(std::path::Path::new(path), *kind)
+                }
+            };
+            match r {
+                Ok(path) => {
+                    let mut s = self.lock();
+                    s.paths
+                        .entry(id.to_string())
+                        .or_default()
+                        .insert(name.clone(), path);
+                    s.memory
+                        .entry(id.to_string())
+                        .or_default()
+                        .volumes
+                        .insert(name.clone(), digest);
+                }
+                Err(e) => {
+                    let e = step("FailedMount")(e);
+                    self.event(
+                        id,
+                        EventType::Warning,
+                        e.reason,
+                        format!("volume {name}: {}", e.message),
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        // Volumes the plan no longer has are forgotten (their files stay until the pod goes).
+        let mut s = self.lock();
+        if let Some(m) = s.memory.get_mut(id) {
+            m.volumes.retain(|n, _| p.volumes.contains_key(n));
+        }
+        Ok(())
+    }
+
+    /// Whether `reference` is in the image store.
+    fn has_image(&self, reference: &str) -> bool {
+        let Ok(want) = kommit_runtime::images::normalize_reference(reference) else {
+            return false;
+        };
+        self.rt.images.list().is_ok_and(|l| {
+            l.iter()
+                .any(|i| i.names.contains(&want) || i.digest == want)
+        })
+    }
+
+    fn ensure_image(&self, id: &str, c: &ContainerPlan) -> Result<(), StepError> {
+        let image = c.spec.image.as_str();
+        let mut present = self.has_image(image);
+        if !present {
+            // Archives dropped in the node's images/ directory (air-gapped nodes).
+            if let Ok(new) = self.rt.images.import_dropped() {
+                if !new.is_empty() {
+                    present = self.has_image(image);
+                }
+            }
+        }
+        let pull = match c.pull {
+            PullPolicy::Always => true,
+            PullPolicy::IfNotPresent => !present,
+            PullPolicy::Never => {
+                if !present {
+                    return Err(StepError {
+                        reason: "ErrImageNeverPull",
+                        message: format!(
+                            "container image {image:?} is not present with pull policy of Never"
+                        ),
+                    });
+                }
+                false
+            }
+        };
+        if !pull {
+            return Ok(());
+        }
+        self.event(
+            id,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
+        let started = std::time::Instant::now();
+        let creds = (self.creds)(image);
+        let mut last = 0usize;
+        let mut progress = |p: &PullProgress| {
+            if p.layers_done != last {
+                last = p.layers_done;
+                tracing::info!(
+                    pod = id,
+                    "pulling {image}: {}/{} layers, {}/{} bytes",
+                    p.layers_done,
+                    p.layers_total,
+                    p.bytes_done,
+                    p.bytes_total
+                );
+            }
+        };
+        match self.rt.images.pull(image, creds.as_ref(), &mut progress) {
+            Ok(info) => {
+                self.event(
+                    id,
+                    EventType::Normal,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image {image:?} in {:.3}s ({} bytes)",
+                        started.elapsed().as_secs_f64(),
+                        info.size
+                    ),
+                );
+                Ok(())
+            }
+            Err(e) => Err(StepError {
+                reason: "ErrImagePull",
+                message: format!("failed to pull image {image:?}: {e}"),
+            }),
+        }
+    }
+
+    fn start_container(&self, p: &PodPlan, name: &str, attempt: u32) -> Result<(), StepError> {
+        let id = p.id();
+        let Some(c) = p.all_containers().find(|c| c.spec.name == name) else {
+            return Ok(());
+        };
+        if let Err(e) = self.ensure_image(id, c) {
+            self.event(id, EventType::Warning, "Failed", e.to_string());
+            self.update_container(id, name, |m| {
+                let n = m.pull_error.as_ref().map_or(0, |(_, n, _)| *n) + 1;
+                m.pull_error = Some((now_ms(), n, e.to_string()));
+            });
+            return Err(e);
+        }
+        let r = self.create_and_start(p, c, attempt);
+        match r {
+            Ok(()) => {
+                // The streak counts restarts after short runs; a long run resets it.
+                let prev = attempt
+                    .checked_sub(1)
+                    .and_then(|a| self.rt.containers.inspect(id, &runtime_name(name, a)).ok());
+                self.update_container(id, name, |m| {
+                    if attempt > 0 && !m.fenced {
+                        let base = prev
+                            .as_ref()
+                            .map_or(m.streak, |pc| effective_streak(m.streak, pc));
+                        m.streak = base + 1;
+                    }
+                    m.fenced = false;
+                    m.pull_error = None;
+                    m.start_error = None;
+                    m.started = c.probes.startup.is_none();
+                    m.ready = false;
+                    m.unhealthy = false;
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.event(id, EventType::Warning, "Failed", e.to_string());
+                self.update_container(id, name, |m| {
+                    m.pull_error = None;
+                    let n = m.start_error.as_ref().map_or(0, |(_, n, _)| *n) + 1;
+                    m.start_error = Some((now_ms(), n, e.to_string()));
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn create_and_start(
+        &self,
+        p: &PodPlan,
+        c: &ContainerPlan,
+        attempt: u32,
+    ) -> Result<(), StepError> {
+        let id = p.id();
+        let rname = runtime_name(&c.spec.name, attempt);
+        let mut spec = c.spec.clone();
+        spec.name = rname.clone();
+        {
+            let s = self.lock();
+            let paths = s.paths.get(id);
+            for m in &c.mounts {
+                let Some(base) = paths.and_then(|p| p.get(&m.volume)) else {
+                    return Err(StepError {
+                        reason: "CreateContainerConfigError",
+                        message: format!("volume {:?} is not ready", m.volume),
+                    });
+                };
+                let source = match &m.sub_path {
+                    Some(sp) => base.join(sp),
+                    None => base.clone(),
+                };
+                spec.mounts.push(Mount {
+                    source,
+                    destination: m.destination.clone(),
+                    read_only: m.read_only,
+                });
+            }
+        }
+        // A leftover of the same attempt (made, never started) is replaced.
+        if let Ok(st) = self.rt.containers.inspect(id, &rname) {
+            if st.state != ContainerState::Running {
+                let _ = self.rt.containers.remove_container(id, &rname);
+            }
+        }
+        self.rt
+            .containers
+            .create_container(id, &spec)
+            .map_err(step("CreateContainerError"))?;
+        self.event(
+            id,
+            EventType::Normal,
+            "Created",
+            format!("Created container {}", c.spec.name),
+        );
+        self.rt
+            .containers
+            .start_container(id, &rname)
+            .map_err(step("RunContainerError"))?;
+        self.event(
+            id,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.spec.name),
+        );
+        if let Some(h) = &c.post_start {
+            let ip = p.address.map(|a| a.ip);
+            if let Err(e) = run_handler(
+                &*self.rt.containers,
+                self.http.as_ref(),
+                id,
+                &rname,
+                ip,
+                h,
+                HOOK_TIMEOUT,
+            ) {
+                self.event(
+                    id,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {e}"),
+                );
+                let _ = self.rt.containers.stop_container(
+                    id,
+                    &rname,
+                    Duration::from_millis(p.grace_ms),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// preStop hook, then SIGTERM and SIGKILL after the grace, on a thread of its own.
+    fn kill_container(&self, p: &PodPlan, rname: &str, reason: &str) {
+        let id = p.id().to_string();
+        let name = parse_runtime_name(rname)
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default();
+        let hook = p
+            .all_containers()
+            .find(|c| c.spec.name == name)
+            .and_then(|c| c.pre_stop.clone());
+        let ip = p.address.map(|a| a.ip);
+        let grace = Duration::from_millis(p.grace_ms);
+        self.event(
+            &id,
+            EventType::Normal,
+            "Killing",
+            format!("Stopping container {name}: {reason}"),
+        );
+        let this = self.clone();
+        let rname = rname.to_string();
+        let sandbox = id.clone();
+        self.background(&sandbox, move || {
+            if let Some(h) = hook {
+                let _ = run_handler(
+                    &*this.rt.containers,
+                    this.http.as_ref(),
+                    &id,
+                    &rname,
+                    ip,
+                    &h,
+                    grace.min(HOOK_TIMEOUT),
+                );
+            }
+            if let Err(e) = this.rt.containers.stop_container(&id, &rname, grace) {
+                tracing::warn!(pod = id, "stopping {rname}: {e}");
+            }
+        });
+    }
+
+    /// Stops every container of a sandbox (SIGTERM, SIGKILL after the grace), detaches its
+    /// address, removes it and its volumes; on a thread of its own.
+    fn remove_pod(&self, sandbox: &str, grace_ms: u64, reason: &str) {
+        tracing::info!(pod = sandbox, "removing pod: {reason}");
+        let this = self.clone();
+        let id = sandbox.to_string();
+        self.background(sandbox, move || {
+            let grace = Duration::from_millis(grace_ms);
+            let running: Vec<String> = this
+                .rt
+                .containers
+                .list()
+                .ok()
+                .and_then(|l| l.into_iter().find(|p| p.id == id))
+                .map(|p| {
+                    p.containers
+                        .into_iter()
+                        .filter(|c| c.state == ContainerState::Running)
+                        .map(|c| c.name)
+                        .collect()
+                })
+                .unwrap_or_default();
+            std::thread::scope(|s| {
+                for c in &running {
+                    let (this, id) = (&this, &id);
+                    s.spawn(move || {
+                        if let Err(e) = this.rt.containers.stop_container(id, c, grace) {
+                            tracing::warn!(pod = id.as_str(), "stopping {c}: {e}");
+                        }
+                    });
+                }
+            });
+            let steps: [(&str, kommit_runtime::traits::Result<()>); 3] = [
+                ("network", this.rt.network.detach(&id)),
+                (
+                    "sandbox",
+                    match this.rt.containers.remove_pod(&id) {
+                        Err(RuntimeError::NotFound { .. }) => Ok(()),
+                        r => r,
+                    },
+                ),
+                ("volumes", this.rt.volumes.remove_pod_volumes(&id)),
+            ];
+            let mut ok = true;
+            for (what, r) in steps {
+                if let Err(e) = r {
+                    ok = false;
+                    tracing::warn!(pod = id.as_str(), "removing the pod's {what}: {e}");
+                }
+            }
+            if ok {
+                let mut s = this.lock();
+                s.memory.remove(&id);
+                s.paths.remove(&id);
+                s.created_at.remove(&id);
+                s.events.remove(&id);
+            }
+        });
+    }
+
+    fn background(&self, sandbox: &str, f: impl FnOnce() + Send + 'static) {
+        if !self.lock().busy.insert(sandbox.to_string()) {
+            return;
+        }
+        let this = self.clone();
+        let id = sandbox.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("kommit-stop".into())
+            .spawn(move || {
+                f();
+                this.lock().busy.remove(&id);
+                (this.kick)();
+            });
+        if let Err(e) = spawned {
+            tracing::error!(pod = sandbox, "cannot start a stop thread: {e}");
+            self.lock().busy.remove(sandbox);
+        }
+    }
+
+    /// Pods with volumes on disk but no sandbox (left by a crash), removed.
+    pub fn collect_orphan_volumes(&self, live: &BTreeSet<String>) {
+        if let Ok(pods) = self.rt.volumes.pods_with_volumes() {
+            for p in pods {
+                if !live.contains(&p) && !self.busy(&p) {
+                    if let Err(e) = self.rt.volumes.remove_pod_volumes(&p) {
+                        tracing::warn!(pod = p, "removing orphaned volumes: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The runtime.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.rt
+    }
+}

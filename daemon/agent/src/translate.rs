@@ -1,0 +1,820 @@
+//! A pod bound to this node, as the replicated state holds it, becomes the runtime's specs.
+//!
+//! Pure: the pod record, the adopted desired state (ConfigMaps, Secrets, cluster settings) and
+//! the node's facts go in; a [`PodPlan`] comes out, or the Kubernetes reason why the pod
+//! cannot be configured (`CreateContainerConfigError`, with a message naming the object and
+//! key). Nothing here reads a file, a clock or the environment.
+
+use base64::Engine;
+use ipnet::Ipv4Net;
+use kommit_reconcilers::{Owner, PodRecord};
+use kommit_runtime::spec::{
+    ContainerSpec, PodSpec as SandboxSpec, PortMapping, Resources, Security,
+};
+use kommit_runtime::traits::{HostPathKind, Medium, PodAddress, ProjectedFile};
+use kommit_schemas::model::meta::IntOrString;
+use kommit_schemas::model::pod::{
+    Container, FieldPath, HostPathType, Probe, Protocol, PullPolicy, RestartPolicy, Scheme,
+    StorageMedium,
+};
+use kommit_schemas::DesiredState;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Sandbox label holding the pod's `namespace/name`.
+pub const LABEL_POD: &str = "kommit.dev/pod";
+/// Sandbox label holding the pod's UID.
+pub const LABEL_UID: &str = "kommit.dev/uid";
+/// Sandbox label holding the owner's kind (the fence stops `StatefulSet` pods).
+pub const LABEL_OWNER_KIND: &str = "kommit.dev/owner-kind";
+/// Sandbox label (and pod annotation) marking a pod that must never run twice.
+pub const LABEL_AT_MOST_ONCE: &str = "kommit.dev/at-most-once";
+/// Sandbox label holding the pod's termination grace in milliseconds (used when the pod is
+/// removed after its spec is gone from the state).
+pub const LABEL_GRACE_MS: &str = "kommit.dev/grace-ms";
+
+/// Default grace between SIGTERM and SIGKILL, as Kubernetes.
+pub const DEFAULT_GRACE_SECONDS: u32 = 30;
+/// Most bytes of one projected volume (ConfigMaps and Secrets are at most 1 MiB in Kubernetes).
+pub const MAX_PROJECTED_BYTES: usize = 8 << 20;
+
+/// What the agent knows about its own node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeContext {
+    /// The node's name.
+    pub name: String,
+    /// The node's IP (`status.hostIP`).
+    pub host_ip: String,
+    /// The node's pod CIDR from the replicated state.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// Nameservers for pods (the node's own resolvers until cluster DNS serves them).
+    pub dns_servers: Vec<String>,
+}
+
+/// How to run one probe or hook handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handler {
+    /// A command in the container; success is exit 0.
+    Exec(Vec<String>),
+    /// A TCP connect to the pod (or `host`).
+    Tcp {
+        /// Host to dial; the pod IP when None.
+        host: Option<String>,
+        /// Port number (named ports resolved).
+        port: u16,
+    },
+    /// An HTTP GET; success is a status in 200..400.
+    Http {
+        /// Host to dial; the pod IP when None.
+        host: Option<String>,
+        /// Port number (named ports resolved).
+        port: u16,
+        /// Path, `/` by default.
+        path: String,
+        /// Whether to use TLS (without verification, as the kubelet).
+        https: bool,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// A probe with its timing, defaults filled in as Kubernetes does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// What to run.
+    pub handler: Handler,
+    /// Seconds after the container started before the first probe.
+    pub initial_delay_s: u32,
+    /// Seconds between probes.
+    pub period_s: u32,
+    /// Seconds before one probe counts as failed.
+    pub timeout_s: u32,
+    /// Consecutive successes that make it pass.
+    pub success_threshold: u32,
+    /// Consecutive failures that make it fail.
+    pub failure_threshold: u32,
+}
+
+/// The three probes of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// Holds the others back until it passes.
+    pub startup: Option<ProbeSpec>,
+    /// Gates the Ready condition.
+    pub readiness: Option<ProbeSpec>,
+    /// Restarts the container when it fails.
+    pub liveness: Option<ProbeSpec>,
+}
+
+/// Where one volume goes in a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountPlan {
+    /// The pod volume's name.
+    pub volume: String,
+    /// Absolute path in the container.
+    pub destination: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// A path inside the volume.
+    pub sub_path: Option<String>,
+}
+
+/// One container, ready for the runtime but for its volume paths and attempt number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerPlan {
+    /// The runtime spec; `name` is the container's name (the executor adds the attempt).
+    pub spec: ContainerSpec,
+    /// When to pull its image.
+    pub pull: PullPolicy,
+    /// Its probes.
+    pub probes: Probes,
+    /// Its volume mounts.
+    pub mounts: Vec<MountPlan>,
+    /// Run after it starts.
+    pub post_start: Option<Handler>,
+    /// Run before it is stopped.
+    pub pre_stop: Option<Handler>,
+}
+
+/// One pod volume, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumePlan {
+    /// Scratch space.
+    EmptyDir {
+        /// Disk or memory.
+        medium: Medium,
+        /// Size limit in bytes.
+        size_limit: Option<u64>,
+    },
+    /// Files from ConfigMaps, Secrets or the pod's own fields.
+    Projected {
+        /// Relative path -> content and mode.
+        files: BTreeMap<String, ProjectedFile>,
+    },
+    /// A node directory or file (already checked against the allowlist).
+    HostPath {
+        /// Absolute path on the node.
+        path: String,
+        /// What must be there.
+        kind: HostPathKind,
+    },
+}
+
+impl VolumePlan {
+    /// A digest of the content, so the executor re-projects only what changed.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        match self {
+            VolumePlan::EmptyDir { medium, size_limit } => {
+                h.update(format!("empty:{medium:?}:{size_limit:?}"));
+            }
+            VolumePlan::HostPath { path, kind } => h.update(format!("host:{path}:{kind:?}")),
+            VolumePlan::Projected { files } => {
+                for (p, f) in files {
+                    h.update(format!("{}:{}:{}:", p.len(), p, f.mode));
+                    h.update((f.data.len() as u64).to_be_bytes());
+                    h.update(&f.data);
+                }
+            }
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Everything the agent needs to run one pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodPlan {
+    /// `namespace/name`.
+    pub key: String,
+    /// The pod's UID.
+    pub uid: String,
+    /// The runtime sandbox.
+    pub sandbox: SandboxSpec,
+    /// Its address from the replicated state.
+    pub address: Option<PodAddress>,
+    /// hostPort mappings.
+    pub ports: Vec<PortMapping>,
+    /// Init containers, in order.
+    pub init: Vec<ContainerPlan>,
+    /// Regular containers.
+    pub containers: Vec<ContainerPlan>,
+    /// Always, OnFailure or Never.
+    pub restart_policy: RestartPolicy,
+    /// Milliseconds between SIGTERM and SIGKILL.
+    pub grace_ms: u64,
+    /// Volumes by name.
+    pub volumes: BTreeMap<String, VolumePlan>,
+    /// Why it cannot run as specified (`CreateContainerConfigError`), if so.
+    pub config_error: Option<String>,
+}
+
+impl PodPlan {
+    /// The sandbox id.
+    pub fn id(&self) -> &str {
+        &self.sandbox.id
+    }
+
+    /// Every container plan, init containers first.
+    pub fn all_containers(&self) -> impl Iterator<Item = &ContainerPlan> {
+        self.init.iter().chain(self.containers.iter())
+    }
+}
+
+/// The runtime sandbox id of a pod: `namespace_name_uid16`, within the runtime's name rules.
+pub fn sandbox_id(namespace: &str, name: &str, uid: &str) -> String {
+    let uid: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let mut head = format!("{namespace}_{name}");
+    let room = kommit_runtime::spec::MAX_NAME_LEN - 1 - uid.len();
+    if head.len() > room {
+        head.truncate(room);
+    }
+    format!("{head}_{uid}")
+}
+
+/// The kind of a pod's owner, as a Kubernetes kind name.
+pub fn owner_kind(owner: &Owner) -> &'static str {
+    match owner {
+        Owner::Pod(_) => "Pod",
+        Owner::ReplicaSet(_) => "ReplicaSet",
+        Owner::DaemonSet(_) => "DaemonSet",
+    }
+}
+
+/// Translates a bound pod. `annotations` are the pod template's annotations.
+pub fn translate(
+    pod: &PodRecord,
+    annotations: &BTreeMap<String, String>,
+    desired: &DesiredState,
+    node: &NodeContext,
+) -> PodPlan {
+    let spec = &pod.spec;
+    let id = sandbox_id(&pod.namespace, &pod.name, &pod.uid);
+    let mut labels = BTreeMap::from([
+        (
+            LABEL_POD.to_string(),
+            format!("{}.{}", pod.namespace, pod.name),
+        ),
+        (LABEL_UID.to_string(), label_value(&pod.uid)),
+        (
+            LABEL_OWNER_KIND.to_string(),
+            owner_kind(&pod.owner).to_string(),
+        ),
+    ]);
+    let grace_ms = u64::from(
+        spec.termination_grace_period_seconds
+            .unwrap_or(DEFAULT_GRACE_SECONDS),
+    ) * 1000;
+    labels.insert(LABEL_GRACE_MS.into(), grace_ms.to_string());
+    if annotations.get(LABEL_AT_MOST_ONCE).map(String::as_str) == Some("true") {
+        labels.insert(LABEL_AT_MOST_ONCE.into(), "true".into());
+    }
+    let hostname = spec
+        .hostname
+        .as_ref()
+        .map(|h| h.as_str().to_string())
+        .unwrap_or_else(|| pod.name.chars().take(63).collect());
+    let domain = &desired.config.cluster_domain;
+    let sandbox = SandboxSpec {
+        id: id.clone(),
+        hostname,
+        dns_servers: node.dns_servers.clone(),
+        dns_search: vec![
+            format!("{}.svc.{domain}", pod.namespace),
+            format!("svc.{domain}"),
+            domain.clone(),
+        ],
+        extra_hosts: Vec::new(),
+        labels,
+    };
+    let address = match (pod.pod_ip, node.pod_cidr) {
+        (Some(ip), Some(cidr)) => Some(PodAddress { ip, cidr }),
+        _ => None,
+    };
+    let mut errors = Vec::new();
+    let fields = Fields {
+        pod,
+        node,
+        pod_ip: pod.pod_ip,
+    };
+    let mut ports = Vec::new();
+    for c in spec.containers.iter() {
+        for p in &c.ports {
+            if let Some(hp) = p.host_port {
+                ports.push(PortMapping {
+                    protocol: match p.protocol.unwrap_or(Protocol::Tcp) {
+                        Protocol::Tcp => "tcp".into(),
+                        Protocol::Udp => "udp".into(),
+                    },
+                    host_port: hp.get() as u16,
+                    container_port: p.container_port.get() as u16,
+                });
+            }
+        }
+    }
+    let psc = spec.security_context.clone().unwrap_or_default();
+    let mut container =
+        |c: &Container| container_plan(c, &psc, &pod.namespace, desired, &fields, &mut errors);
+    let init: Vec<ContainerPlan> = spec.init_containers.iter().map(&mut container).collect();
+    let containers: Vec<ContainerPlan> = spec.containers.iter().map(&mut container).collect();
+    let mut volumes = BTreeMap::new();
+    for v in &spec.volumes {
+        match volume_plan(v, &pod.namespace, desired, &fields) {
+            Ok(Some(p)) => {
+                volumes.insert(v.name.as_str().to_string(), p);
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    PodPlan {
+        key: pod.key(),
+        uid: pod.uid.clone(),
+        sandbox,
+        address,
+        ports,
+        init,
+        containers,
+        restart_policy: spec.restart_policy.unwrap_or(RestartPolicy::Always),
+        grace_ms,
+        volumes,
+        config_error: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
+}
+
+/// A label value made of at most 63 label-safe characters.
+fn label_value(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(63)
+        .collect()
+}
+
+/// The pod's own fields, for the downward API.
+struct Fields<'a> {
+    pod: &'a PodRecord,
+    node: &'a NodeContext,
+    pod_ip: Option<Ipv4Addr>,
+}
+
+impl Fields<'_> {
+    fn get(&self, f: FieldPath) -> String {
+        match f {
+            FieldPath::Name => self.pod.name.clone(),
+            FieldPath::Namespace => self.pod.namespace.clone(),
+            FieldPath::Uid => self.pod.uid.clone(),
+            FieldPath::NodeName => self.node.name.clone(),
+            FieldPath::PodIp => self.pod_ip.map(|i| i.to_string()).unwrap_or_default(),
+            FieldPath::HostIp => self.node.host_ip.clone(),
+        }
+    }
+}
+
+fn config_map_value(desired: &DesiredState, ns: &str, name: &str, key: &str) -> Option<String> {
+    let cm = desired.config_maps.get(&format!("{ns}/{name}"))?;
+    if let Some(v) = cm.data.get(key) {
+        return Some(v.clone());
+    }
+    let b = cm.binary_data.get(key)?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+    String::from_utf8(raw).ok()
+}
+
+/// Every key of a Secret with its decoded bytes (`stringData` over `data`).
+fn secret_data(desired: &DesiredState, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let s = desired.secrets.get(&format!("{ns}/{name}"))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in &s.data {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .unwrap_or_default();
+        out.insert(k.clone(), raw);
+    }
+    for (k, v) in &s.string_data {
+        out.insert(k.clone(), v.clone().into_bytes());
+    }
+    Some(out)
+}
+
+/// Every key of a ConfigMap with its bytes.
+fn config_map_data(
+    desired: &DesiredState,
+    ns: &str,
+    name: &str,
+) -> Option<BTreeMap<String, Vec<u8>>> {
+    let cm = desired.config_maps.get(&format!("{ns}/{name}"))?;
+    let mut out: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    for (k, v) in &cm.binary_data {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .unwrap_or_default();
+        out.insert(k.clone(), raw);
+    }
+    Some(out)
+}
+
+/// Resolves `$(VAR)` references against `env`, as Kubernetes: `$$(VAR)` is a literal
+/// `$(VAR)`, and an unknown reference stays as written.
+pub fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            if b[i + 1] == b'$' {
+                out.push('$');
+                i += 2;
+                continue;
+            }
+            if b[i + 1] == b'(' {
+                if let Some(end) = s[i + 2..].find(')') {
+                    let name = &s[i + 2..i + 2 + end];
+                    if let Some(v) = env.get(name) {
+                        out.push_str(v);
+                        i += 3 + end;
+                        continue;
+                    }
+                }
+            }
+        }
+        let ch = s[i..].chars().next().unwrap_or('$');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+fn container_plan(
+    c: &Container,
+    psc: &kommit_schemas::model::pod::PodSecurityContext,
+    ns: &str,
+    desired: &DesiredState,
+    fields: &Fields,
+    errors: &mut Vec<String>,
+) -> ContainerPlan {
+    let cname = c.name.as_str();
+    let mut env = BTreeMap::new();
+    for from in &c.env_from {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let data = if let Some(r) = &from.config_map_ref {
+            let d = config_map_data(desired, ns, r.name.as_str());
+            if d.is_none() && r.optional != Some(true) {
+                errors.push(format!(
+                    "container {cname}: configmap {:?} not found",
+                    r.name.as_str()
+                ));
+            }
+            d
+        } else if let Some(r) = &from.secret_ref {
+            let d = secret_data(desired, ns, r.name.as_str());
+            if d.is_none() && r.optional != Some(true) {
+                errors.push(format!(
+                    "container {cname}: secret {:?} not found",
+                    r.name.as_str()
+                ));
+            }
+            d
+        } else {
+            None
+        };
+        for (k, v) in data.unwrap_or_default() {
+            env.insert(
+                format!("{prefix}{k}"),
+                String::from_utf8_lossy(&v).into_owned(),
+            );
+        }
+    }
+    for e in &c.env {
+        let value = if let Some(v) = &e.value {
+            Some(expand(v, &env))
+        } else if let Some(src) = &e.value_from {
+            if let Some(r) = &src.config_map_key_ref {
+                let v = config_map_value(desired, ns, r.name.as_str(), r.key.as_str());
+                if v.is_none() && r.optional != Some(true) {
+                    errors.push(format!(
+                        "container {cname}: couldn't find key {} in ConfigMap {ns}/{}",
+                        r.key.as_str(),
+                        r.name.as_str()
+                    ));
+                }
+                v
+            } else if let Some(r) = &src.secret_key_ref {
+                let v = secret_data(desired, ns, r.name.as_str())
+                    .and_then(|d| d.get(r.key.as_str()).cloned())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                if v.is_none() && r.optional != Some(true) {
+                    errors.push(format!(
+                        "container {cname}: couldn't find key {} in Secret {ns}/{}",
+                        r.key.as_str(),
+                        r.name.as_str()
+                    ));
+                }
+                v
+            } else {
+                src.field_ref.as_ref().map(|f| fields.get(f.field_path))
+            }
+        } else {
+            Some(String::new())
+        };
+        if let Some(v) = value {
+            env.insert(e.name.clone(), v);
+        }
+    }
+    let command: Vec<String> = c.command.iter().map(|a| expand(a, &env)).collect();
+    let args: Vec<String> = c.args.iter().map(|a| expand(a, &env)).collect();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let mut resources = Resources::default();
+    if let Some(r) = &c.resources {
+        resources.memory_limit = r.limits.get("memory").map(|q| q.units());
+        resources.cpu_limit_millis = r.limits.get("cpu").map(|q| q.milli());
+        // Kubernetes: a limit without a request makes the request equal to the limit.
+        resources.cpu_request_millis = r
+            .requests
+            .get("cpu")
+            .or_else(|| r.limits.get("cpu"))
+            .map(|q| q.milli());
+        resources.writable_layer_limit = r.limits.get("ephemeral-storage").map(|q| q.units());
+    }
+    let spec = ContainerSpec {
+        name: cname.to_string(),
+        image: c.image.as_str().to_string(),
+        command,
+        args,
+        env,
+        working_dir: c.working_dir.clone(),
+        resources,
+        security: Security {
+            privileged: sc.privileged == Some(true),
+            run_as_user: sc.run_as_user.or(psc.run_as_user),
+            run_as_group: sc.run_as_group.or(psc.run_as_group),
+            read_only_root_filesystem: sc.read_only_root_filesystem == Some(true),
+            add_capabilities: caps.add.clone(),
+            drop_capabilities: caps.drop.clone(),
+        },
+        log_max_bytes: 0,
+        log_max_files: 0,
+        mounts: Vec::new(),
+    };
+    let ports: BTreeMap<&str, u16> = c
+        .ports
+        .iter()
+        .filter_map(|p| Some((p.name.as_ref()?.as_str(), p.container_port.get() as u16)))
+        .collect();
+    let mut probe = |p: &Option<Probe>, what: &str| {
+        let p = p.as_ref()?;
+        match probe_spec(p, &ports) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(format!("container {cname}: {what} probe: {e}"));
+                None
+            }
+        }
+    };
+    let probes = Probes {
+        startup: probe(&c.startup_probe, "startup"),
+        readiness: probe(&c.readiness_probe, "readiness"),
+        liveness: probe(&c.liveness_probe, "liveness"),
+    };
+    let mut hook = |h: Option<&kommit_schemas::model::pod::LifecycleHandler>, what: &str| {
+        let h = h?;
+        let r = if let Some(e) = &h.exec {
+            Ok(Handler::Exec(e.command.to_vec()))
+        } else if let Some(g) = &h.http_get {
+            http_handler(g, &ports)
+        } else {
+            Err("no handler".to_string())
+        };
+        r.map_err(|e| errors.push(format!("container {cname}: {what} hook: {e}")))
+            .ok()
+    };
+    let lifecycle = c.lifecycle.as_ref();
+    let post_start = hook(lifecycle.and_then(|l| l.post_start.as_ref()), "postStart");
+    let pre_stop = hook(lifecycle.and_then(|l| l.pre_stop.as_ref()), "preStop");
+    let pull = c
+        .image_pull_policy
+        .unwrap_or_else(|| default_pull_policy(c.image.as_str()));
+    ContainerPlan {
+        spec,
+        pull,
+        probes,
+        mounts: c
+            .volume_mounts
+            .iter()
+            .map(|m| MountPlan {
+                volume: m.name.as_str().to_string(),
+                destination: m.mount_path.as_str().to_string(),
+                read_only: m.read_only == Some(true),
+                sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
+            })
+            .collect(),
+        post_start,
+        pre_stop,
+    }
+}
+
+/// Kubernetes' default: `Always` for `:latest` or no tag, else `IfNotPresent`.
+pub fn default_pull_policy(image: &str) -> PullPolicy {
+    if image.contains('@') {
+        return PullPolicy::IfNotPresent;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => PullPolicy::Always,
+        Some(_) => PullPolicy::IfNotPresent,
+    }
+}
+
+fn port_of(p: &IntOrString, ports: &BTreeMap<&str, u16>) -> Result<u16, String> {
+    match p {
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("port {n} is out of range")),
+        IntOrString::String(s) => ports
+            .get(s.as_str())
+            .copied()
+            .or_else(|| s.parse().ok())
+            .ok_or_else(|| format!("no container port named {s:?}")),
+    }
+}
+
+fn http_handler(
+    g: &kommit_schemas::model::pod::HttpGetAction,
+    ports: &BTreeMap<&str, u16>,
+) -> Result<Handler, String> {
+    Ok(Handler::Http {
+        host: g.host.clone().filter(|h| !h.is_empty()),
+        port: port_of(&g.port, ports)?,
+        path: g.path.clone().unwrap_or_else(|| "/".into()),
+        https: g.scheme == Some(Scheme::Https),
+        headers: g
+            .http_headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
+    })
+}
+
+fn probe_spec(p: &Probe, ports: &BTreeMap<&str, u16>) -> Result<ProbeSpec, String> {
+    let handler = if let Some(e) = &p.exec {
+        Handler::Exec(e.command.to_vec())
+    } else if let Some(t) = &p.tcp_socket {
+        Handler::Tcp {
+            host: t.host.clone().filter(|h| !h.is_empty()),
+            port: port_of(&t.port, ports)?,
+        }
+    } else if let Some(g) = &p.http_get {
+        http_handler(g, ports)?
+    } else {
+        return Err("no handler".into());
+    };
+    Ok(ProbeSpec {
+        handler,
+        initial_delay_s: p.initial_delay_seconds.unwrap_or(0),
+        period_s: p.period_seconds.unwrap_or(10).max(1),
+        timeout_s: p.timeout_seconds.unwrap_or(1).max(1),
+        success_threshold: p.success_threshold.unwrap_or(1).max(1),
+        failure_threshold: p.failure_threshold.unwrap_or(3).max(1),
+    })
+}
+
+/// Whether a relative path stays inside its volume.
+fn safe_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.len() <= 4096
+        && p.split('/').all(|c| !c.is_empty() && c != ".." && c != ".")
+}
+
+fn projected(
+    data: BTreeMap<String, Vec<u8>>,
+    items: &[kommit_schemas::model::pod::KeyToPath],
+    default_mode: u32,
+    what: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, ProjectedFile>, String> {
+    let mut files = BTreeMap::new();
+    if items.is_empty() {
+        for (k, v) in data {
+            files.insert(
+                k,
+                ProjectedFile {
+                    data: v,
+                    mode: default_mode,
+                },
+            );
+        }
+    } else {
+        for it in items {
+            if !safe_relative(&it.path) {
+                return Err(format!(
+                    "{what}: item path {:?} is not a safe relative path",
+                    it.path
+                ));
+            }
+            match data.get(&it.key) {
+                Some(v) => {
+                    files.insert(
+                        it.path.clone(),
+                        ProjectedFile {
+                            data: v.clone(),
+                            mode: it.mode.map(|m| m.get() as u32).unwrap_or(default_mode),
+                        },
+                    );
+                }
+                None if optional => {}
+                None => return Err(format!("{what}: key {:?} not found", it.key)),
+            }
+        }
+    }
+    let total: usize = files.values().map(|f| f.data.len()).sum();
+    if total > MAX_PROJECTED_BYTES {
+        return Err(format!(
+            "{what}: {total} bytes exceed the volume limit of {MAX_PROJECTED_BYTES}"
+        ));
+    }
+    Ok(files)
+}
+
+fn volume_plan(
+    v: &kommit_schemas::model::pod::Volume,
+    ns: &str,
+    desired: &DesiredState,
+    _fields: &Fields,
+) -> Result<Option<VolumePlan>, String> {
+    let name = v.name.as_str();
+    if let Some(e) = &v.empty_dir {
+        return Ok(Some(VolumePlan::EmptyDir {
+            medium: match e.medium {
+                Some(StorageMedium::Memory) => Medium::Memory,
+                _ => Medium::Disk,
+            },
+            size_limit: e.size_limit.as_ref().map(|q| q.units()),
+        }));
+    }
+    if let Some(c) = &v.config_map {
+        let what = format!("volume {name}: configmap {ns}/{}", c.name.as_str());
+        let optional = c.optional == Some(true);
+        let data = match config_map_data(desired, ns, c.name.as_str()) {
+            Some(d) => d,
+            None if optional => BTreeMap::new(),
+            None => return Err(format!("{what} not found")),
+        };
+        let mode = c.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
+        return projected(data, &c.items, mode, &what, optional)
+            .map(|files| Some(VolumePlan::Projected { files }));
+    }
+    if let Some(s) = &v.secret {
+        let what = format!("volume {name}: secret {ns}/{}", s.secret_name.as_str());
+        let optional = s.optional == Some(true);
+        let data = match secret_data(desired, ns, s.secret_name.as_str()) {
+            Some(d) => d,
+            None if optional => BTreeMap::new(),
+            None => return Err(format!("{what} not found")),
+        };
+        let mode = s.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
+        return projected(data, &s.items, mode, &what, optional)
+            .map(|files| Some(VolumePlan::Projected { files }));
+    }
+    if let Some(h) = &v.host_path {
+        let path = h.path.as_str().to_string();
+        let allowed = desired.config.host_path_allowlist.iter().any(|a| {
+            let a = a.trim_end_matches('/');
+            path == a || path.starts_with(&format!("{a}/"))
+        });
+        if !allowed || path.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "volume {name}: hostPath {path} is not under an allowlisted directory"
+            ));
+        }
+        let kind = match h.kind {
+            None | Some(HostPathType::Unset) => HostPathKind::Any,
+            Some(HostPathType::DirectoryOrCreate) => HostPathKind::DirectoryOrCreate,
+            Some(HostPathType::Directory) => HostPathKind::Directory,
+            Some(HostPathType::FileOrCreate) => HostPathKind::FileOrCreate,
+            Some(HostPathType::File) => HostPathKind::File,
+            Some(HostPathType::Socket) => HostPathKind::Socket,
+        };
+        return Ok(Some(VolumePlan::HostPath { path, kind }));
+    }
+    if v.persistent_volume_claim.is_some() {
+        return Err(format!(
+            "volume {name}: persistentVolumeClaim volumes are not provisioned yet"
+        ));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+#[path = "translate_tests.rs"]
+mod tests;

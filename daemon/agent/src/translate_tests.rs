@@ -1,0 +1,287 @@
+use super::*;
+use crate::view::view;
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo};
+use kommit_schemas::{Limits, SourceTree};
+
+/// The state after adopting `files` on one node `n1`, and n1's view of it.
+fn adopted(files: &[(&str, &str)]) -> (ClusterState, crate::view::View) {
+    let mut tree = SourceTree::default();
+    for (p, y) in files {
+        tree.add(*p, y.as_bytes().to_vec());
+    }
+    let desired = match kommit_schemas::validate(&tree, &Limits::default()) {
+        Ok(d) => d,
+        Err(d) => panic!("invalid test manifests: {d:?}"),
+    };
+    let mut s = ClusterState::new();
+    s.apply(
+        &Entry::NodeUp {
+            info: NodeInfo {
+                name: "n1".into(),
+                address: "192.0.2.7:7946".into(),
+                cpu_millis: 4000,
+                memory_bytes: 8 << 30,
+                pods: 110,
+                labels: BTreeMap::new(),
+                taints: vec![],
+            },
+        },
+        1,
+    );
+    s.apply(
+        &Entry::Adopt {
+            commit: "c1".into(),
+            parent: None,
+            digest: desired.digest(),
+            desired,
+        },
+        2,
+    );
+    let v = view(&s, "n1", &["192.0.2.53".to_string()]);
+    (s, v)
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data:
+  GREETING: hello
+  index.html: "<p>hi</p>"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+data:
+  password: c2VjcmV0
+stringData:
+  user: admin
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations: {kommit.dev/at-most-once: "true"}
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: setup
+    image: busybox:1.36
+    command: ["true"]
+  containers:
+  - name: app
+    image: registry.local:5000/app:latest
+    command: ["/bin/app", "--greet=$(GREETING)", "$$(GREETING)", "$(MISSING)"]
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: cfg, key: GREETING}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: USER, valueFrom: {secretKeyRef: {name: creds, key: user}}}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: MSG, value: "say $(GREETING)"}
+    envFrom:
+    - {prefix: CFG_, configMapRef: {name: cfg}}
+    ports:
+    - {name: http, containerPort: 8080, hostPort: 18080}
+    readinessProbe:
+      httpGet: {path: /healthz, port: http, httpHeaders: [{name: X-A, value: b}]}
+    livenessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 3
+      failureThreshold: 2
+    startupProbe:
+      exec: {command: ["cat", "/tmp/ready"]}
+    resources:
+      requests: {cpu: 250m}
+      limits: {cpu: "1", memory: 64Mi}
+    volumeMounts:
+    - {name: content, mountPath: /www, readOnly: true}
+    - {name: scratch, mountPath: /scratch}
+    - {name: secret, mountPath: /etc/creds}
+  volumes:
+  - name: content
+    configMap:
+      name: cfg
+      items: [{key: index.html, path: site/index.html, mode: 0600}]
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 16Mi}
+  - name: secret
+    secret: {secretName: creds}
+"#;
+
+#[test]
+fn a_pod_becomes_runtime_specs() {
+    let (s, v) = adopted(&[("app.yaml", APP)]);
+    assert_eq!(v.plans.len(), 1);
+    let p = &v.plans[0];
+    let rec = &s.pods["default/web"];
+    assert_eq!(p.uid, rec.uid);
+    assert_eq!(p.address.map(|a| a.ip), rec.pod_ip);
+    assert_eq!(p.address.map(|a| a.cidr), s.nodes["n1"].pod_cidr);
+    assert_eq!(p.grace_ms, 5000);
+    assert_eq!(p.restart_policy, RestartPolicy::OnFailure);
+    assert_eq!(p.sandbox.labels[LABEL_AT_MOST_ONCE], "true");
+    assert_eq!(p.sandbox.labels[LABEL_OWNER_KIND], "Pod");
+    assert_eq!(p.sandbox.dns_servers, vec!["192.0.2.53"]);
+    assert_eq!(p.sandbox.dns_search[0], "default.svc.cluster.local");
+    assert!(p.sandbox.id.starts_with("default_web_"), "{}", p.sandbox.id);
+    assert_eq!(p.config_error, None);
+    assert_eq!(p.init.len(), 1);
+    let c = &p.containers[0];
+    let env = &c.spec.env;
+    for (k, want) in [
+        ("GREETING", "hello"),
+        ("PASSWORD", "secret"),
+        ("USER", "admin"),
+        ("POD", "web"),
+        ("NODE", "n1"),
+        ("HOST_IP", "192.0.2.7"),
+        ("MSG", "say hello"),
+        ("CFG_GREETING", "hello"),
+    ] {
+        assert_eq!(env.get(k).map(String::as_str), Some(want), "env {k}");
+    }
+    assert_eq!(
+        c.spec.command,
+        vec!["/bin/app", "--greet=hello", "$(GREETING)", "$(MISSING)"]
+    );
+    assert_eq!(c.pull, PullPolicy::Always, ":latest pulls always");
+    assert_eq!(c.spec.resources.cpu_request_millis, Some(250));
+    assert_eq!(c.spec.resources.cpu_limit_millis, Some(1000));
+    assert_eq!(c.spec.resources.memory_limit, Some(64 << 20));
+    assert_eq!(
+        c.probes.readiness.as_ref().map(|r| &r.handler),
+        Some(&Handler::Http {
+            host: None,
+            port: 8080,
+            path: "/healthz".into(),
+            https: false,
+            headers: vec![("X-A".into(), "b".into())]
+        })
+    );
+    let live = c.probes.liveness.as_ref().expect("liveness");
+    assert_eq!(
+        (live.period_s, live.failure_threshold, live.timeout_s),
+        (3, 2, 1)
+    );
+    assert!(matches!(
+        c.probes.startup.as_ref().map(|s| &s.handler),
+        Some(Handler::Exec(_))
+    ));
+    assert_eq!(p.ports.len(), 1);
+    assert_eq!(
+        (p.ports[0].host_port, p.ports[0].container_port),
+        (18080, 8080)
+    );
+    match &p.volumes["content"] {
+        VolumePlan::Projected { files } => {
+            assert_eq!(files.keys().collect::<Vec<_>>(), vec!["site/index.html"]);
+            assert_eq!(files["site/index.html"].data, b"<p>hi</p>");
+            assert_eq!(files["site/index.html"].mode, 0o600);
+        }
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(
+        p.volumes["scratch"],
+        VolumePlan::EmptyDir {
+            medium: Medium::Memory,
+            size_limit: Some(16 << 20)
+        }
+    );
+    match &p.volumes["secret"] {
+        VolumePlan::Projected { files } => {
+            assert_eq!(files["password"].data, b"secret");
+            assert_eq!(files["user"].data, b"admin");
+        }
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(c.mounts.len(), 3);
+    assert!(c.mounts[0].read_only && !c.mounts[1].read_only);
+}
+
+#[test]
+fn missing_references_are_config_errors_unless_optional() {
+    // The validator refuses dangling references, so the agent sees one only when the
+    // object changed under it (a key removed from a ConfigMap the pod still names): the
+    // translation must say which, not panic.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    env:\n    - {name: X, valueFrom: {configMapKeyRef: {name: cfg, key: a}}}\n    - {name: Z, valueFrom: {configMapKeyRef: {name: cfg, key: b, optional: true}}}\n";
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: one, b: two}\n";
+    let (s, v) = adopted(&[("cm.yaml", cm), ("p.yaml", pod)]);
+    assert_eq!(v.plans[0].config_error, None);
+    assert_eq!(v.plans[0].containers[0].spec.env["X"], "one");
+    let ctx = NodeContext {
+        name: "n1".into(),
+        host_ip: "192.0.2.7".into(),
+        pod_cidr: s.nodes["n1"].pod_cidr,
+        dns_servers: vec![],
+    };
+    // (keys left in the ConfigMap, config error containing)
+    let rows: [(&[&str], Option<&str>); 3] = [
+        (&["a", "b"], None),
+        (&["a"], None),
+        (&["b"], Some("couldn't find key a in ConfigMap default/cfg")),
+    ];
+    for (keys, want) in rows {
+        let mut desired = s.desired.clone();
+        let data = &mut desired
+            .config_maps
+            .get_mut("default/cfg")
+            .expect("cfg")
+            .data;
+        data.retain(|k, _| keys.contains(&k.as_str()));
+        let p = translate(&s.pods["default/p"], &BTreeMap::new(), &desired, &ctx);
+        match want {
+            None => assert_eq!(p.config_error, None, "{keys:?}"),
+            Some(w) => assert!(
+                p.config_error.as_deref().is_some_and(|g| g.contains(w)),
+                "{keys:?}: {:?}",
+                p.config_error
+            ),
+        }
+    }
+}
+
+#[test]
+fn variable_expansion_follows_kubernetes() {
+    let env = BTreeMap::from([
+        ("A".to_string(), "1".to_string()),
+        ("B".to_string(), "x y".to_string()),
+    ]);
+    let rows = [
+        ("$(A)", "1"),
+        ("$(A)$(B)", "1x y"),
+        ("$$(A)", "$(A)"),
+        ("$(C)", "$(C)"),
+        ("$(A", "$(A"),
+        ("a$", "a$"),
+        ("ü$(A)ü", "ü1ü"),
+    ];
+    for (input, want) in rows {
+        assert_eq!(expand(input, &env), want, "{input}");
+    }
+}
+
+#[test]
+fn pull_policy_defaults_and_sandbox_ids() {
+    for (image, want) in [
+        ("busybox", PullPolicy::Always),
+        ("busybox:latest", PullPolicy::Always),
+        ("busybox:1.36", PullPolicy::IfNotPresent),
+        ("localhost:5000/busybox", PullPolicy::Always),
+        ("localhost:5000/busybox:1", PullPolicy::IfNotPresent),
+        ("busybox@sha256:abc", PullPolicy::IfNotPresent),
+    ] {
+        assert_eq!(default_pull_policy(image), want, "{image}");
+    }
+    let long = "x".repeat(200);
+    let id = sandbox_id("default", &long, "0123456789abcdef0123");
+    assert!(id.len() <= kommit_runtime::spec::MAX_NAME_LEN);
+    assert!(id.ends_with("_0123456789abcdef"));
+    assert!(kommit_runtime::spec::validate_name(
+        "pod",
+        &sandbox_id("kube-system", "dns.a-1", "ABC")
+    )
+    .is_ok());
+}

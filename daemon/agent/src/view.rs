@@ -1,0 +1,106 @@
+//! What the agent takes from the replicated state: this node's pods as plans, and whether
+//! the node may acknowledge the commit in force. Pure: the state and the node's own facts in,
+//! a [`View`] out.
+
+use crate::translate::{translate, NodeContext, PodPlan};
+use kommit_reconcilers::{ClusterState, Owner, PodPhase, PodRecord, RolloutPhase};
+use std::collections::BTreeMap;
+
+/// This node's share of the replicated state.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// The node's name.
+    pub node: String,
+    /// Its pods, translated.
+    pub plans: Vec<PodPlan>,
+    /// The commit in force.
+    pub commit: Option<String>,
+    /// The commit this node acknowledged last.
+    pub acked: Option<String>,
+    /// Whether every pod bound here has converged as the state records it (running and
+    /// ready, or finished) and no rollout that owns a pod here is still progressing.
+    pub converged: bool,
+    /// Whether the state knows this node at all.
+    pub registered: bool,
+}
+
+/// The template annotations of a pod, from its owner in the desired state.
+pub fn annotations(state: &ClusterState, p: &PodRecord) -> BTreeMap<String, String> {
+    match &p.owner {
+        Owner::Pod(k) => state
+            .desired
+            .pods
+            .get(k)
+            .map(|d| d.metadata.annotations.clone())
+            .unwrap_or_default(),
+        Owner::ReplicaSet(k) => state
+            .replica_sets
+            .get(k)
+            .map(|rs| rs.template.metadata.annotations.clone())
+            .unwrap_or_default(),
+        Owner::DaemonSet(k) => state
+            .desired
+            .daemon_sets
+            .get(k)
+            .map(|d| d.spec.template.metadata.annotations.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The Deployment (`namespace/name`) owning a pod, if any.
+fn deployment_of(state: &ClusterState, p: &PodRecord) -> Option<String> {
+    match &p.owner {
+        Owner::ReplicaSet(k) => state.replica_sets.get(k).map(|rs| rs.deployment.clone()),
+        _ => None,
+    }
+}
+
+/// This node's view of `state`. `dns_servers` are the nameservers pods get.
+pub fn view(state: &ClusterState, node: &str, dns_servers: &[String]) -> View {
+    let Some(rec) = state.nodes.get(node) else {
+        return View {
+            node: node.to_string(),
+            commit: state.commit.clone(),
+            ..View::default()
+        };
+    };
+    let host_ip = rec
+        .info
+        .address
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'))
+        .unwrap_or(&rec.info.address)
+        .to_string();
+    let ctx = NodeContext {
+        name: node.to_string(),
+        host_ip,
+        pod_cidr: rec.pod_cidr,
+        dns_servers: dns_servers.to_vec(),
+    };
+    let mut plans = Vec::new();
+    let mut converged = true;
+    for p in state.pods_on_node(node) {
+        plans.push(translate(p, &annotations(state, p), &state.desired, &ctx));
+        let done = matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed);
+        if !(done || (p.phase == PodPhase::Running && p.ready)) {
+            converged = false;
+        }
+        if let Some(d) = deployment_of(state, p) {
+            if state
+                .deployments
+                .get(&d)
+                .is_some_and(|s| s.phase == RolloutPhase::Progressing)
+            {
+                converged = false;
+            }
+        }
+    }
+    View {
+        node: node.to_string(),
+        plans,
+        commit: state.commit.clone(),
+        acked: rec.acked.clone(),
+        converged,
+        registered: true,
+    }
+}
