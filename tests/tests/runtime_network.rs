@@ -79,7 +79,9 @@ fn host_port_and_persisted_ipam() {
         .expect("nft");
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(
-        rules.contains(&format!("dnat to {ip}:8080")) && rules.contains("masquerade"),
+        rules.contains(&format!("dnat to {ip}:8080"))
+            && rules.contains(&format!("ip saddr {} ", h.cidrs[0]))
+            && rules.contains("masquerade"),
         "{rules}"
     );
 

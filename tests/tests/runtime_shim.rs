@@ -331,3 +331,54 @@ fn mount_destinations_stay_inside_the_root() {
     rt.remove_pod("esc").expect("remove_pod");
     h.vols.remove_pod_volumes("esc").expect("remove volumes");
 }
+
+/// A read-only mount is read-only all the way down: a submount inside the bound host path
+/// (here a Memory emptyDir's tmpfs under the pod's volume directory) cannot be written
+/// either, while the same tree bound read-write can.
+#[test]
+fn read_only_mounts_are_recursive() {
+    use kommit_runtime::spec::Mount;
+    use kommit_runtime::traits::Medium;
+    use kommit_runtime::Volumes;
+    let Some(h) = harness() else { return };
+    let mem = h
+        .vols
+        .empty_dir("rro", "mem", Medium::Memory, Some(1 << 20))
+        .expect("empty_dir");
+    let tree = mem.parent().expect("volume dir has a parent").to_path_buf();
+    let rt = &h.rt;
+    rt.create_pod(&PodSpec::new("rro")).expect("create_pod");
+    let mut c = ContainerSpec::new(
+        "c",
+        TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "(echo x > /ro/mem/f) 2>/dev/null && echo ro-wrote || echo ro-refused; \
+             (echo x > /rw/mem/f) 2>/dev/null && echo rw-wrote || echo rw-refused",
+        ],
+    );
+    c.mounts = vec![
+        Mount {
+            source: tree.clone(),
+            destination: "/ro".into(),
+            read_only: true,
+        },
+        Mount {
+            source: tree,
+            destination: "/rw".into(),
+            read_only: false,
+        },
+    ];
+    rt.create_container("rro", &c).expect("create_container");
+    rt.start_container("rro", "c").expect("start");
+    rt.wait_container("rro", "c", Duration::from_secs(30))
+        .expect("wait");
+    let mut out = Vec::new();
+    rt.logs("rro", "c", &LogOptions::default(), &mut out)
+        .expect("logs");
+    assert_eq!(String::from_utf8_lossy(&out), "ro-refused\nrw-wrote\n");
+    assert!(mem.join("f").exists(), "the write reached the host tmpfs");
+    rt.remove_pod("rro").expect("remove_pod");
+    h.vols.remove_pod_volumes("rro").expect("remove volumes");
+}

@@ -151,8 +151,53 @@ fn make_target(target: &Path, is_dir: bool, shown: &str) -> Result<(), String> {
     }
 }
 
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Make the mount tree at `top` nosuid, nodev and (if `read_only`) read-only, recursively,
+/// with mount_setattr(2). Ok(false) when the kernel has no mount_setattr (before 5.12).
+fn set_recursive(top: &File, read_only: bool) -> Result<bool, String> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid O_PATH descriptor, an empty NUL-terminated path with AT_EMPTY_PATH, and
+    // a pointer to an initialised mount_attr of the size passed, which the kernel only reads.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            top.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ENOSYS) => Ok(false),
+        e => Err(format!("mount_setattr: {e}")),
+    }
+}
+
 /// Bind every opened mount into the container root at `root`, in order: `MS_BIND|MS_REC`,
-/// then a remount adding nosuid, nodev and, for read-only mounts, `MS_RDONLY`.
+/// then nosuid, nodev and, for read-only mounts, read-only on the whole bound tree.
 pub fn bind_all(root: &Path, mounts: &[OpenMount]) -> Result<(), String> {
     // Canonical, so the check of each opened target below compares like with like.
     let root = &root
@@ -186,13 +231,19 @@ pub fn bind_all(root: &Path, mounts: &[OpenMount]) -> Result<(), String> {
             None::<&str>,
         )
         .map_err(|e| format!("bind {} on {shown}: {e}", m.spec.source.display()))?;
-        let mut flags =
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        if m.spec.read_only {
-            flags |= MsFlags::MS_RDONLY;
+        // The whole tree (submounts of a hostPath too) becomes nosuid, nodev and, if asked,
+        // read-only; kernels without mount_setattr(2) get the top mount only.
+        let top = open_path(&target, true)
+            .map_err(|e| format!("opening mount {shown} after binding: {e}"))?;
+        if !set_recursive(&top, m.spec.read_only)? {
+            let mut flags =
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            if m.spec.read_only {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
+                .map_err(|e| format!("remounting {shown} (read_only={}): {e}", m.spec.read_only))?;
         }
-        mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
-            .map_err(|e| format!("remounting {shown} (read_only={}): {e}", m.spec.read_only))?;
     }
     Ok(())
 }
