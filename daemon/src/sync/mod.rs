@@ -397,6 +397,7 @@ async fn consider(
                 parent: previous.filter(|_| new.fast_forward).map(|c| c.to_string()),
                 desired,
                 digest: digest.clone(),
+                by: Some(shared.name.clone()),
             };
             propose(shared, &entry)
                 .await
