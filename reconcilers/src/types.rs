@@ -156,8 +156,8 @@ pub enum Entry {
     },
     /// Time passes (progress deadlines, minReadySeconds).
     Tick,
-    /// The leader refused a commit (invalid, a history rewrite not allowed, or an `Adopt`
-    /// the state did not take); the adopted commit stays in force. Recorded in the history
+    /// The leader refused a commit (invalid, or a history rewrite not allowed); the adopted
+    /// commit stays in force. Recorded in the history
     /// so any later leader can write its `refused` note. Ignored for the adopted commit.
     Refuse {
         /// The commit SHA.

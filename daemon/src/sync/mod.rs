@@ -9,8 +9,9 @@
 //!    load and validate). A valid head is proposed as `Entry::Adopt`; the state machine checks
 //!    the parent again, so two leaders racing cannot adopt out of order.
 //! 2. A head that is not adoptable is proposed as `Entry::Refuse` with the validation errors
-//!    or the reason (so is an `Adopt` the state machine did not take), and the adopted
-//!    commit stays in force. Both decisions land in the state's commit history.
+//!    or the reason, and the adopted commit stays in force. Both decisions land in the
+//!    state's commit history. An `Adopt` the state machine did not take (the adopted commit
+//!    moved meanwhile) records nothing: the head is evaluated again on the next fetch.
 //! 3. Notes are a function of the replicated state ([`notes::notes`]): after each decision
 //!    and every `status_every`, whichever node leads queues the `adopted`, `superseded` and
 //!    `refused` notes Git lacks ([`notebook`]), so a change of leader between an entry and
@@ -452,9 +453,13 @@ async fn consider(
                 .map_err(|e| format!("proposing {head}: {e}"))?;
             let now = shared.sm.read(|s| s.commit.clone());
             if now.as_deref() != Some(head.to_string().as_str()) {
-                // The state machine refused it (a race with another leader): record that.
-                let reason = "the cluster state did not adopt it: it does not fast-forward from the adopted commit";
-                return refuse(shared, head, Some(reason.into()), Vec::new()).await;
+                // The adopted commit moved between evaluation and apply (a race with another
+                // leader). Nothing is recorded: the next fetch evaluates the head again against
+                // the new adopted commit, and adopts or refuses it for a real reason.
+                return Err(format!(
+                    "the cluster state did not adopt {head}: the adopted commit moved to {} meanwhile; evaluating it again",
+                    now.as_deref().unwrap_or("none")
+                ));
             }
             tracing::info!(commit = %head, "adopted");
             Ok(())
