@@ -38,6 +38,7 @@ pub fn template_state(nodes: &[NodeInfo], c: char) -> ClusterState {
             parent: None,
             digest: desired.digest(),
             desired,
+            by: None,
         },
         2,
     );

@@ -19,11 +19,13 @@
 
 pub mod alloc;
 pub mod controllers;
+pub mod history;
 pub mod ids;
 pub mod scheduler;
 pub mod state;
 pub mod types;
 
+pub use history::{CommitOutcome, CommitRecord, History, HISTORY_LEN};
 pub use state::{ClusterState, StateError};
 pub use types::{
     ContainerState, ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry,

@@ -3,6 +3,7 @@
 //! the same bytes.
 
 use crate::controllers;
+use crate::history::{CommitOutcome, CommitRecord, History};
 use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
@@ -55,6 +56,10 @@ pub struct ClusterState {
     pub service_ips: BTreeMap<String, Ipv4Addr>,
     /// Endpoints by service `namespace/name`, sorted by pod.
     pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+    /// The latest decisions on commits (adoptions, acks, refusals), for the notes in Git.
+    /// Absent from the bytes while empty, so older snapshots read and write unchanged.
+    #[serde(default, skip_serializing_if = "History::is_empty")]
+    pub history: History,
 }
 
 impl ClusterState {
@@ -75,11 +80,22 @@ impl ClusterState {
                 parent,
                 desired,
                 digest,
+                by,
             } => {
                 if let Err(why) = self.check_adopt(commit, parent.as_deref(), desired, digest) {
                     fx.rejected = Some(why);
                     return fx;
                 }
+                self.history.record(CommitRecord {
+                    commit: commit.clone(),
+                    at: self.now,
+                    by: by.clone(),
+                    outcome: CommitOutcome::Adopted {
+                        previous: self.commit.clone(),
+                        digest: digest.clone(),
+                        acks: BTreeMap::new(),
+                    },
+                });
                 self.commit = Some(commit.clone());
                 self.adopted_at = Some(self.now);
                 self.desired = desired.clone();
@@ -120,9 +136,28 @@ impl ClusterState {
             Entry::Ack { node, commit } => {
                 if let Some(n) = self.nodes.get_mut(node) {
                     n.acked = Some(commit.clone());
+                    self.history.ack(node, commit, self.now);
                 }
             }
             Entry::Tick => {}
+            Entry::Refuse {
+                commit,
+                reason,
+                diagnostics,
+                by,
+            } => {
+                if self.commit.as_deref() != Some(commit.as_str()) {
+                    self.history.record(CommitRecord {
+                        commit: commit.clone(),
+                        at: self.now,
+                        by: by.clone(),
+                        outcome: CommitOutcome::Refused {
+                            reason: reason.clone(),
+                            diagnostics: diagnostics.clone(),
+                        },
+                    });
+                }
+            }
         }
         controllers::reconcile(self, &mut fx);
         self.diff_pods(before, &mut fx);

@@ -215,6 +215,9 @@ pub enum Entry {
         desired: kommit_schemas::DesiredState,
         /// `desired.digest()`, checked on apply.
         digest: String,
+        /// The node that proposed it (the leader), for the note; not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A node joined or came back; its facts replace the old ones.
     NodeUp {
@@ -257,6 +260,22 @@ pub enum Entry {
     },
     /// Time passes (progress deadlines, minReadySeconds).
     Tick,
+    /// The leader refused a commit (invalid, or a history rewrite not allowed); the adopted
+    /// commit stays in force. Recorded in the history
+    /// so any later leader can write its `refused` note. Ignored for the adopted commit.
+    Refuse {
+        /// The commit SHA.
+        commit: String,
+        /// Why, when there are no diagnostics.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Validation errors as `file:line:col: message`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        diagnostics: Vec<String>,
+        /// The node that refused it (the leader).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 }
 
 /// Who created a pod.

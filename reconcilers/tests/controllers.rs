@@ -434,6 +434,7 @@ fn adopt_refuses_bad_digests_and_non_fast_forwards() {
         parent: None,
         desired: d.clone(),
         digest: "00".into(),
+        by: None,
     };
     let fx = s.apply(&bad, 1);
     assert!(fx.rejected.unwrap().contains("does not match"));

@@ -88,6 +88,7 @@ fn adopt(seq: u64, parent: Option<u64>) -> Entry {
         parent: parent.map(commit),
         digest: desired.digest(),
         desired,
+        by: None,
     }
 }
 

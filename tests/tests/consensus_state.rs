@@ -22,6 +22,7 @@ fn adopt(desired: &DesiredState) -> Entry {
         parent: None,
         desired: desired.clone(),
         digest: desired.digest(),
+        by: None,
     }
 }
 

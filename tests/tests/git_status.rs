@@ -133,8 +133,11 @@ fn note_and_status_commit_are_pushed_and_read_back_by_git() {
         ObjectHealth {
             health: Health::Healthy,
             message: None,
+            replicas: Some(2),
+            ready_replicas: Some(2),
         },
     );
+    note.updated = Some(Timestamp(T0 + 3));
     w.note(note.clone()).expect("queued");
     let diags = [kommit_daemon::git::loader::Diagnostic {
         path: "apps/a.yaml".into(),
@@ -560,4 +563,59 @@ async fn smart_https_with_basic_auth_fetches_and_pushes() {
         vec![format!("kommit status for {c1}")]
     );
     server.abort();
+}
+
+/// The same note queued again (by a new leader, with only a later `updated`) lands nowhere;
+/// a note whose content changed (a new ack) updates the one note, it is not duplicated.
+#[test]
+fn a_note_written_twice_lands_once_and_a_changed_note_updates_it() {
+    let f = Fixture::new();
+    let c1 = f.commit(&[("kommit.yaml", KOMMIT_YAML)], "one");
+    let data = f.dir.path().join("data");
+    let w = writer(f.mirror(&f.url()), &data, 10);
+    let notes_commits = || {
+        git(&f.remote, &["log", "--format=%H", "refs/notes/kommit"])
+            .lines()
+            .count()
+    };
+    let mut first = adopted(&c1, T0, &["n1"]);
+    first.updated = Some(Timestamp(T0 + 1));
+    w.note(first.clone()).expect("queued");
+    assert!(matches!(
+        w.round_blocking().expect("push"),
+        Round::Pushed { .. }
+    ));
+    assert_eq!(notes_commits(), 1);
+
+    let mut again = first.clone();
+    again.updated = Some(Timestamp(T0 + 50));
+    w.note(again.clone()).expect("queued");
+    w.note(first.clone()).expect("queued");
+    assert!(matches!(
+        w.round_blocking().expect("push"),
+        Round::Pushed { .. }
+    ));
+    assert_eq!(notes_commits(), 1, "an unchanged note is not rewritten");
+    assert_eq!(remote_note(&f.remote, &c1), first);
+
+    let mut acked = adopted(&c1, T0, &["n1", "n2"]);
+    acked.updated = Some(Timestamp(T0 + 60));
+    w.note(acked.clone()).expect("queued");
+    assert!(matches!(
+        w.round_blocking().expect("push"),
+        Round::Pushed { .. }
+    ));
+    assert_eq!(notes_commits(), 2, "the new ack is one update");
+    assert_eq!(
+        git(&f.remote, &["notes", "--ref=kommit", "list"])
+            .lines()
+            .count(),
+        1
+    );
+    let got = remote_note(&f.remote, &c1);
+    assert_eq!(got, acked);
+    assert_valid(
+        "note",
+        &git(&f.remote, &["notes", "--ref=kommit", "show", &c1]),
+    );
 }

@@ -243,6 +243,7 @@ pub fn plan(desired: &kommit_schemas::DesiredState, nodes: &[NodeInfo]) -> Plan 
             parent: parent.map(Into::into),
             desired: d.clone(),
             digest: d.digest(),
+            by: None,
         };
     s.apply(&adopt("bootstrap", None, &bootstrap), PLAN_EPOCH_MS);
     for n in sorted {

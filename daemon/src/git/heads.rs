@@ -125,7 +125,7 @@ pub enum Verdict {
         /// The new head and the commits since the adopted one.
         head: NewHead,
         /// The note to write (reason or diagnostics).
-        note: super::note::StatusNote,
+        note: Box<super::note::StatusNote>,
     },
 }
 
@@ -157,7 +157,10 @@ pub fn evaluate(
     if let Decision::Refuse { reason } = decide(&new, adopted.is_some_and(|(_, allow)| allow)) {
         let mut note = StatusNote::new(head, CommitState::Refused, at);
         note.reason = Some(reason);
-        return Ok(Verdict::Refuse { head: new, note });
+        return Ok(Verdict::Refuse {
+            head: new,
+            note: Box::new(note),
+        });
     }
     match super::read::load_commit(repo, head, limits) {
         Ok(loaded) => Ok(Verdict::Adopt {
@@ -166,7 +169,7 @@ pub fn evaluate(
         }),
         Err(LoadError::Invalid(diags)) => Ok(Verdict::Refuse {
             head: new,
-            note: StatusNote::refused(head, at, &diags),
+            note: Box::new(StatusNote::refused(head, at, &diags)),
         }),
         Err(LoadError::Read(e)) => Err(e.into()),
     }

@@ -6,8 +6,9 @@
 //! the replicated state; this module only formats, parses, merges and stores them.
 //!
 //! Merging is a union per commit: two writers' notes on the same commit combine into one
-//! whose state is the later one and whose acks and object health are the union. The merge is
-//! commutative, so concurrent writers converge.
+//! whose state is the later one (then the more recently `updated`, which decides object
+//! health) and whose acks and object health are the union. The merge is commutative, so
+//! concurrent writers converge; a merge that changes nothing but `updated` is not written.
 
 use std::collections::BTreeMap;
 
@@ -79,6 +80,12 @@ pub struct ObjectHealth {
     /// Why, when not healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Desired replicas, for replicated kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Ready replicas, for replicated kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<u32>,
 }
 
 /// The note on one commit.
@@ -114,6 +121,11 @@ pub struct StatusNote {
     /// Per-object health, keyed `namespace/kind/name`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub objects: BTreeMap<String, ObjectHealth>,
+    /// When the acks and object health were last brought up to date (leader time). Orders
+    /// two versions of the same state in a merge, so fresher health wins; ignored when
+    /// deciding whether a note changed ([`StatusNote::same_content`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<Timestamp>,
 }
 
 /// Errors of note formatting, parsing and storage.
@@ -181,6 +193,7 @@ impl StatusNote {
             diagnostics: Vec::new(),
             acks: BTreeMap::new(),
             objects: BTreeMap::new(),
+            updated: None,
         }
     }
 
@@ -230,11 +243,20 @@ impl StatusNote {
         Ok(note)
     }
 
+    /// Whether two notes say the same thing, apart from when they were brought up to date.
+    pub fn same_content(&self, other: &StatusNote) -> bool {
+        StatusNote {
+            updated: other.updated,
+            ..self.clone()
+        } == *other
+    }
+
     /// Union of two notes on the same commit. Commutative: the later (then further
-    /// progressed, then greater) note decides the state; acks and object health are unioned,
-    /// keeping each node's later ack.
+    /// progressed, then more recently updated, then greater) note decides the state and the
+    /// health of its objects; acks and object health are unioned, keeping each node's later
+    /// ack.
     pub fn merge(self, other: StatusNote) -> StatusNote {
-        let key = |n: &StatusNote| (n.at, n.state.rank());
+        let key = |n: &StatusNote| (n.at, n.state.rank(), n.updated);
         let (mut win, lose) = match key(&self).cmp(&key(&other)) {
             std::cmp::Ordering::Greater => (self, other),
             std::cmp::Ordering::Less => (other, self),
@@ -367,6 +389,14 @@ pub fn write_on(
             Some((_, n)) => n.clone().merge(note.clone()),
             None => note.clone(),
         };
+        // Nothing new (at most a later `updated`): the note already there stands, so the
+        // same note written twice, by one leader or by two, lands once.
+        if existing
+            .as_ref()
+            .is_some_and(|(_, n)| n.same_content(&merged))
+        {
+            continue;
+        }
         let blob = repo
             .write_blob(merged.to_yaml()?.as_bytes())
             .map_err(git_err("writing note blob"))?
@@ -422,7 +452,9 @@ mod tests {
             "default/Deployment/web".into(),
             ObjectHealth {
                 health: Health::Degraded,
-                message: Some("1/3 ready".into()),
+                message: Some("1 of 3 replicas ready".into()),
+                replicas: Some(3),
+                ready_replicas: Some(1),
             },
         );
         let text = n.to_yaml().expect("serialises");
@@ -464,6 +496,43 @@ mod tests {
                 .collect();
             assert_eq!(ab.acks, want);
         }
+    }
+
+    #[test]
+    fn the_fresher_update_decides_object_health_and_same_content_ignores_it() {
+        let health = |h: Health| ObjectHealth {
+            health: h,
+            message: None,
+            replicas: Some(2),
+            ready_replicas: Some(u32::from(h == Health::Healthy) * 2),
+        };
+        let mut old = note(10, CommitState::Adopted, &[("a", 11)]);
+        old.updated = Some(Timestamp(12));
+        old.objects
+            .insert("default/Deployment/web".into(), health(Health::Progressing));
+        let mut new = note(10, CommitState::Adopted, &[("b", 13)]);
+        new.updated = Some(Timestamp(20));
+        new.objects
+            .insert("default/Deployment/web".into(), health(Health::Healthy));
+        let ab = old.clone().merge(new.clone());
+        assert_eq!(ab, new.clone().merge(old.clone()));
+        assert_eq!(ab.objects["default/Deployment/web"].health, Health::Healthy);
+        assert_eq!(ab.updated, Some(Timestamp(20)));
+        assert_eq!(ab.acks.len(), 2);
+
+        let mut later = old.clone();
+        later.updated = Some(Timestamp(99));
+        assert!(old.same_content(&later) && later.same_content(&old));
+        assert!(!old.same_content(&new));
+        // A superseded note wins over any update of the adopted one, keeping its health.
+        let sup = StatusNote::superseded(
+            old.commit_id().expect("id"),
+            Timestamp(30),
+            ObjectId::null(gix::hash::Kind::Sha1),
+        );
+        let m = ab.merge(sup);
+        assert_eq!(m.state, CommitState::Superseded);
+        assert_eq!(m.objects["default/Deployment/web"].health, Health::Healthy);
     }
 
     #[test]

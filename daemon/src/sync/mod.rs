@@ -8,15 +8,22 @@
 //!    replicated state (`git::heads::evaluate`: fast-forward check, history-rewrite policy,
 //!    load and validate). A valid head is proposed as `Entry::Adopt`; the state machine checks
 //!    the parent again, so two leaders racing cannot adopt out of order.
-//! 2. Once the entry is applied, the leader queues an `adopted` note on the new commit and a
-//!    `superseded` note on the old one. A head that is not adoptable gets one `refused` note
-//!    with the validation errors or the reason, and the adopted commit stays in force.
-//! 3. Every `status_every`, the leader turns the state into status files
+//! 2. A head that is not adoptable is proposed as `Entry::Refuse` with the validation errors
+//!    or the reason, and the adopted commit stays in force. Both decisions land in the
+//!    state's commit history. An `Adopt` the state machine did not take (the adopted commit
+//!    moved meanwhile) records nothing: the head is evaluated again on the next fetch.
+//! 3. Notes are a function of the replicated state ([`notes::notes`]): after each decision
+//!    and every `status_every`, whichever node leads queues the `adopted`, `superseded` and
+//!    `refused` notes Git lacks ([`notebook`]), so a change of leader between an entry and
+//!    its note neither loses nor doubles the note.
+//! 4. Every `status_every`, the leader turns the state into status files
 //!    ([`report::report`]) and queues a status commit with the files that changed.
 //!
-//! Followers never propose Adopt and never queue writes. Nothing here reads Git on an async
-//! worker: fetches and evaluations run on `spawn_blocking`.
+//! Followers never propose Adopt or Refuse and never queue writes. Nothing here reads Git on
+//! an async worker: fetches, evaluations and note reads run on `spawn_blocking`.
 
+pub mod notebook;
+pub mod notes;
 pub mod report;
 
 use crate::consensus::node::{propose, Shared};
@@ -24,7 +31,6 @@ use crate::consensus::now_ms;
 use crate::git::heads::{evaluate, Verdict};
 use crate::git::loader::Limits;
 use crate::git::mirror::Mirror;
-use crate::git::note::{CommitState, StatusNote};
 use crate::git::status::StatusChange;
 use crate::git::time::Timestamp;
 use crate::git::triggers::FetchState;
@@ -41,8 +47,11 @@ use tokio::sync::watch;
 pub struct SyncConfig {
     /// Size and count limits for reading a commit.
     pub limits: Limits,
-    /// How often the leader writes status (only files that changed).
+    /// How often the leader writes status (only files that changed) and checks its notes.
     pub status_every: Duration,
+    /// Whether this node writes notes when it leads. Always true in service; tests turn it
+    /// off on one node to lose a leader between an entry and its note.
+    pub write_notes: bool,
 }
 
 impl Default for SyncConfig {
@@ -50,6 +59,7 @@ impl Default for SyncConfig {
         Self {
             limits: Limits::default(),
             status_every: Duration::from_secs(5),
+            write_notes: true,
         }
     }
 }
@@ -301,7 +311,9 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
     tx: watch::Sender<SyncState>,
 ) {
-    let mut refused: Option<ObjectId> = None;
+    let mut book = notebook::NoteBook::default();
+    // The applied index the notes were last checked at.
+    let mut noted_at: Option<u64> = None;
     let mut last_report: Option<report::Report> = None;
     // The applied index the last report was built at: an unchanged state needs no new one.
     let mut reported_at: Option<u64> = None;
@@ -323,18 +335,26 @@ async fn run(
                     s.outbox = writer.outbox().len().unwrap_or(0);
                 });
                 if let (Some(head), true) = (head, is_leader(&shared)) {
-                    let outcome = consider(&shared, &mirror, &writer, &config, head, &mut refused).await;
+                    let outcome = consider(&shared, &mirror, &config, head).await;
                     tx.send_modify(|s| {
                         s.evaluated = Some(head.to_string());
                         s.last_error = outcome.err();
                     });
+                    if config.write_notes {
+                        write_notes(&shared, &mirror, &writer, &mut book, &mut noted_at, &tx).await;
+                    }
                 }
             }
             _ = status_tick.tick() => {
                 if !is_leader(&shared) {
                     last_report = None;
                     reported_at = None;
+                    book.forget();
+                    noted_at = None;
                     continue;
+                }
+                if config.write_notes {
+                    write_notes(&shared, &mirror, &writer, &mut book, &mut noted_at, &tx).await;
                 }
                 let applied = shared.sm.last_applied_index();
                 if reported_at == Some(applied) {
@@ -351,14 +371,40 @@ async fn run(
     }
 }
 
-/// Evaluates one fetched head on the leader: adopt it, refuse it, or nothing.
-async fn consider(
+/// Queues the notes Git lacks, unless nothing was applied since the last check.
+async fn write_notes(
     shared: &Arc<Shared<ClusterState>>,
     mirror: &Mirror,
     writer: &StatusWriter,
+    book: &mut notebook::NoteBook,
+    noted_at: &mut Option<u64>,
+    tx: &watch::Sender<SyncState>,
+) {
+    let applied = shared.sm.last_applied_index();
+    if *noted_at == Some(applied) {
+        return;
+    }
+    match book.sync(shared, mirror, writer).await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::debug!(notes = n, "notes queued");
+            }
+            *noted_at = Some(applied);
+        }
+        Err(e) => {
+            tracing::warn!("notes not queued: {e}");
+            book.forget();
+            tx.send_modify(|s| s.last_error = Some(e));
+        }
+    }
+}
+
+/// Evaluates one fetched head on the leader: propose adopting it, refusing it, or nothing.
+async fn consider(
+    shared: &Arc<Shared<ClusterState>>,
+    mirror: &Mirror,
     config: &SyncConfig,
     head: ObjectId,
-    refused: &mut Option<ObjectId>,
 ) -> Result<(), String> {
     // A fresh view of the adopted commit: a new leader may not have applied everything yet.
     shared
@@ -367,7 +413,8 @@ async fn consider(
         .await
         .map_err(|e| format!("not a confirmed leader: {e}"))?;
     let adopted = adopted(shared)?;
-    if adopted.map(|(c, _)| c) == Some(head) || *refused == Some(head) {
+    let refused = shared.sm.read(|s| s.history.is_refused(&head.to_string()));
+    if adopted.map(|(c, _)| c) == Some(head) || refused {
         return Ok(());
     }
     let (m, limits) = (mirror.clone(), config.limits.clone());
@@ -381,61 +428,62 @@ async fn consider(
     match verdict {
         Verdict::Unchanged => Ok(()),
         Verdict::Refuse { note, .. } => {
-            tracing::warn!(commit = %head, "refusing commit: {}", refusal_summary(&note));
-            writer.note(by(note, shared)).map_err(|e| e.to_string())?;
-            *refused = Some(head);
-            Ok(())
+            let (reason, diagnostics) = (note.reason, note.diagnostics);
+            tracing::warn!(
+                commit = %head,
+                "refusing commit: {}",
+                reason.as_deref().or(diagnostics.first().map(String::as_str)).unwrap_or_default()
+            );
+            refuse(shared, head, reason, diagnostics).await
         }
         Verdict::Adopt { head: new, loaded } => {
             let previous = adopted.map(|(c, _)| c);
             let desired = loaded.desired;
-            let digest = desired.digest();
             let entry = Entry::Adopt {
                 commit: head.to_string(),
                 // The state machine requires the parent to be the adopted commit unless the
                 // adopted kommit.yaml allows rewrites; a rewrite names no parent.
                 parent: previous.filter(|_| new.fast_forward).map(|c| c.to_string()),
+                digest: desired.digest(),
                 desired,
-                digest: digest.clone(),
+                by: Some(shared.name.clone()),
             };
             propose(shared, &entry)
                 .await
                 .map_err(|e| format!("proposing {head}: {e}"))?;
             let now = shared.sm.read(|s| s.commit.clone());
-            let at = stamp();
             if now.as_deref() != Some(head.to_string().as_str()) {
-                // The state machine refused it (a race with another leader): say so once.
-                let mut note = StatusNote::new(head, CommitState::Refused, at);
-                note.reason = Some("the cluster state did not adopt it: it does not fast-forward from the adopted commit".into());
-                writer.note(by(note, shared)).map_err(|e| e.to_string())?;
-                *refused = Some(head);
-                return Ok(());
+                // The adopted commit moved between evaluation and apply (a race with another
+                // leader). Nothing is recorded: the next fetch evaluates the head again against
+                // the new adopted commit, and adopts or refuses it for a real reason.
+                return Err(format!(
+                    "the cluster state did not adopt {head}: the adopted commit moved to {} meanwhile; evaluating it again",
+                    now.as_deref().unwrap_or("none")
+                ));
             }
             tracing::info!(commit = %head, "adopted");
-            let mut note = StatusNote::new(head, CommitState::Adopted, at);
-            note.digest = Some(digest);
-            writer.note(by(note, shared)).map_err(|e| e.to_string())?;
-            if let Some(prev) = previous {
-                writer
-                    .note(by(StatusNote::superseded(prev, at, head), shared))
-                    .map_err(|e| e.to_string())?;
-            }
-            *refused = None;
             Ok(())
         }
     }
 }
 
-fn by(mut note: StatusNote, shared: &Shared<ClusterState>) -> StatusNote {
-    note.by = Some(shared.name.clone());
-    note
-}
-
-fn refusal_summary(note: &StatusNote) -> String {
-    note.reason
-        .clone()
-        .or_else(|| note.diagnostics.first().cloned())
-        .unwrap_or_default()
+/// Proposes `Entry::Refuse`: the refusal enters the state, and its note follows from there.
+async fn refuse(
+    shared: &Arc<Shared<ClusterState>>,
+    head: ObjectId,
+    reason: Option<String>,
+    diagnostics: Vec<String>,
+) -> Result<(), String> {
+    let entry = Entry::Refuse {
+        commit: head.to_string(),
+        reason,
+        diagnostics,
+        by: Some(shared.name.clone()),
+    };
+    propose(shared, &entry)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("proposing the refusal of {head}: {e}"))
 }
 
 /// Queues a status commit with the files that changed since the last one this leader wrote.

@@ -25,6 +25,7 @@ pub fn adopt_entry(commit: &str, parent: Option<&str>, d: &DesiredState) -> Entr
         parent: parent.map(Into::into),
         desired: d.clone(),
         digest: d.digest(),
+        by: None,
     }
 }
 

@@ -118,6 +118,7 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
             parent: None,
             digest: bootstrap.digest(),
             desired: bootstrap,
+            by: None,
         },
         1,
     );
@@ -129,6 +130,7 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         parent: Some("boot".into()),
         digest: desired.digest(),
         desired,
+        by: None,
     };
     let mut empty = state.clone();
     // The same entry on `runs` identical states; the median counts. Every run must end in the
