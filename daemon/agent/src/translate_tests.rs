@@ -32,6 +32,7 @@ fn adopted(files: &[(&str, &str)]) -> (ClusterState, crate::view::View) {
         &Entry::Adopt {
             commit: "c1".into(),
             parent: None,
+            by: None,
             digest: desired.digest(),
             desired,
         },

@@ -148,6 +148,7 @@ mod tests {
                     ready: true,
                     containers: vec![],
                     pod_ip: p.pod_ip,
+                    ..Default::default()
                 });
             }
         }
