@@ -207,12 +207,13 @@ impl AgentNode {
             .collect()
     }
 
-    /// Runs `kommit ARGS --data-dir DATA` and returns (success, stdout, stderr).
+    /// Runs `kommit SUBCOMMAND --data-dir DATA ARGS...` and returns (success, stdout, stderr).
     pub fn kommit(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(kommit_bin())
-            .args(args)
+            .args(&args[..1])
             .arg("--data-dir")
             .arg(&self.data)
+            .args(&args[1..])
             .output()
             .expect("run kommit");
         (
@@ -260,7 +261,9 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200").then(|| body.to_string())
+    let status = head.lines().next()?;
+    (status.starts_with("HTTP/1.") && status.split_whitespace().nth(1) == Some("200"))
+        .then(|| body.to_string())
 }
 
 impl Drop for AgentNode {

@@ -253,6 +253,7 @@ kind: Pod
 metadata:
   name: sick
 spec:
+  terminationGracePeriodSeconds: 2
   containers:
   - name: c
     image: busybox:1.36

@@ -251,6 +251,7 @@ impl Executor {
             Err(e) => {
                 let e = step("FailedCreatePodSandBox")(e);
                 self.event(id, EventType::Warning, e.reason, e.message.clone());
+                self.sandbox_failed(id, &e);
                 return Err(e);
             }
         }
@@ -275,11 +276,25 @@ impl Executor {
                 e.reason,
                 format!("network: {}", e.message),
             );
-            // A sandbox without its network is no use: take it down so the next pass retries.
+            // A sandbox without its network is no use: take it down so a later pass retries.
             let _ = self.rt.containers.remove_pod(id);
+            self.sandbox_failed(id, &e);
             return Err(e);
         }
+        self.lock()
+            .memory
+            .entry(id.to_string())
+            .or_default()
+            .sandbox_error = None;
         self.sync_volumes(p)
+    }
+
+    /// Records a failed sandbox creation, retried with back-off.
+    fn sandbox_failed(&self, id: &str, e: &StepError) {
+        let mut s = self.lock();
+        let m = s.memory.entry(id.to_string()).or_default();
+        let n = m.sandbox_error.as_ref().map_or(0, |(_, n, _)| *n) + 1;
+        m.sandbox_error = Some((now_ms(), n, e.to_string()));
     }
 
     fn sync_volumes(&self, p: &PodPlan) -> Result<(), StepError> {
@@ -607,7 +622,15 @@ impl Executor {
     /// Stops every container of a sandbox (SIGTERM, SIGKILL after the grace), detaches its
     /// address, removes it and its volumes; on a thread of its own.
     fn remove_pod(&self, sandbox: &str, grace_ms: u64, reason: &str) {
+        if self.busy(sandbox) {
+            return;
+        }
         tracing::info!(pod = sandbox, "removing pod: {reason}");
+        // The address goes first, at once: the replicated state has already handed it to
+        // another pod, which must not wait for this one's grace period.
+        if let Err(e) = self.rt.network.detach(sandbox) {
+            tracing::warn!(pod = sandbox, "detaching the pod's network: {e}");
+        }
         let this = self.clone();
         let id = sandbox.to_string();
         self.background(sandbox, move || {

@@ -44,11 +44,19 @@ pub struct ContainerMemory {
     pub fenced: bool,
 }
 
+/// First retry of a sandbox that could not be made (its address still held by a pod being
+/// removed, a transient netlink error).
+pub const SANDBOX_RETRY_INITIAL_MS: u64 = 500;
+/// Longest wait between sandbox retries.
+pub const SANDBOX_RETRY_MAX_MS: u64 = 30_000;
+
 /// What the agent remembers about one pod sandbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodMemory {
     /// Digest of each volume's content as last written.
     pub volumes: BTreeMap<String, String>,
+    /// The last sandbox creation failed: when, how often in a row, and why.
+    pub sandbox_error: Option<(Millis, u32, String)>,
     /// Container memory by name.
     pub containers: BTreeMap<String, ContainerMemory>,
 }
@@ -240,6 +248,15 @@ fn plan_pod(p: &PodPlan, observed: &Observed, now: Millis, out: &mut Plan) {
     let mem = observed.memory.get(p.id()).unwrap_or(&empty);
     let rt = observed.pods.get(p.id()).filter(|r| r.ready);
     let Some(rt) = rt else {
+        if let Some((at, n, _)) = &mem.sandbox_error {
+            let due = at
+                + (SANDBOX_RETRY_INITIAL_MS << n.saturating_sub(1).min(10))
+                    .min(SANDBOX_RETRY_MAX_MS);
+            if due > now {
+                out.wake(due);
+                return;
+            }
+        }
         out.actions.push(Action::CreatePod { key: key.clone() });
         // Fresh sandbox: the first init container, or every container, starts now.
         match p.init.first() {

@@ -304,3 +304,36 @@ fn runtime_names_round_trip() {
     assert_eq!(parse_runtime_name("web"), None);
     assert_eq!(parse_runtime_name("a.b"), None);
 }
+
+#[test]
+fn a_sandbox_that_could_not_be_made_is_retried_with_back_off() {
+    let p = pod(&[], &["app"], RestartPolicy::Always);
+    // (failures so far, ms since the last one, retried now?)
+    let rows = [
+        (1, 499, false),
+        (1, 500, true),
+        (2, 999, false),
+        (2, 1000, true),
+        (9, 29_999, false),
+        (9, 30_000, true),
+    ];
+    for (n, since, again) in rows {
+        let mut o = Observed::default();
+        o.memory.insert(
+            "default_web_u1".into(),
+            PodMemory {
+                sandbox_error: Some((1_000, n, "IP held".into())),
+                ..Default::default()
+            },
+        );
+        let got = plan(std::slice::from_ref(&p), &o, 1_000 + since);
+        assert_eq!(
+            got.actions.first()
+                == Some(&Action::CreatePod {
+                    key: "default/web".into()
+                }),
+            again,
+            "{n} failures, {since} ms: {got:?}"
+        );
+    }
+}
