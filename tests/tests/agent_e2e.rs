@@ -73,6 +73,33 @@ fn pushes_become_running_pods() {
     n.wait_state(Duration::from_secs(20), "ack of the template", |s| {
         s.nodes.get("e2e").and_then(|r| r.acked.as_deref()) == Some(c1.as_str())
     });
+    // ...and the commit's note carries that ack, written by the leader from the state.
+    let note = |c: &str| {
+        std::process::Command::new("git")
+            .args([
+                "--git-dir",
+                n.origin.to_str().unwrap(),
+                "notes",
+                "--ref=kommit",
+                "show",
+                c,
+            ])
+            .output()
+            .ok()
+            .and_then(|o| {
+                kommit_daemon::git::note::StatusNote::from_yaml(
+                    c,
+                    &String::from_utf8_lossy(&o.stdout),
+                )
+                .ok()
+            })
+    };
+    assert!(
+        kommit_tests::agent_support::wait_for(Duration::from_secs(30), || note(&c1)
+            .is_some_and(|n| n.acks.contains_key("e2e"))),
+        "the note of {c1} carries the node's ack: {:?}",
+        note(&c1)
+    );
     // kubectl-shaped output.
     let (ok, out, err) = n.kommit(&["get", "pods", "-o", "json"]);
     assert!(ok, "{err}");

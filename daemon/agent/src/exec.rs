@@ -376,7 +376,12 @@ impl Executor {
         })
     }
 
-    fn ensure_image(&self, id: &str, c: &ContainerPlan) -> Result<(), StepError> {
+    fn ensure_image(
+        &self,
+        id: &str,
+        c: &ContainerPlan,
+        p_creds: &BTreeMap<String, RegistryCredentials>,
+    ) -> Result<(), StepError> {
         let image = c.spec.image.as_str();
         let mut present = self.has_image(image);
         if !present {
@@ -412,7 +417,10 @@ impl Executor {
             format!("Pulling image {image:?}"),
         );
         let started = std::time::Instant::now();
-        let creds = (self.creds)(image);
+        let creds = p_creds
+            .get(crate::node::registry_of(image))
+            .cloned()
+            .or_else(|| (self.creds)(image));
         let mut last = 0usize;
         let mut progress = |p: &PullProgress| {
             if p.layers_done != last {
@@ -453,7 +461,7 @@ impl Executor {
         let Some(c) = p.all_containers().find(|c| c.spec.name == name) else {
             return Ok(());
         };
-        if let Err(e) = self.ensure_image(id, c) {
+        if let Err(e) = self.ensure_image(id, c, &p.pull_credentials) {
             self.event(id, EventType::Warning, "Failed", e.to_string());
             self.update_container(id, name, |m| {
                 let n = m.pull_error.as_ref().map_or(0, |(_, n, _)| *n) + 1;

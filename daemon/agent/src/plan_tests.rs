@@ -27,6 +27,7 @@ fn pod(init: &[&str], containers: &[&str], policy: RestartPolicy) -> PodPlan {
         grace_ms: 30_000,
         volumes: BTreeMap::new(),
         config_error: None,
+        pull_credentials: BTreeMap::new(),
     }
 }
 

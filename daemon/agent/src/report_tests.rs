@@ -26,6 +26,7 @@ fn plan(init: &[&str], containers: &[&str], policy: RestartPolicy) -> PodPlan {
         grace_ms: 1000,
         volumes: BTreeMap::new(),
         config_error: None,
+        pull_credentials: BTreeMap::new(),
     }
 }
 

@@ -11,7 +11,9 @@ use kommit_reconcilers::{Owner, PodRecord};
 use kommit_runtime::spec::{
     ContainerSpec, PodSpec as SandboxSpec, PortMapping, Resources, Security,
 };
-use kommit_runtime::traits::{HostPathKind, Medium, PodAddress, ProjectedFile};
+use kommit_runtime::traits::{
+    HostPathKind, Medium, PodAddress, ProjectedFile, RegistryCredentials,
+};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::pod::{
     Container, FieldPath, HostPathType, Probe, Protocol, PullPolicy, RestartPolicy, Scheme,
@@ -207,6 +209,8 @@ pub struct PodPlan {
     pub volumes: BTreeMap<String, VolumePlan>,
     /// Why it cannot run as specified (`CreateContainerConfigError`), if so.
     pub config_error: Option<String>,
+    /// Registry credentials from the pod's `imagePullSecrets`, by registry host.
+    pub pull_credentials: BTreeMap<String, RegistryCredentials>,
 }
 
 impl PodPlan {
@@ -344,7 +348,76 @@ pub fn translate(
         grace_ms,
         volumes,
         config_error: (!errors.is_empty()).then(|| errors.join("; ")),
+        pull_credentials: pull_credentials(spec, &pod.namespace, desired),
     }
+}
+
+/// The registry host a `.dockerconfigjson` key names (`https://index.docker.io/v1/` is
+/// Docker Hub, `docker.io`).
+fn registry_host(key: &str) -> String {
+    let k = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = k.split('/').next().unwrap_or(k);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".into()
+        }
+        h => h.to_string(),
+    }
+}
+
+/// Credentials from `imagePullSecrets`: Secrets of type `kubernetes.io/dockerconfigjson`
+/// (`.dockerconfigjson`: `{"auths": {host: {username, password} | {auth}}}`) or the legacy
+/// `kubernetes.io/dockercfg` (`.dockercfg`: the `auths` map itself). Missing or malformed
+/// secrets add nothing: the pull then fails with the registry's own answer, as the kubelet's.
+pub fn pull_credentials(
+    spec: &kommit_schemas::model::pod::PodSpec,
+    ns: &str,
+    desired: &DesiredState,
+) -> BTreeMap<String, RegistryCredentials> {
+    let mut out = BTreeMap::new();
+    for r in &spec.image_pull_secrets {
+        let Some(data) = secret_data(desired, ns, r.name.as_str()) else {
+            continue;
+        };
+        let (doc, nested) = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+            (Some(d), _) => (d, true),
+            (None, Some(d)) => (d, false),
+            _ => continue,
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(doc) else {
+            continue;
+        };
+        let auths = if nested { &v["auths"] } else { &v };
+        let Some(auths) = auths.as_object() else {
+            continue;
+        };
+        for (host, a) in auths {
+            let user = a["username"].as_str().map(str::to_string);
+            let pass = a["password"].as_str().map(str::to_string);
+            let creds = match (user, pass) {
+                (Some(username), Some(password)) => {
+                    Some(RegistryCredentials { username, password })
+                }
+                _ => a["auth"]
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .and_then(|up| {
+                        let (u, p) = up.split_once(':')?;
+                        Some(RegistryCredentials {
+                            username: u.to_string(),
+                            password: p.to_string(),
+                        })
+                    }),
+            };
+            if let Some(c) = creds {
+                out.entry(registry_host(host)).or_insert(c);
+            }
+        }
+    }
+    out
 }
 
 /// A label value made of at most 63 label-safe characters.

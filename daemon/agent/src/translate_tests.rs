@@ -286,3 +286,34 @@ fn pull_policy_defaults_and_sandbox_ids() {
     )
     .is_ok());
 }
+
+#[test]
+fn image_pull_secrets_become_registry_credentials() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let json = r#"{"auths": {"registry.local:5000": {"username": "u1", "password": "p1"}, "https://index.docker.io/v1/": {"auth": "dTI6cDI="}}}"#;
+    let files = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: regcred}}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  imagePullSecrets: [{{name: regcred}}, {{name: absent}}]\n  containers:\n  - name: c\n    image: registry.local:5000/app:1\n",
+        b64(json)
+    );
+    let (_, v) = adopted(&[("p.yaml", &files)]);
+    let creds = &v.plans[0].pull_credentials;
+    assert_eq!(
+        creds.keys().collect::<Vec<_>>(),
+        vec!["docker.io", "registry.local:5000"]
+    );
+    assert_eq!(
+        (
+            creds["registry.local:5000"].username.as_str(),
+            creds["registry.local:5000"].password.as_str()
+        ),
+        ("u1", "p1")
+    );
+    assert_eq!(
+        (
+            creds["docker.io"].username.as_str(),
+            creds["docker.io"].password.as_str()
+        ),
+        ("u2", "p2")
+    );
+}

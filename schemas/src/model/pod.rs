@@ -79,6 +79,18 @@ pub struct PodSpec {
     /// With `hostname`, makes the pod `hostname.subdomain.ns.svc.<domain>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdomain: Option<Label>,
+    /// Secrets of type `kubernetes.io/dockerconfigjson` holding credentials for pulling the
+    /// pod's images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalObjectReference {
+    /// The object's name.
+    pub name: Name,
 }
 
 /// Pod restart policies.
