@@ -171,7 +171,7 @@ fn read_file(path: &Path, limits: &Limits, seen: &mut BTreeSet<String>, out: &mu
 /// The running watch: its task and the notify watcher feeding it.
 pub struct StaticPodsTask {
     task: tokio::task::JoinHandle<()>,
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl StaticPodsTask {
@@ -182,17 +182,25 @@ impl StaticPodsTask {
 }
 
 /// Creates `dir` if needed, watches it and keeps this node's `StaticPods` in the state
-/// equal to what it holds. Must run inside the tokio runtime.
+/// equal to what it holds. Without a directory (no `--static-pods`), the node has none: any
+/// the state still records for it (from an earlier start with the flag) are removed. Must
+/// run inside the tokio runtime.
 pub fn start(
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     shared: Arc<Shared<ClusterState>>,
 ) -> Result<StaticPodsTask, StaticPodsError> {
     use notify::Watcher;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let Some(dir) = dir else {
+        return Ok(StaticPodsTask {
+            task: tokio::spawn(run(None, shared, wake)),
+            _watcher: None,
+        });
+    };
     std::fs::create_dir_all(&dir).map_err(|source| StaticPodsError::Io {
         path: dir.display().to_string(),
         source,
     })?;
-    let wake = Arc::new(tokio::sync::Notify::new());
     let w = wake.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if ev.is_ok_and(|ev| !ev.kind.is_access()) {
@@ -209,19 +217,30 @@ pub fn start(
             path: dir.display().to_string(),
             source,
         })?;
-    let task = tokio::spawn(run(dir, shared, wake));
+    let task = tokio::spawn(run(Some(dir), shared, wake));
     Ok(StaticPodsTask {
         task,
-        _watcher: watcher,
+        _watcher: Some(watcher),
     })
 }
 
-async fn run(dir: PathBuf, shared: Arc<Shared<ClusterState>>, wake: Arc<tokio::sync::Notify>) {
+async fn run(
+    dir: Option<PathBuf>,
+    shared: Arc<Shared<ClusterState>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
     let node = shared.name.clone();
     let mut logged: BTreeSet<String> = BTreeSet::new();
     loop {
         let d = dir.clone();
-        let read = tokio::task::spawn_blocking(move || read_dir(&d)).await;
+        let read = tokio::task::spawn_blocking(move || match d {
+            Some(d) => read_dir(&d),
+            None => Ok(DirRead::default()),
+        })
+        .await;
+        let shown = dir
+            .as_deref()
+            .map_or("(none)".into(), |d| d.display().to_string());
         let mut wait = REREAD;
         match read {
             Ok(Ok(read)) => {
@@ -244,9 +263,9 @@ async fn run(dir: PathBuf, shared: Arc<Shared<ClusterState>>, wake: Arc<tokio::s
                         pods: read.pods,
                     };
                     match propose(&shared, &entry).await {
-                        Ok(_) => tracing::info!(count, "static pods of {} proposed", dir.display()),
+                        Ok(_) => tracing::info!(count, "static pods of {shown} proposed"),
                         Err(e) => {
-                            tracing::warn!("proposing the static pods of {}: {e}", dir.display());
+                            tracing::warn!("proposing the static pods of {shown}: {e}");
                             wait = RETRY;
                         }
                     }

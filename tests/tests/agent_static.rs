@@ -1,12 +1,13 @@
 //! Static pods end to end, as root: a real `kommit daemon --static-pods DIR` with its agent.
 //! A pod manifest dropped into the directory runs on this node within a second, is listed by
 //! `kommit get pods` as the mirror pod `<name>-<node>` owned by the node, an edit replaces it
-//! with a new incarnation, and deleting the file removes the pod and its container.
+//! with a new incarnation, deleting the file removes the pod and its container, a daemon
+//! restart restarts nothing, and a restart without the flag removes the node's static pods.
 //!
 //! Skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kommit_reconcilers::{ClusterState, Owner, PodPhase, PodRecord};
+use kommit_reconcilers::{ClusterState, ContainerState, Owner, PodPhase, PodRecord};
 use kommit_tests::agent_support::AgentNode;
 use kommit_tests::runtime_support::skip_privileged;
 use std::net::SocketAddr;
@@ -219,4 +220,38 @@ fn a_static_pod_file_runs_on_its_node_within_a_second() {
         t0.elapsed()
     );
     assert!(n.state().static_pods.is_empty());
+
+    // 6. Back, then a daemon restart with the flag: the same incarnation, not restarted.
+    std::fs::write(&file, manifest("three")).unwrap();
+    time_until(&n, Instant::now(), Duration::from_secs(30), |s| {
+        web(s).is_some_and(|p| p.ready)
+    });
+    let started = |s: &ClusterState| {
+        web(s).and_then(|p| match &p.containers.first()?.state {
+            Some(ContainerState::Running { started_at }) => Some((p.uid.clone(), *started_at)),
+            _ => None,
+        })
+    };
+    let before = started(&n.state()).expect("running");
+    n.kill9();
+    n.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(started(&n.state()), Some(before), "after a restart");
+    assert_eq!(sandboxes(&n).len(), 1);
+
+    // 7. A restart without --static-pods: the node has none any more.
+    n.kill9();
+    n.extra_args.clear();
+    n.start();
+    let t0 = Instant::now();
+    time_until(&n, t0, Duration::from_secs(30), |s| web(s).is_none());
+    assert!(
+        kommit_tests::agent_support::wait_for(Duration::from_secs(15), || sandboxes(&n).is_empty()),
+        "the sandbox is gone after a restart without the flag: {:?}",
+        sandboxes(&n)
+    );
+    eprintln!(
+        "without the flag, gone {:?} after the restart",
+        t0.elapsed()
+    );
 }

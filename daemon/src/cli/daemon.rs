@@ -315,10 +315,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         } else {
             Some(start_agent(&cfg.data_dir, &args.pod_bridge, node.shared())?)
         };
-        let statics = match &args.static_pods {
-            None => None,
-            Some(dir) => Some(crate::static_pods::start(dir.clone(), node.shared())?),
-        };
+        let statics = crate::static_pods::start(args.static_pods.clone(), node.shared())?;
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
         let metrics = match args.metrics_listen {
             None => None,
@@ -346,9 +343,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
-        if let Some(s) = statics {
-            s.stop();
-        }
+        statics.stop();
         if let Some(a) = agent {
             // The containers keep running: a restarted daemon adopts them.
             tokio::task::spawn_blocking(move || a.stop()).await.ok();
