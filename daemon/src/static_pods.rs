@@ -23,6 +23,8 @@ use std::time::Duration;
 
 /// Most manifest files read from the directory.
 pub const MAX_FILES: usize = MAX_STATIC_PODS;
+/// Most bytes all static pod files may hold together (they travel in one Raft entry).
+pub const MAX_TOTAL_BYTES: u64 = 4 << 20;
 /// How long after a change event the directory is read (events of one write coalesce).
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often the directory is read without events.
@@ -92,9 +94,24 @@ pub fn read_dir(dir: &Path) -> Result<DirRead, StaticPodsError> {
         ));
         files.truncate(MAX_FILES);
     }
-    let limits = Limits::default();
+    // Each file at most 1 MiB (the loader's limit), all of them at most MAX_TOTAL_BYTES: the
+    // set travels in one Raft entry.
+    let limits = Limits {
+        max_file_bytes: 1 << 20,
+        max_total_bytes: MAX_TOTAL_BYTES,
+        ..Limits::default()
+    };
     let mut seen = BTreeSet::new();
+    let mut total = 0u64;
     for (_, path) in files {
+        total += std::fs::metadata(&path).map_or(0, |m| m.len().min(limits.max_file_bytes + 1));
+        if total > MAX_TOTAL_BYTES {
+            out.errors.push(format!(
+                "{}:1:1: error: static pod files total more than {MAX_TOTAL_BYTES} bytes; this one and later ones were not read",
+                path.display()
+            ));
+            break;
+        }
         read_file(&path, &limits, &mut seen, &mut out);
     }
     Ok(out)
