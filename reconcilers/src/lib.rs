@@ -30,5 +30,5 @@ pub use state::{ClusterState, StateError};
 pub use types::{
     ContainerState, ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry,
     EventType, IpChange, Millis, NodeInfo, NodeRecord, Owner, PodEvent, PodPhase, PodRecord,
-    PodRef, PodStatusChange, ReplicaSetRecord, RolloutPhase, Taint,
+    PodRef, PodStatusChange, ReplicaSetRecord, RolloutPhase, Taint, MAX_STATIC_PODS,
 };

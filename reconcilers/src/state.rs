@@ -8,6 +8,7 @@ use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
 };
+use kommit_schemas::model::core::Pod;
 use kommit_schemas::DesiredState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -60,6 +61,11 @@ pub struct ClusterState {
     /// Absent from the bytes while empty, so older snapshots read and write unchanged.
     #[serde(default, skip_serializing_if = "History::is_empty")]
     pub history: History,
+    /// Each node's static pods (from its `--static-pods` directory) by `namespace/name` of
+    /// the manifest, as its last `StaticPods` entry gave them. Absent from the bytes while
+    /// empty, so older snapshots read and write unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub static_pods: BTreeMap<String, BTreeMap<String, Pod>>,
 }
 
 impl ClusterState {
@@ -119,6 +125,7 @@ impl ClusterState {
                 }
             }
             Entry::NodeRemove { node } => {
+                self.static_pods.remove(node);
                 if let Some(n) = self.nodes.remove(node) {
                     if let Some(cidr) = n.pod_cidr {
                         fx.ips.push(IpChange::NodeCidrFreed {
@@ -157,6 +164,9 @@ impl ClusterState {
                         },
                     });
                 }
+            }
+            Entry::StaticPods { node, pods } => {
+                controllers::static_pods::record(self, node, pods);
             }
         }
         controllers::reconcile(self, &mut fx);

@@ -276,7 +276,19 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// The complete set of a node's static pods (manifests in its `--static-pods`
+    /// directory), replacing the previous set; an empty set removes them. They run on that
+    /// node alone and are never scheduled elsewhere. At most [`MAX_STATIC_PODS`] are taken.
+    StaticPods {
+        /// The node whose directory holds them.
+        node: String,
+        /// The validated pod manifests.
+        pods: Vec<kommit_schemas::model::core::Pod>,
+    },
 }
+
+/// Most static pods one node may have; further ones in a `StaticPods` entry are ignored.
+pub const MAX_STATIC_PODS: usize = 64;
 
 /// Who created a pod.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -287,6 +299,9 @@ pub enum Owner {
     ReplicaSet(String),
     /// A DaemonSet (`namespace/name`).
     DaemonSet(String),
+    /// A node's static pod (the node's name): a manifest in that node's `--static-pods`
+    /// directory, shown like Kubernetes' mirror pods.
+    Static(String),
 }
 
 impl Owner {
@@ -296,6 +311,7 @@ impl Owner {
             Owner::Pod(k) => format!("Pod/{k}"),
             Owner::ReplicaSet(k) => format!("ReplicaSet/{k}"),
             Owner::DaemonSet(k) => format!("DaemonSet/{k}"),
+            Owner::Static(node) => format!("Static/{node}"),
         }
     }
 }
@@ -322,7 +338,7 @@ pub struct PodRecord {
     pub spec: Arc<PodSpec>,
     /// The node it is bound to; None while Pending.
     pub node: Option<String>,
-    /// For DaemonSet pods: the only node it may run on.
+    /// For DaemonSet and static pods: the only node it may run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_node: Option<String>,
     /// The IP allocated from the node's pod CIDR at binding.

@@ -60,6 +60,8 @@ pub struct AgentNode {
     pub bridge: String,
     /// The pod CIDR the test's kommit.yaml uses.
     pub pod_cidr: String,
+    /// More `kommit daemon` arguments (e.g. `--static-pods DIR`), given on every start.
+    pub extra_args: Vec<String>,
     listen: String,
     log: PathBuf,
     daemon: Option<Child>,
@@ -111,6 +113,7 @@ impl AgentNode {
             work,
             bridge,
             pod_cidr,
+            extra_args: Vec::new(),
             daemon: None,
         }
     }
@@ -146,6 +149,7 @@ impl AgentNode {
             .args(["--repo", self.origin.to_str().expect("utf8")])
             .args(["--poll-ms", "500", "--status-every-ms", "500"])
             .args(["--pod-bridge", &self.bridge])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,kommit_agent=debug")
             .stdout(Stdio::null())
             .stderr(

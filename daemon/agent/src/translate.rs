@@ -31,6 +31,8 @@ pub const LABEL_UID: &str = "kommit.dev/uid";
 pub const LABEL_OWNER_KIND: &str = "kommit.dev/owner-kind";
 /// Sandbox label (and pod annotation) marking a pod that must never run twice.
 pub const LABEL_AT_MOST_ONCE: &str = "kommit.dev/at-most-once";
+/// Sandbox label marking a node's static pod (`true`), from its `--static-pods` directory.
+pub const LABEL_STATIC: &str = "kommit.dev/static";
 /// Sandbox label holding the pod's termination grace in milliseconds (used when the pod is
 /// removed after its spec is gone from the state).
 pub const LABEL_GRACE_MS: &str = "kommit.dev/grace-ms";
@@ -247,6 +249,8 @@ pub fn owner_kind(owner: &Owner) -> &'static str {
         Owner::Pod(_) => "Pod",
         Owner::ReplicaSet(_) => "ReplicaSet",
         Owner::DaemonSet(_) => "DaemonSet",
+        // Kubernetes' mirror pods name their node as owner.
+        Owner::Static(_) => "Node",
     }
 }
 
@@ -277,6 +281,9 @@ pub fn translate(
     labels.insert(LABEL_GRACE_MS.into(), grace_ms.to_string());
     if annotations.get(LABEL_AT_MOST_ONCE).map(String::as_str) == Some("true") {
         labels.insert(LABEL_AT_MOST_ONCE.into(), "true".into());
+    }
+    if matches!(pod.owner, Owner::Static(_)) {
+        labels.insert(LABEL_STATIC.into(), "true".into());
     }
     let hostname = spec
         .hostname

@@ -24,7 +24,8 @@ pub struct View {
     pub registered: bool,
 }
 
-/// The template annotations of a pod, from its owner in the desired state.
+/// The template annotations of a pod, from its owner in the desired state (a static pod's
+/// from its node's manifest).
 pub fn annotations(state: &ClusterState, p: &PodRecord) -> BTreeMap<String, String> {
     match &p.owner {
         Owner::Pod(k) => state
@@ -43,6 +44,18 @@ pub fn annotations(state: &ClusterState, p: &PodRecord) -> BTreeMap<String, Stri
             .daemon_sets
             .get(k)
             .map(|d| d.spec.template.metadata.annotations.clone())
+            .unwrap_or_default(),
+        Owner::Static(node) => p
+            .name
+            .strip_suffix(node.as_str())
+            .and_then(|n| n.strip_suffix('-'))
+            .and_then(|n| {
+                state
+                    .static_pods
+                    .get(node)?
+                    .get(&format!("{}/{n}", p.namespace))
+            })
+            .map(|d| d.metadata.annotations.clone())
             .unwrap_or_default(),
     }
 }

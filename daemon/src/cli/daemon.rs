@@ -4,7 +4,7 @@
 //! liveness (NodeUp/NodeDown, leases) and serves the local API. Later stages
 //! plug in here, each as one more task started after the node is up: the git mirror (leader
 //! polls, followers fetch the agreed SHA), the node agent (plans and runs this node's pods),
-//! and the status writer. The lease's fence hook is [`crate::fence::RuntimeFence`] over the
+//! the static pod watch (`--static-pods`, [`crate::static_pods`]) and the status writer. The lease's fence hook is [`crate::fence::RuntimeFence`] over the
 //! node's container runtime in the same data dir.
 
 use crate::consensus::liveness::LivenessConfig;
@@ -130,6 +130,11 @@ pub struct Args {
     /// File holding the webhook secret (HMAC key for GitHub/Gitea, token for GitLab).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Run the Pod manifests (`*.yaml`, `*.yml`) in this node-local directory on this node
+    /// alone, like the kubelet's static pods: watched, reported as pods of this node, never
+    /// scheduled elsewhere.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_agent")]
+    pub static_pods: Option<PathBuf>,
 }
 
 fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
@@ -310,6 +315,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         } else {
             Some(start_agent(&cfg.data_dir, &args.pod_bridge, node.shared())?)
         };
+        let statics = crate::static_pods::start(args.static_pods.clone(), node.shared())?;
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
         let metrics = match args.metrics_listen {
             None => None,
@@ -337,6 +343,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
+        statics.stop();
         if let Some(a) = agent {
             // The containers keep running: a restarted daemon adopts them.
             tokio::task::spawn_blocking(move || a.stop()).await.ok();

@@ -76,6 +76,12 @@ fn owner_ref(o: &Owner) -> Option<Value> {
         Owner::Pod(_) => return None,
         Owner::ReplicaSet(k) => ("ReplicaSet", k),
         Owner::DaemonSet(k) => ("DaemonSet", k),
+        // A static pod is shown like Kubernetes' mirror pods: owned by its node.
+        Owner::Static(node) => {
+            return Some(
+                json!({"apiVersion": "v1", "kind": "Node", "name": node, "controller": true}),
+            )
+        }
     };
     let name = key.split_once('/').map_or(key.as_str(), |(_, n)| n);
     Some(json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "controller": true}))

@@ -248,6 +248,7 @@ pub fn describe_pod(state: &ClusterState, p: &PodRecord) -> String {
         "Controlled By:",
         match &p.owner {
             kommit_reconcilers::Owner::Pod(_) => "<none>".into(),
+            kommit_reconcilers::Owner::Static(node) => format!("Node/{node}"),
             o => o.id(),
         },
     );

@@ -277,6 +277,32 @@ mod tests {
     }
 
     #[test]
+    fn static_pods_count_as_pods_of_their_node_and_add_no_object() {
+        let mut s = state();
+        let before = report(&s, Timestamp(1));
+        let mut tree = kommit_schemas::SourceTree::default();
+        tree.add(
+            "p.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: s\nspec:\n  containers:\n    - name: c\n      image: x\n",
+        );
+        let pods = kommit_schemas::validate(&tree, &kommit_schemas::Limits::default())
+            .expect("valid")
+            .pods
+            .into_values()
+            .collect();
+        s.apply(
+            &Entry::StaticPods {
+                node: "a".into(),
+                pods,
+            },
+            5,
+        );
+        let r = report(&s, Timestamp(1));
+        assert_eq!(r.nodes["a"].pods, before.nodes["a"].pods + 1);
+        assert_eq!(r.objects, before.objects);
+    }
+
+    #[test]
     fn removed_objects_and_nodes_are_deleted() {
         let s = state();
         let r = report(&s, Timestamp(1));

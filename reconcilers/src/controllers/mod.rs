@@ -6,14 +6,16 @@
 //!    finished controller pods;
 //! 2. bare pods (create, replace on spec change, prune);
 //! 3. Deployments -> ReplicaSets -> pods ([`deployment`]);
-//! 4. DaemonSets ([`daemonset`]);
+//! 4. DaemonSets ([`daemonset`]), then nodes' static pods ([`static_pods`]: bound at once);
 //! 5. services (ClusterIPs), the scheduler for every Pending pod, then endpoints.
 //!
 //! Pruning is the same rule everywhere: a pod whose owner is absent from the adopted commit
-//! is deleted, so deleting a whole file removes everything it declared.
+//! is deleted, so deleting a whole file removes everything it declared. Static pods are not
+//! the commit's: they follow their node's `StaticPods` entries.
 
 pub mod daemonset;
 pub mod deployment;
+pub mod static_pods;
 
 use crate::alloc;
 use crate::ids;
@@ -133,18 +135,24 @@ pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
         }
     }
     daemonset::reconcile(state, &mut index);
+    static_pods::reconcile(state, &index, fx);
     services(state, fx);
     schedule_pending(state, fx);
     endpoints(state, fx);
 }
 
 /// Whether a pod must leave its node: the node is gone or down, drained (DaemonSet pods
-/// stay), or carries a NoExecute taint the pod does not tolerate.
+/// stay), or carries a NoExecute taint the pod does not tolerate. Static pods leave only
+/// with their node.
 fn must_leave(state: &ClusterState, p: &PodRecord) -> bool {
     let Some(node) = &p.node else { return false };
     let Some(n) = state.nodes.get(node) else {
         return true;
     };
+    // A static pod belongs to its node whatever the node's state, as the kubelet's.
+    if matches!(p.owner, Owner::Static(_)) {
+        return false;
+    }
     !n.ready
         || (n.drained && !matches!(p.owner, Owner::DaemonSet(_)))
         || scheduler::untolerated_no_execute(&p.spec.tolerations, &n.info.taints).is_some()
@@ -156,7 +164,7 @@ fn evict(state: &mut ClusterState) {
         .iter()
         .filter(|(_, p)| {
             must_leave(state, p)
-                || (!matches!(p.owner, Owner::Pod(_))
+                || (!matches!(p.owner, Owner::Pod(_) | Owner::Static(_))
                     && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
         })
         .map(|(k, _)| k.clone())
