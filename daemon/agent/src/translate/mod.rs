@@ -5,7 +5,6 @@
 //! cannot be configured (`CreateContainerConfigError`, with a message naming the object and
 //! key). Nothing here reads a file, a clock or the environment.
 
-use base64::Engine;
 use ipnet::Ipv4Net;
 use kommit_reconcilers::{Owner, PodRecord};
 use kommit_runtime::spec::{
@@ -14,10 +13,8 @@ use kommit_runtime::spec::{
 use kommit_runtime::traits::{
     HostPathKind, Medium, PodAddress, ProjectedFile, RegistryCredentials,
 };
-use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::pod::{
-    Container, FieldPath, HostPathType, Probe, Protocol, PullPolicy, RestartPolicy, Scheme,
-    StorageMedium,
+    Container, FieldPath, Probe, Protocol, PullPolicy, RestartPolicy,
 };
 use kommit_schemas::DesiredState;
 use std::collections::BTreeMap;
@@ -359,74 +356,6 @@ pub fn translate(
     }
 }
 
-/// The registry host a `.dockerconfigjson` key names (`https://index.docker.io/v1/` is
-/// Docker Hub, `docker.io`).
-fn registry_host(key: &str) -> String {
-    let k = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = k.split('/').next().unwrap_or(k);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".into()
-        }
-        h => h.to_string(),
-    }
-}
-
-/// Credentials from `imagePullSecrets`: Secrets of type `kubernetes.io/dockerconfigjson`
-/// (`.dockerconfigjson`: `{"auths": {host: {username, password} | {auth}}}`) or the legacy
-/// `kubernetes.io/dockercfg` (`.dockercfg`: the `auths` map itself). Missing or malformed
-/// secrets add nothing: the pull then fails with the registry's own answer, as the kubelet's.
-pub fn pull_credentials(
-    spec: &kommit_schemas::model::pod::PodSpec,
-    ns: &str,
-    desired: &DesiredState,
-) -> BTreeMap<String, RegistryCredentials> {
-    let mut out = BTreeMap::new();
-    for r in &spec.image_pull_secrets {
-        let Some(data) = secret_data(desired, ns, r.name.as_str()) else {
-            continue;
-        };
-        let (doc, nested) = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
-            (Some(d), _) => (d, true),
-            (None, Some(d)) => (d, false),
-            _ => continue,
-        };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(doc) else {
-            continue;
-        };
-        let auths = if nested { &v["auths"] } else { &v };
-        let Some(auths) = auths.as_object() else {
-            continue;
-        };
-        for (host, a) in auths {
-            let user = a["username"].as_str().map(str::to_string);
-            let pass = a["password"].as_str().map(str::to_string);
-            let creds = match (user, pass) {
-                (Some(username), Some(password)) => {
-                    Some(RegistryCredentials { username, password })
-                }
-                _ => a["auth"]
-                    .as_str()
-                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .and_then(|raw| String::from_utf8(raw).ok())
-                    .and_then(|up| {
-                        let (u, p) = up.split_once(':')?;
-                        Some(RegistryCredentials {
-                            username: u.to_string(),
-                            password: p.to_string(),
-                        })
-                    }),
-            };
-            if let Some(c) = creds {
-                out.entry(registry_host(host)).or_insert(c);
-            }
-        }
-    }
-    out
-}
-
 /// A label value made of at most 63 label-safe characters.
 fn label_value(s: &str) -> String {
     s.chars()
@@ -436,7 +365,7 @@ fn label_value(s: &str) -> String {
 }
 
 /// The pod's own fields, for the downward API.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     pod: &'a PodRecord,
     node: &'a NodeContext,
     pod_ip: Option<Ipv4Addr>,
@@ -453,53 +382,6 @@ impl Fields<'_> {
             FieldPath::HostIp => self.node.host_ip.clone(),
         }
     }
-}
-
-fn config_map_value(desired: &DesiredState, ns: &str, name: &str, key: &str) -> Option<String> {
-    let cm = desired.config_maps.get(&format!("{ns}/{name}"))?;
-    if let Some(v) = cm.data.get(key) {
-        return Some(v.clone());
-    }
-    let b = cm.binary_data.get(key)?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
-    String::from_utf8(raw).ok()
-}
-
-/// Every key of a Secret with its decoded bytes (`stringData` over `data`).
-fn secret_data(desired: &DesiredState, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
-    let s = desired.secrets.get(&format!("{ns}/{name}"))?;
-    let mut out = BTreeMap::new();
-    for (k, v) in &s.data {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .unwrap_or_default();
-        out.insert(k.clone(), raw);
-    }
-    for (k, v) in &s.string_data {
-        out.insert(k.clone(), v.clone().into_bytes());
-    }
-    Some(out)
-}
-
-/// Every key of a ConfigMap with its bytes.
-fn config_map_data(
-    desired: &DesiredState,
-    ns: &str,
-    name: &str,
-) -> Option<BTreeMap<String, Vec<u8>>> {
-    let cm = desired.config_maps.get(&format!("{ns}/{name}"))?;
-    let mut out: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-        .collect();
-    for (k, v) in &cm.binary_data {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .unwrap_or_default();
-        out.insert(k.clone(), raw);
-    }
-    Some(out)
 }
 
 /// Resolves `$(VAR)` references against `env`, as Kubernetes: `$$(VAR)` is a literal
@@ -714,187 +596,12 @@ pub fn default_pull_policy(image: &str) -> PullPolicy {
     }
 }
 
-fn port_of(p: &IntOrString, ports: &BTreeMap<&str, u16>) -> Result<u16, String> {
-    match p {
-        IntOrString::Int(n) => u16::try_from(*n)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("port {n} is out of range")),
-        IntOrString::String(s) => ports
-            .get(s.as_str())
-            .copied()
-            .or_else(|| s.parse().ok())
-            .ok_or_else(|| format!("no container port named {s:?}")),
-    }
-}
+mod probes;
+mod sources;
 
-fn http_handler(
-    g: &kommit_schemas::model::pod::HttpGetAction,
-    ports: &BTreeMap<&str, u16>,
-) -> Result<Handler, String> {
-    Ok(Handler::Http {
-        host: g.host.clone().filter(|h| !h.is_empty()),
-        port: port_of(&g.port, ports)?,
-        path: g.path.clone().unwrap_or_else(|| "/".into()),
-        https: g.scheme == Some(Scheme::Https),
-        headers: g
-            .http_headers
-            .iter()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect(),
-    })
-}
-
-fn probe_spec(p: &Probe, ports: &BTreeMap<&str, u16>) -> Result<ProbeSpec, String> {
-    let handler = if let Some(e) = &p.exec {
-        Handler::Exec(e.command.to_vec())
-    } else if let Some(t) = &p.tcp_socket {
-        Handler::Tcp {
-            host: t.host.clone().filter(|h| !h.is_empty()),
-            port: port_of(&t.port, ports)?,
-        }
-    } else if let Some(g) = &p.http_get {
-        http_handler(g, ports)?
-    } else {
-        return Err("no handler".into());
-    };
-    Ok(ProbeSpec {
-        handler,
-        initial_delay_s: p.initial_delay_seconds.unwrap_or(0),
-        period_s: p.period_seconds.unwrap_or(10).max(1),
-        timeout_s: p.timeout_seconds.unwrap_or(1).max(1),
-        success_threshold: p.success_threshold.unwrap_or(1).max(1),
-        failure_threshold: p.failure_threshold.unwrap_or(3).max(1),
-    })
-}
-
-/// Whether a relative path stays inside its volume.
-fn safe_relative(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('/')
-        && p.len() <= 4096
-        && p.split('/').all(|c| !c.is_empty() && c != ".." && c != ".")
-}
-
-fn projected(
-    data: BTreeMap<String, Vec<u8>>,
-    items: &[kommit_schemas::model::pod::KeyToPath],
-    default_mode: u32,
-    what: &str,
-    optional: bool,
-) -> Result<BTreeMap<String, ProjectedFile>, String> {
-    let mut files = BTreeMap::new();
-    if items.is_empty() {
-        for (k, v) in data {
-            files.insert(
-                k,
-                ProjectedFile {
-                    data: v,
-                    mode: default_mode,
-                },
-            );
-        }
-    } else {
-        for it in items {
-            if !safe_relative(&it.path) {
-                return Err(format!(
-                    "{what}: item path {:?} is not a safe relative path",
-                    it.path
-                ));
-            }
-            match data.get(&it.key) {
-                Some(v) => {
-                    files.insert(
-                        it.path.clone(),
-                        ProjectedFile {
-                            data: v.clone(),
-                            mode: it.mode.map(|m| m.get() as u32).unwrap_or(default_mode),
-                        },
-                    );
-                }
-                None if optional => {}
-                None => return Err(format!("{what}: key {:?} not found", it.key)),
-            }
-        }
-    }
-    let total: usize = files.values().map(|f| f.data.len()).sum();
-    if total > MAX_PROJECTED_BYTES {
-        return Err(format!(
-            "{what}: {total} bytes exceed the volume limit of {MAX_PROJECTED_BYTES}"
-        ));
-    }
-    Ok(files)
-}
-
-fn volume_plan(
-    v: &kommit_schemas::model::pod::Volume,
-    ns: &str,
-    desired: &DesiredState,
-    _fields: &Fields,
-) -> Result<Option<VolumePlan>, String> {
-    let name = v.name.as_str();
-    if let Some(e) = &v.empty_dir {
-        return Ok(Some(VolumePlan::EmptyDir {
-            medium: match e.medium {
-                Some(StorageMedium::Memory) => Medium::Memory,
-                _ => Medium::Disk,
-            },
-            size_limit: e.size_limit.as_ref().map(|q| q.units()),
-        }));
-    }
-    if let Some(c) = &v.config_map {
-        let what = format!("volume {name}: configmap {ns}/{}", c.name.as_str());
-        let optional = c.optional == Some(true);
-        let data = match config_map_data(desired, ns, c.name.as_str()) {
-            Some(d) => d,
-            None if optional => BTreeMap::new(),
-            None => return Err(format!("{what} not found")),
-        };
-        let mode = c.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
-        return projected(data, &c.items, mode, &what, optional)
-            .map(|files| Some(VolumePlan::Projected { files }));
-    }
-    if let Some(s) = &v.secret {
-        let what = format!("volume {name}: secret {ns}/{}", s.secret_name.as_str());
-        let optional = s.optional == Some(true);
-        let data = match secret_data(desired, ns, s.secret_name.as_str()) {
-            Some(d) => d,
-            None if optional => BTreeMap::new(),
-            None => return Err(format!("{what} not found")),
-        };
-        let mode = s.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
-        return projected(data, &s.items, mode, &what, optional)
-            .map(|files| Some(VolumePlan::Projected { files }));
-    }
-    if let Some(h) = &v.host_path {
-        let path = h.path.as_str().to_string();
-        let allowed = desired.config.host_path_allowlist.iter().any(|a| {
-            let a = a.trim_end_matches('/');
-            path == a || path.starts_with(&format!("{a}/"))
-        });
-        if !allowed || path.split('/').any(|c| c == "..") {
-            return Err(format!(
-                "volume {name}: hostPath {path} is not under an allowlisted directory"
-            ));
-        }
-        let kind = match h.kind {
-            None | Some(HostPathType::Unset) => HostPathKind::Any,
-            Some(HostPathType::DirectoryOrCreate) => HostPathKind::DirectoryOrCreate,
-            Some(HostPathType::Directory) => HostPathKind::Directory,
-            Some(HostPathType::FileOrCreate) => HostPathKind::FileOrCreate,
-            Some(HostPathType::File) => HostPathKind::File,
-            Some(HostPathType::Socket) => HostPathKind::Socket,
-        };
-        return Ok(Some(VolumePlan::HostPath { path, kind }));
-    }
-    if v.persistent_volume_claim.is_some() {
-        return Err(format!(
-            "volume {name}: persistentVolumeClaim volumes are not provisioned yet"
-        ));
-    }
-    Ok(None)
-}
+use probes::{http_handler, probe_spec};
+pub use sources::pull_credentials;
+use sources::{config_map_data, config_map_value, secret_data, volume_plan};
 
 #[cfg(test)]
-#[path = "translate_tests.rs"]
 mod tests;
