@@ -24,6 +24,7 @@ pub mod linux;
 pub mod network;
 pub mod spec;
 pub mod testutil;
+pub mod tls;
 pub mod traits;
 pub mod volumes;
 

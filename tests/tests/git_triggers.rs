@@ -71,6 +71,7 @@ async fn signed_webhook_fetches_within_100ms_and_bad_signature_is_401() {
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let url = format!("http://{addr}/hooks/git");
+    kommit_runtime::tls::install_crypto_provider();
     let client = reqwest::Client::new();
 
     let c2 = f.commit(&[("apps/a.yaml", "x: 1\n")], "two");
@@ -207,6 +208,7 @@ async fn unsigned_plain_post_triggers_when_no_secret() {
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let c2 = f.commit(&[("apps/a.yaml", "x: 1\n")], "two");
+    kommit_runtime::tls::install_crypto_provider();
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}/"))
         .send()

@@ -183,6 +183,7 @@ impl Prober {
             Condvar::new(),
         ));
         let st = state.clone();
+        kommit_runtime::tls::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .danger_accept_invalid_certs(true)
             .redirect(reqwest::redirect::Policy::limited(10))

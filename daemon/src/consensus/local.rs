@@ -138,6 +138,7 @@ async fn remove<A: App>(
 
 /// A reqwest client for the local API socket under `data_dir`.
 pub fn local_client(data_dir: &Path) -> Result<reqwest::Client, reqwest::Error> {
+    kommit_runtime::tls::install_crypto_provider();
     reqwest::Client::builder()
         .unix_socket(data_dir.join(SOCKET))
         .build()

@@ -309,6 +309,8 @@ impl Mirror {
             )
             .map_err(|e| fetch_err(boxed(e)))?;
         let basic = self.remote.credentials.basic();
+        // gix builds its reqwest client inside `connect`.
+        kommit_runtime::tls::install_crypto_provider();
         let conn = remote
             .connect(gix::remote::Direction::Fetch)
             .map_err(|e| fetch_err(boxed(e)))?

@@ -40,6 +40,7 @@ pub fn pull(
     } else {
         oci_client::client::ClientProtocol::Https
     };
+    crate::tls::install_crypto_provider();
     let client = oci_client::Client::new(oci_client::client::ClientConfig {
         protocol,
         ..Default::default()

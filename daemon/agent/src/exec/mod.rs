@@ -80,6 +80,7 @@ fn step(reason: &'static str) -> impl Fn(RuntimeError) -> StepError {
 impl Executor {
     /// An executor over `rt`; `kick` wakes the agent loop when a background step ends.
     pub fn new(rt: Runtimes, creds: Credentials, kick: Arc<dyn Fn() + Send + Sync>) -> Self {
+        kommit_runtime::tls::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .danger_accept_invalid_certs(true)
             .no_proxy()
