@@ -55,6 +55,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (see kommit_runtime::alloc).
+    kommit_runtime::alloc::limit_malloc_arenas();
     // Before any thread or HTTP client exists (see kommit_runtime::tls).
     kommit_runtime::tls::install_crypto_provider();
     let cli = match Cli::try_parse() {

@@ -16,6 +16,7 @@
 //!
 //! This crate knows nothing of Git, Raft or manifests; its specs ([`spec`]) are its own.
 
+pub mod alloc;
 pub mod conformance;
 pub mod fake;
 pub mod helper;

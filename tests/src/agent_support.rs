@@ -150,7 +150,10 @@ impl AgentNode {
             .args(["--poll-ms", "500", "--status-every-ms", "500"])
             .args(["--pod-bridge", &self.bridge])
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,kommit_agent=debug")
+            .env(
+                "RUST_LOG",
+                "info,kommit_agent=debug,kommit_daemon::sync=debug,kommit_daemon::git::triggers=debug",
+            )
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()

@@ -35,6 +35,10 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// tests run from `target/<profile>/deps`); cargo builds it with the workspace's tests, and
 /// `cargo build --release -p kommit-daemon` for the benches.
 pub fn kommit_bin() -> PathBuf {
+    // An explicit binary (the benches measure the `dist` build this way).
+    if let Some(bin) = std::env::var_os("KOMMIT_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let mut dir = exe.parent().expect("executable directory");
     if dir.file_name().is_some_and(|n| n == "deps") {

@@ -224,6 +224,11 @@ impl Agent {
             .collect();
         let acted = !actions.is_empty();
         if acted {
+            tracing::debug!(
+                actions = actions.len(),
+                since_pass_start_ms = now_ms().saturating_sub(now),
+                "pass: acting"
+            );
             let by_key: BTreeMap<String, &crate::translate::PodPlan> =
                 view.plans.iter().map(|p| (p.key.clone(), p)).collect();
             self.exec.run(actions, &by_key);
@@ -254,11 +259,20 @@ impl Agent {
         }
         let assigned: Vec<String> = view.plans.iter().map(|p| p.key.clone()).collect();
         if let Some(changes) = self.coalescer.due(&statuses, now_ms()) {
+            let started = now_ms();
             match self.host.propose(Entry::PodStatus {
                 node: view.node.clone(),
                 changes: changes.clone(),
             }) {
-                Ok(()) => self.coalescer.sent(&changes, &assigned, now_ms()),
+                Ok(()) => {
+                    tracing::debug!(
+                        pods = changes.len(),
+                        pass_ms = started.saturating_sub(now),
+                        propose_ms = now_ms().saturating_sub(started),
+                        "pass: status reported"
+                    );
+                    self.coalescer.sent(&changes, &assigned, now_ms())
+                }
                 Err(e) => {
                     tracing::warn!("agent: reporting pod status: {e}");
                     for c in changes {
@@ -296,11 +310,17 @@ impl Agent {
             let live: BTreeSet<String> = after.keys().cloned().collect();
             self.exec.collect_orphan_volumes(&live);
         }
-        // Steps just taken may need a quick follow-up (a container started: report it).
-        if acted {
+        // Steps just taken may need a quick follow-up (a container started: report it), and
+        // changes the rate limit held back go out as soon as it allows.
+        let held = (now_ms() < self.coalescer.next_at()).then(|| self.coalescer.next_at());
+        let wake = if acted {
             Some(now_ms() + 100)
         } else {
             decided.wake_at
+        };
+        match (wake, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }

@@ -214,11 +214,16 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
+    /// The earliest time the next entry may be sent.
+    pub fn next_at(&self) -> Millis {
+        self.last_at + 1000 / MAX_REPORTS_PER_SECOND
+    }
+
     /// The changes to send now (events always count as a change), or None when nothing
     /// changed or the last entry went out less than 1/[`MAX_REPORTS_PER_SECOND`] s ago.
     /// `current` is every assigned pod's status.
     pub fn due(&self, current: &[PodStatusChange], now: Millis) -> Option<Vec<PodStatusChange>> {
-        if now < self.last_at + 1000 / MAX_REPORTS_PER_SECOND {
+        if now < self.next_at() {
             return None;
         }
         let changed: Vec<PodStatusChange> = current

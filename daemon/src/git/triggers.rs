@@ -62,7 +62,9 @@ pub fn spawn_fetcher(
                 return;
             }
             let m = mirror.clone();
+            let started = std::time::Instant::now();
             let result = tokio::task::spawn_blocking(move || m.fetch()).await;
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "fetched");
             state.fetches += 1;
             match result {
                 Ok(Ok(outcome)) => {

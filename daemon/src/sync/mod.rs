@@ -419,12 +419,14 @@ async fn consider(
     }
     let (m, limits) = (mirror.clone(), config.limits.clone());
     let at = stamp();
+    let started = std::time::Instant::now();
     let verdict = tokio::task::spawn_blocking(move || {
         let repo = m.repo().map_err(|e| e.to_string())?;
         evaluate(&repo, adopted, head, &limits, at).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("evaluation task failed: {e}"))??;
+    tracing::debug!(commit = %head, ms = started.elapsed().as_millis() as u64, "evaluated");
     match verdict {
         Verdict::Unchanged => Ok(()),
         Verdict::Refuse { note, .. } => {
@@ -448,9 +450,11 @@ async fn consider(
                 desired,
                 by: Some(shared.name.clone()),
             };
+            let started = std::time::Instant::now();
             propose(shared, &entry)
                 .await
                 .map_err(|e| format!("proposing {head}: {e}"))?;
+            tracing::debug!(commit = %head, ms = started.elapsed().as_millis() as u64, "adoption applied");
             let now = shared.sm.read(|s| s.commit.clone());
             if now.as_deref() != Some(head.to_string().as_str()) {
                 // The adopted commit moved between evaluation and apply (a race with another

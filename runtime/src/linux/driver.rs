@@ -295,7 +295,12 @@ impl ContainerRuntime for LinuxRuntime {
     }
 
     fn remove_pod(&self, pod: &str) -> Result<()> {
-        let dir = self.check_pod(pod)?;
+        let dir = match self.check_pod(pod) {
+            Ok(d) => d,
+            // A removal that failed after pod.json went finishes now.
+            Err(RuntimeError::NotFound { .. }) if self.pod_dir(pod).is_dir() => self.pod_dir(pod),
+            Err(e) => return Err(e),
+        };
         if let Some(pid) = self.shim_pid(pod) {
             // A pidfd names this very process (no pid reuse), and becomes readable when it
             // has exited: no polling of /proc. Taken before the shutdown request, and checked
@@ -326,6 +331,14 @@ impl ContainerRuntime for LinuxRuntime {
         }
         let names = self.container_names(pod);
         cgroup::remove(&self.layout, &self.pod_cg(pod), &names).map_err(lerr)?;
+        // pod.json first: from here on the pod is out of every listing, so a listing that
+        // runs meanwhile never meets a half-removed directory.
+        let record = dir.join("pod.json");
+        match std::fs::remove_file(&record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(lerr(LinuxError::io(&record, e))),
+        }
         std::fs::remove_dir_all(&dir).map_err(|e| lerr(LinuxError::io(&dir, e)))?;
         Ok(())
     }
@@ -344,7 +357,17 @@ impl ContainerRuntime for LinuxRuntime {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         ids.sort();
-        ids.iter().map(|id| self.pod_status(id)).collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match self.pod_status(id) {
+                Ok(p) => out.push(p),
+                // Removed while we listed (a pod's removal runs on its own thread): it is
+                // simply gone, not an error of the listing.
+                Err(_) if !root.join(id).join("pod.json").exists() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     fn recover(&self) -> Result<Vec<PodStatus>> {

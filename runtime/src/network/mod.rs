@@ -10,7 +10,9 @@
 //! dedicated OS thread that `setns`es into the pod's network namespace (network namespaces
 //! are per thread), never on a tokio worker of the caller. nftables is programmed by
 //! replacing the whole `ip <table>` atomically with `nft -f`, rebuilt from the allocation
-//! file, so the rules always match the persisted state.
+//! file, so the rules always match the persisted state. The script depends only on the CIDR
+//! and the hostPorts, so an attach or detach that leaves it as this process last applied it
+//! runs no `nft` (most pods have no hostPorts).
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -78,7 +80,19 @@ struct Alloc {
 /// The Linux pod network.
 pub struct LinuxNetwork {
     cfg: NetConfig,
-    lock: Mutex<()>,
+    /// Held while the allocation file, the bridge or the nft table change (not while a pod's
+    /// veth is wired, so pods attach in parallel).
+    lock: Mutex<Memo>,
+}
+
+/// What this process knows it already did, so repeated work is skipped.
+#[derive(Default)]
+struct Memo {
+    /// The nft script last applied: a pod without hostPorts (which leaves the script
+    /// unchanged) costs no `nft` run.
+    script: Option<String>,
+    /// The bridge's index and the CIDR it was addressed for.
+    bridge: Option<(Ipv4Net, u32)>,
 }
 
 fn nerr(e: impl std::fmt::Display) -> NetError {
@@ -136,7 +150,7 @@ impl LinuxNetwork {
         })?;
         Ok(LinuxNetwork {
             cfg,
-            lock: Mutex::new(()),
+            lock: Mutex::new(Memo::default()),
         })
     }
 
@@ -178,7 +192,11 @@ impl LinuxNetwork {
         })
     }
 
-    fn program_nft(&self, m: &BTreeMap<String, Alloc>) -> std::result::Result<(), NetError> {
+    fn program_nft(
+        &self,
+        last: &mut Option<String>,
+        m: &BTreeMap<String, Alloc>,
+    ) -> std::result::Result<(), NetError> {
         use std::io::Write;
         let pods: BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)> = m
             .iter()
@@ -194,6 +212,11 @@ impl LinuxNetwork {
                 t = self.cfg.nft_table
             )
         };
+        if last.as_deref() == Some(script.as_str()) {
+            return Ok(());
+        }
+        // Forget the script first: if this run fails, the next one must not be skipped.
+        *last = None;
         let mut child = std::process::Command::new("nft")
             .args(["-f", "-"])
             .stdin(std::process::Stdio::piped())
@@ -216,6 +239,7 @@ impl LinuxNetwork {
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
+        *last = Some(script);
         Ok(())
     }
 
@@ -291,8 +315,8 @@ impl LinuxNetwork {
         netns: &Path,
         addr: PodAddress,
         veth: &str,
+        br_idx: u32,
     ) -> std::result::Result<(), NetError> {
-        let br_idx = self.ensure_bridge(&addr.cidr)?;
         let ip = addr.ip;
         let peer = format!("vp{}", &veth[2..]);
         let ns = std::fs::File::open(netns)
@@ -395,42 +419,69 @@ impl PodNetwork for LinuxNetwork {
         ports: &[PortMapping],
     ) -> Result<Ipv4Addr> {
         crate::spec::validate_name("pod", pod).map_err(RuntimeError::InvalidSpec)?;
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut m = self.load()?;
-        let allocs = m
-            .iter()
-            .filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.cidr))))
-            .collect();
-        if check_assignment(pod, addr, &allocs)? {
-            return Ok(addr.ip);
-        }
         let ip = addr.ip;
         let veth = veth_name(&self.cfg.bridge, pod);
-        // Persist first: a crash after this never hands the IP out twice.
-        m.insert(
-            pod.to_string(),
-            Alloc {
-                ip: Some(ip),
-                veth: veth.clone(),
-                ports: ports.to_vec(),
-                cidr: Some(addr.cidr),
-            },
-        );
-        self.save(&m)?;
-        let res = self
-            .wire(pod, netns, addr, &veth)
-            .and_then(|_| self.program_nft(&m));
+        let br_idx = {
+            let mut memo = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = self.load()?;
+            let allocs = m
+                .iter()
+                .filter_map(|(k, a)| a.ip.map(|ip| (k.clone(), (ip, a.cidr))))
+                .collect();
+            if check_assignment(pod, addr, &allocs)? {
+                return Ok(addr.ip);
+            }
+            // Persist first: a crash after this never hands the IP out twice. From here the
+            // allocation is taken, so no detach removes the bridge while this pod is wired.
+            m.insert(
+                pod.to_string(),
+                Alloc {
+                    ip: Some(ip),
+                    veth: veth.clone(),
+                    ports: ports.to_vec(),
+                    cidr: Some(addr.cidr),
+                },
+            );
+            self.save(&m)?;
+            let bridge = match memo.bridge {
+                Some((cidr, idx)) if cidr == addr.cidr => Ok(idx),
+                _ => self.ensure_bridge(&addr.cidr),
+            };
+            match bridge {
+                Ok(idx) => {
+                    memo.bridge = Some((addr.cidr, idx));
+                    idx
+                }
+                Err(e) => {
+                    memo.bridge = None;
+                    m.remove(pod);
+                    let _ = self.save(&m);
+                    return Err(e.into());
+                }
+            }
+        };
+        let wired = self.wire(pod, netns, addr, &veth, br_idx);
+        let mut memo = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let res = wired.and_then(|_| {
+            let m = self.load()?;
+            self.program_nft(&mut memo.script, &m)
+        });
         if let Err(e) = res {
+            // The bridge may be what failed (removed behind our back): look at it again next
+            // time.
+            memo.bridge = None;
             let _ = Self::delete_link(&veth);
-            m.remove(pod);
-            let _ = self.save(&m);
+            if let Ok(mut m) = self.load() {
+                m.remove(pod);
+                let _ = self.save(&m);
+            }
             return Err(e.into());
         }
         Ok(ip)
     }
 
     fn detach(&self, pod: &str) -> Result<()> {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memo = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = self.load()?;
         let veth = m
             .get(pod)
@@ -440,9 +491,10 @@ impl PodNetwork for LinuxNetwork {
         let had = m.remove(pod).is_some();
         self.save(&m)?;
         if had || m.is_empty() {
-            self.program_nft(&m)?;
+            self.program_nft(&mut memo.script, &m)?;
         }
         if m.is_empty() {
+            memo.bridge = None;
             Self::delete_link(&self.cfg.bridge)?;
         }
         Ok(())

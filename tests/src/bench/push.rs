@@ -1,5 +1,5 @@
-//! `kommit-bench push-to-running [--samples N] [--replicas R]`: from `git push` to a
-//! Deployment's replicas Running, then Ready, on one real node (a `kommit daemon` with its
+//! `kommit-bench push-to-running [--samples N] [--replicas R] [--log FILE]`: from `git push`
+//! to a Deployment's replicas Running, then Ready, on one real node (a `kommit daemon` with its
 //! agent, woken by its watch on the local remote). Each sample pushes a new Deployment of R
 //! replicas (and removes the previous one) and polls the replicated state every 5 ms.
 //! Then `footprint`: the stripped release binary and the idle daemon's resident memory with
@@ -48,6 +48,18 @@ spec:
     )
 }
 
+/// `Rss`, `Anonymous` and file-backed kB from smaps_rollup, for the breakdown line.
+fn rss_breakdown(pid: u32) -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let (rss, anon) = (field("Rss:")?, field("Anonymous:")?);
+    Some((rss, anon, rss.saturating_sub(anon)))
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -60,11 +72,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut samples = 20usize;
     let mut replicas = 10u32;
+    let mut log = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--samples" => samples = it.next().context("--samples N")?.parse()?,
             "--replicas" => replicas = it.next().context("--replicas N")?.parse()?,
+            "--log" => log = Some(std::path::PathBuf::from(it.next().context("--log FILE")?)),
             other => bail!("unknown option {other}"),
         }
     }
@@ -136,10 +150,17 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         s.pods.values().all(|p| !p.name.starts_with("bench"))
     });
     std::thread::sleep(Duration::from_secs(5));
-    let rss = node
-        .daemon_pid()
-        .and_then(rss_kib)
-        .context("reading the daemon's VmRSS")?;
+    let pid = node.daemon_pid().context("the daemon's pid")?;
+    let rss = rss_kib(pid).context("reading the daemon's VmRSS")?;
+    if let Some((all, anon, file)) = rss_breakdown(pid) {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        println!(
+            "footprint: rss {:.1} MiB = anonymous {:.1} MiB + file-backed {:.1} MiB; {threads} threads",
+            all as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        );
+    }
     let stripped = std::env::temp_dir().join(format!("kommit-stripped-{}", std::process::id()));
     std::fs::copy(kommit_bin(), &stripped)?;
     let st = std::process::Command::new("strip").arg(&stripped).status();
@@ -148,6 +169,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
     let binary = std::fs::metadata(&stripped)?.len();
     let _ = std::fs::remove_file(&stripped);
+    if let Some(path) = log {
+        std::fs::write(&path, node.log()).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
         "push to running: {samples} samples of {replicas} replicas; running p50 {p50:.1} ms p99 {p99:.1} ms; ready p50 {rp50:.1} ms"
     );

@@ -19,6 +19,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Pods whose steps one pass carries out at once.
+pub const PARALLEL_PODS: usize = 4;
+
 /// Timeout of a postStart or preStop hook.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,6 +61,7 @@ pub struct Executor {
     shared: Arc<Mutex<Shared>>,
     kick: Arc<dyn Fn() + Send + Sync>,
     http: Option<reqwest::blocking::Client>,
+    pulls: Arc<Mutex<()>>,
 }
 
 /// Why a step failed, with the Kubernetes reason.
@@ -68,6 +72,17 @@ pub struct StepError {
     pub reason: &'static str,
     /// Detail.
     pub message: String,
+}
+
+fn step_name(a: &Action) -> &'static str {
+    match a {
+        Action::CreatePod { .. } => "create-pod",
+        Action::SyncVolumes { .. } => "sync-volumes",
+        Action::StartContainer { .. } => "start-container",
+        Action::KillContainer { .. } => "kill-container",
+        Action::RemoveContainer { .. } => "remove-container",
+        Action::RemovePod { .. } => "remove-pod",
+    }
 }
 
 fn step(reason: &'static str) -> impl Fn(RuntimeError) -> StepError {
@@ -92,6 +107,7 @@ impl Executor {
             shared: Arc::new(Mutex::new(Shared::default())),
             kick,
             http,
+            pulls: Arc::default(),
         }
     }
 
@@ -171,9 +187,52 @@ impl Executor {
             .or_insert(at);
     }
 
-    /// Runs the actions of one pass. Steps of one pod stop at its first failure.
+    /// Runs the actions of one pass. Pods proceed in parallel, up to [`PARALLEL_PODS`] at
+    /// once (a sandbox costs process spawns and netlink round trips that mostly wait on the
+    /// kernel); the steps of one pod run in order and stop at its first failure.
     pub fn run(&self, actions: Vec<Action>, plans: &BTreeMap<String, &PodPlan>) {
-        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let mut groups: Vec<Vec<Action>> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for a in actions {
+            let pod = match &a {
+                Action::CreatePod { key }
+                | Action::SyncVolumes { key }
+                | Action::StartContainer { key, .. }
+                | Action::KillContainer { key, .. } => plans
+                    .get(key)
+                    .map_or_else(|| key.clone(), |p| p.id().to_string()),
+                Action::RemoveContainer { sandbox, .. } | Action::RemovePod { sandbox, .. } => {
+                    sandbox.clone()
+                }
+            };
+            let i = *index.entry(pod).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[i].push(a);
+        }
+        if groups.len() <= 1 {
+            for g in groups {
+                self.run_pod(g, plans);
+            }
+            return;
+        }
+        let workers = groups.len().min(PARALLEL_PODS);
+        let queue = Mutex::new(groups.into_iter());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some(g) = next else { break };
+                    self.run_pod(g, plans);
+                });
+            }
+        });
+    }
+
+    /// The steps of one pod, in order, stopping at the first failure.
+    fn run_pod(&self, actions: Vec<Action>, plans: &BTreeMap<String, &PodPlan>) {
+        let mut failed = false;
         for a in actions {
             let key = match &a {
                 Action::CreatePod { key }
@@ -182,10 +241,11 @@ impl Executor {
                 | Action::KillContainer { key, .. } => Some(key.clone()),
                 _ => None,
             };
-            if key.as_ref().is_some_and(|k| failed.contains(k)) {
+            if failed && key.is_some() {
                 continue;
             }
             let plan = key.as_ref().and_then(|k| plans.get(k).copied());
+            let started = std::time::Instant::now();
             if plan.is_some_and(|p| self.busy(p.id())) {
                 continue;
             }
@@ -236,9 +296,16 @@ impl Executor {
                 }
                 _ => Ok(()),
             };
+            tracing::debug!(
+                pod = plan.map(|p| p.id()).unwrap_or_default(),
+                step = step_name(&a),
+                ms = started.elapsed().as_millis() as u64,
+                ok = r.is_ok(),
+                "step done"
+            );
             if let Err(e) = r {
-                if let Some(k) = key {
-                    failed.insert(k);
+                if key.is_some() {
+                    failed = true;
                 }
                 tracing::debug!("step failed: {e}");
             }
@@ -247,6 +314,7 @@ impl Executor {
 
     fn create_pod(&self, p: &PodPlan) -> Result<(), StepError> {
         let id = p.id();
+        let started = std::time::Instant::now();
         match self.rt.containers.create_pod(&p.sandbox) {
             Ok(()) | Err(RuntimeError::AlreadyExists { .. }) => {}
             Err(e) => {
@@ -264,11 +332,18 @@ impl Executor {
             reason: "FailedCreatePodSandBox",
             message: "the pod has no IP in the replicated state yet".into(),
         })?;
+        let sandbox_ms = started.elapsed().as_millis() as u64;
         let wired = self
             .rt
             .containers
             .pod_netns(id)
             .and_then(|ns| self.rt.network.attach(id, &ns, addr, &p.ports));
+        tracing::debug!(
+            pod = id,
+            sandbox_ms,
+            network_ms = started.elapsed().as_millis() as u64 - sandbox_ms,
+            "sandbox made"
+        );
         if let Err(e) = wired {
             let e = step("FailedCreatePodSandBox")(e);
             self.event(
@@ -384,6 +459,12 @@ impl Executor {
         p_creds: &BTreeMap<String, RegistryCredentials>,
     ) -> Result<(), StepError> {
         let image = c.spec.image.as_str();
+        if c.pull != PullPolicy::Always && self.has_image(image) {
+            return Ok(());
+        }
+        // One pull or import at a time, like the kubelet's default (`serializeImagePulls`):
+        // pods of one pass that share an image wait for its one pull instead of racing it.
+        let _pulling = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
         let mut present = self.has_image(image);
         if !present {
             // Archives dropped in the node's images/ directory (air-gapped nodes).
@@ -607,3 +688,6 @@ impl Executor {
         &self.rt
     }
 }
+
+#[cfg(test)]
+mod tests;
