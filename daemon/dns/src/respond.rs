@@ -79,15 +79,20 @@ pub fn respond(zone: &Zone, packet: &[u8], transport: Transport, out: &mut Vec<u
                 Transport::Tcp => u16::MAX as usize,
             };
             let opt = edns.is_some();
-            let size = q.end + p.body.len() + if opt { 11 } else { 0 };
             let ar = u16::from(opt);
-            if size > limit {
-                wire::write_header(out, &h, true, true, p.rcode, 1, 0, 0, ar);
-                out.extend_from_slice(&packet[wire::HEADER_LEN..q.end]);
-            } else {
+            let fits = |body: usize| q.end + body + 11 * usize::from(opt) <= limit;
+            let question = &packet[wire::HEADER_LEN..q.end];
+            if fits(p.body.len()) {
                 wire::write_header(out, &h, true, false, p.rcode, 1, p.an, p.ns, p.ar + ar);
-                out.extend_from_slice(&packet[wire::HEADER_LEN..q.end]);
+                out.extend_from_slice(question);
                 out.extend_from_slice(&p.body);
+            } else if fits(p.additional_at) {
+                wire::write_header(out, &h, true, false, p.rcode, 1, p.an, p.ns, ar);
+                out.extend_from_slice(question);
+                out.extend_from_slice(&p.body[..p.additional_at]);
+            } else {
+                wire::write_header(out, &h, true, true, p.rcode, 1, 0, 0, ar);
+                out.extend_from_slice(question);
             }
             if opt {
                 wire::push_opt(out);
@@ -142,6 +147,16 @@ mod tests {
         let big = b.name(&["big", "default", "svc"]).unwrap();
         for i in 0..100u8 {
             b.add_a(big.clone(), [10, 244, 0, i].into());
+        }
+        let srv = b
+            .name(&["_http", "_tcp", "many", "default", "svc"])
+            .unwrap();
+        for i in 0..8u8 {
+            let target = b
+                .name(&[&format!("t{i}"), "many", "default", "svc"])
+                .unwrap();
+            b.add_a(target.clone(), [10, 244, 3, i].into());
+            b.add_srv(srv.clone(), 80, target);
         }
         let mid = b.name(&["mid", "default", "svc"]).unwrap();
         for i in 0..50u8 {
@@ -237,6 +252,20 @@ mod tests {
             Transport::Udp,
         );
         assert_eq!((m.metadata.truncation, m.answers.len()), (false, 50));
+    }
+
+    #[test]
+    fn additionals_go_before_truncation() {
+        let name = "_http._tcp.many.default.svc.cluster.local";
+        // Over TCP, the 8 targets' addresses come along.
+        let m = answer(&query(name, rtype::SRV, false, true), Transport::Tcp);
+        assert_eq!((m.answers.len(), m.additionals.len()), (8, 8));
+        // In 512 bytes the SRV records fit but not their addresses: dropped, no TC.
+        let m = answer(&query(name, rtype::SRV, false, true), Transport::Udp);
+        assert!(!m.metadata.truncation);
+        assert_eq!((m.answers.len(), m.additionals.len()), (8, 0));
+        let m = answer(&query(name, rtype::SRV, true, true), Transport::Udp);
+        assert_eq!((m.answers.len(), m.additionals.len()), (8, 8));
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl ZoneBuilder {
                     an: 0,
                     ns: 1,
                     ar: 0,
+                    additional_at: body.len(),
                     body: body.clone().into_boxed_slice(),
                 };
                 Apex {
@@ -240,6 +241,7 @@ impl ZoneBuilder {
             push_record(&mut body, &QNAME_POINTER, d.rtype(), TTL, &rdata);
             an += 1;
         }
+        let additional_at = body.len();
         let mut ar = 0u16;
         let mut seen = BTreeSet::new();
         for d in set {
@@ -265,6 +267,7 @@ impl ZoneBuilder {
             ns: 0,
             ar,
             body: body.into_boxed_slice(),
+            additional_at,
         }
     }
 }

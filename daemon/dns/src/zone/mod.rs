@@ -55,6 +55,9 @@ pub struct Prepared {
     pub ar: u16,
     /// The encoded records.
     pub body: Box<[u8]>,
+    /// Where the additional records start in `body`: when the whole body is too large for
+    /// UDP but this much fits, the answer goes without its additionals (RFC 2181 §9: no TC).
+    pub additional_at: usize,
 }
 
 /// A name in the zone: its answers by type, and what the types it lacks get.
