@@ -38,9 +38,17 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let n = || value.parse::<usize>().with_context(|| format!("{flag} {value}: not a count"));
+        let n = || {
+            value
+                .parse::<usize>()
+                .with_context(|| format!("{flag} {value}: not a count"))
+        };
         match flag.as_str() {
-            "--seconds" => o.seconds = value.parse().with_context(|| format!("--seconds {value}"))?,
+            "--seconds" => {
+                o.seconds = value
+                    .parse()
+                    .with_context(|| format!("--seconds {value}"))?
+            }
             "--clients" => o.clients = n()?.max(1),
             "--window" => o.window = n()?.clamp(1, 256),
             "--services" => o.services = n()?.max(1),
@@ -49,7 +57,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             other => bail!("unknown option {other}"),
         }
     }
-    ensure!(o.seconds > 0.0 && o.seconds <= 60.0, "--seconds must be in (0, 60]");
+    ensure!(
+        o.seconds > 0.0 && o.seconds <= 60.0,
+        "--seconds must be in (0, 60]"
+    );
     Ok(o)
 }
 
@@ -79,16 +90,34 @@ fn mix(o: &Options) -> anyhow::Result<Vec<Query>> {
         let svc = (x >> 8) as usize % o.services;
         let ns = format!("ns-{}", svc % 10);
         let q = match x % 100 {
-            0..=39 => query(&format!("svc-{svc}.{ns}.svc.cluster.local"), rtype::A, false)?,
+            0..=39 => query(
+                &format!("svc-{svc}.{ns}.svc.cluster.local"),
+                rtype::A,
+                false,
+            )?,
             40..=69 if o.pods > 0 => {
                 let j = (x >> 24) as usize % o.pods;
                 let ns = format!("ns-{}", (j % o.services) % 10);
-                let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 244, 0, 2)) + j as u32);
+                let ip = std::net::Ipv4Addr::from(
+                    u32::from(std::net::Ipv4Addr::new(10, 244, 0, 2)) + j as u32,
+                );
                 let [a, b, c, d] = ip.octets();
-                query(&format!("{a}-{b}-{c}-{d}.{ns}.pod.cluster.local"), rtype::A, false)?
+                query(
+                    &format!("{a}-{b}-{c}-{d}.{ns}.pod.cluster.local"),
+                    rtype::A,
+                    false,
+                )?
             }
-            40..=84 => query(&format!("_http._tcp.svc-{svc}.{ns}.svc.cluster.local"), rtype::SRV, false)?,
-            _ => query(&format!("nope-{svc}.{ns}.svc.cluster.local"), rtype::A, true)?,
+            40..=84 => query(
+                &format!("_http._tcp.svc-{svc}.{ns}.svc.cluster.local"),
+                rtype::SRV,
+                false,
+            )?,
+            _ => query(
+                &format!("nope-{svc}.{ns}.svc.cluster.local"),
+                rtype::A,
+                true,
+            )?,
         };
         out.push(q);
     }
@@ -147,7 +176,12 @@ fn client(
     while Instant::now() < end {
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 // Lost: send every slot again.
                 r.timeouts += 1;
                 for slot in 0..window {
@@ -207,7 +241,11 @@ fn percentile(hist: &[u64], total: u64, p: f64) -> usize {
 /// Runs the benchmark.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let o = parse(args)?;
-    let profile = if cfg!(debug_assertions) { "dev (unoptimized kommit code; dependencies at opt-level 1)" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "dev (unoptimized kommit code; dependencies at opt-level 1)"
+    } else {
+        "release"
+    };
     let t = Instant::now();
     let synth = Synth::cluster(o.services, o.pods)?;
     let built = Instant::now();
@@ -243,7 +281,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
             .collect()
     });
     let elapsed = end.saturating_duration_since(warm).as_secs_f64();
