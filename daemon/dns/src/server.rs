@@ -2,9 +2,11 @@
 //! the rest.
 //!
 //! UDP is served by `udp_sockets` sockets bound to the same address with `SO_REUSEPORT`, so
-//! the kernel spreads queries over them and each has its own task; a task answers the zone's
-//! names in place (no allocation, no task spawned) and spawns only forwards, each holding one
-//! of `max_in_flight` permits. TCP takes at most `max_tcp_connections` connections, each
+//! the kernel spreads queries over them, each read by its own OS thread with blocking calls:
+//! one `recvfrom` and one `sendto` per query, no readiness round trip through the async
+//! runtime, no allocation, no task spawned for the zone's names. Only forwards become tasks on
+//! the runtime `start` was called in, each holding one of `max_in_flight` permits; their
+//! answers go out through the same socket (a UDP send does not wait on loopback or a LAN). TCP takes at most `max_tcp_connections` connections, each
 //! closed after `tcp_idle_timeout` without a query; queries on one connection are answered
 //! in order.
 //!
@@ -15,16 +17,19 @@ use crate::forward::{ForwardConfig, ForwardStats, Forwarder};
 use crate::respond::{respond, Outcome, Transport};
 use crate::zone::ZoneHandle;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Largest UDP query read.
 const MAX_UDP_QUERY: usize = 4096;
+/// How often an idle UDP thread looks whether the server stopped.
+const UDP_STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,9 @@ pub enum ServerError {
     /// `start` was called outside a Tokio runtime.
     #[error("the DNS server must start inside a Tokio runtime")]
     NoRuntime,
+    /// A UDP thread could not be started.
+    #[error("cannot start a DNS UDP thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// How the server listens and forwards.
@@ -76,20 +84,23 @@ impl ServerConfig {
 struct Shared {
     zone: ZoneHandle,
     forwarder: Forwarder,
+    stop: AtomicBool,
 }
 
-/// A running server. Dropping it (or [`DnsServer::shutdown`]) stops every task.
+/// A running server. Dropping it (or [`DnsServer::shutdown`]) stops every task and thread
+/// (a UDP thread notices within 100 ms).
 pub struct DnsServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     tasks: JoinSet<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl DnsServer {
     /// Binds UDP and TCP on `config.listen` and starts serving `zone` (swap it through
     /// [`DnsServer::zone`]). Must be called inside a Tokio runtime.
     pub async fn start(config: ServerConfig, zone: ZoneHandle) -> Result<DnsServer, ServerError> {
-        tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
         let (udp, tcp) = bind_all(&config)?;
         let addr = tcp.local_addr().map_err(|source| ServerError::Bind {
             proto: "tcp",
@@ -99,18 +110,26 @@ impl DnsServer {
         let shared = Arc::new(Shared {
             zone,
             forwarder: Forwarder::new(config.forward.clone()),
+            stop: AtomicBool::new(false),
         });
         let mut tasks = JoinSet::new();
-        for sock in udp {
-            tasks.spawn(udp_loop(Arc::new(sock), shared.clone()));
-        }
         tasks.spawn(tcp_accept(tcp, shared.clone(), config.clone()));
-        tracing::debug!(%addr, "cluster DNS serving");
-        Ok(DnsServer {
+        let mut server = DnsServer {
             addr,
             shared,
             tasks,
-        })
+            threads: Vec::new(),
+        };
+        for (i, sock) in udp.into_iter().enumerate() {
+            let (shared, runtime) = (server.shared.clone(), runtime.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || udp_thread(Arc::new(sock), shared, runtime))
+                .map_err(ServerError::Thread)?;
+            server.threads.push(thread);
+        }
+        tracing::debug!(%addr, "cluster DNS serving");
+        Ok(server)
     }
 
     /// The bound address (UDP and TCP).
@@ -128,10 +147,24 @@ impl DnsServer {
         self.shared.forwarder.stats()
     }
 
-    /// Stops every task and waits for them to end.
+    /// Stops every task and thread and waits for them to end.
     pub async fn shutdown(mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let _ = joined.await;
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -169,11 +202,11 @@ fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     let s =
         Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     s.set_reuse_port(true).map_err(err)?;
-    s.set_nonblocking(true).map_err(err)?;
+    s.set_read_timeout(Some(UDP_STOP_POLL)).map_err(err)?;
     // Best effort: a larger buffer absorbs bursts; the kernel caps it.
     let _ = s.set_recv_buffer_size(4 << 20);
     s.bind(&addr.into()).map_err(err)?;
-    UdpSocket::from_std(s.into()).map_err(err)
+    Ok(s.into())
 }
 
 fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -191,22 +224,30 @@ fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::from_std(s.into()).map_err(err)
 }
 
-async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+fn udp_thread(sock: Arc<UdpSocket>, shared: Arc<Shared>, runtime: tokio::runtime::Handle) {
     let mut buf = vec![0u8; MAX_UDP_QUERY];
     let mut out = Vec::with_capacity(1500);
     let mut errors = 0u32;
-    loop {
-        let (n, src) = match sock.recv_from(&mut buf).await {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (n, src) = match sock.recv_from(&mut buf) {
             Ok(r) => {
                 errors = 0;
                 r
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
             }
             Err(e) => {
                 // ICMP errors from earlier sends surface here; never spin on a broken socket.
                 errors += 1;
                 tracing::debug!("dns udp receive: {e}");
                 if errors > 100 {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 continue;
             }
@@ -214,30 +255,27 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         if src.port() == 0 {
             continue;
         }
-        let outcome = {
-            let zone = shared.zone.guard();
-            respond(&zone, &buf[..n], Transport::Udp, &mut out)
-        };
+        let packet = &buf[..n];
+        let outcome = respond(&shared.zone.guard(), packet, Transport::Udp, &mut out);
         match outcome {
-            Outcome::Reply => send(&sock, &out, src).await,
+            Outcome::Reply => send(&sock, &out, src),
             Outcome::Drop => {}
             Outcome::Forward(req) => {
-                let packet = &buf[..n];
                 if let Some(hit) = shared.forwarder.cached(packet, &req, Transport::Udp) {
-                    send(&sock, &hit, src).await;
+                    send(&sock, &hit, src);
                 } else if let Some(permit) = shared.forwarder.permit() {
                     let (sock, shared, packet) = (sock.clone(), shared.clone(), packet.to_vec());
-                    tokio::spawn(async move {
+                    runtime.spawn(async move {
                         let reply = shared
                             .forwarder
                             .resolve(&packet, &req, Transport::Udp)
                             .await;
-                        send(&sock, &reply, src).await;
+                        send(&sock, &reply, src);
                         drop(permit);
                     });
                 } else {
                     overloaded(&mut out, packet, &req);
-                    send(&sock, &out, src).await;
+                    send(&sock, &out, src);
                 }
             }
         }
@@ -255,8 +293,8 @@ fn overloaded(out: &mut Vec<u8>, packet: &[u8], req: &crate::respond::ForwardReq
     );
 }
 
-async fn send(sock: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-    if let Err(e) = sock.send_to(bytes, to).await {
+fn send(sock: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = sock.send_to(bytes, to) {
         tracing::debug!(%to, "dns udp send: {e}");
     }
 }
