@@ -42,4 +42,4 @@ pub use resolv::{
     pod_resolv_conf, upstreams, DnsConfig, DnsOption, DnsPolicy, PodDns, PodResolvConf,
 };
 pub use server::{DnsServer, ServerConfig, ServerError};
-pub use zone::{from_state, Zone, ZoneBuilder, ZoneError, ZoneHandle};
+pub use zone::{affects_zone, from_state, Zone, ZoneBuilder, ZoneError, ZoneHandle};

@@ -17,7 +17,7 @@
 //!   `type: ExternalName` yet, so the state never holds one.
 
 use super::{Zone, ZoneBuilder, ZoneError};
-use kommit_reconcilers::{ClusterState, Endpoint, PodRecord};
+use kommit_reconcilers::{ClusterState, Effects, Endpoint, PodRecord};
 use kommit_schemas::model::core::{Service, ServicePort};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::pod::Protocol;
@@ -75,6 +75,18 @@ pub fn from_state(state: &ClusterState, cluster_domain: &str) -> Result<Zone, Zo
         b.add_ptr(ip, ptr);
     }
     Ok(b.build())
+}
+
+/// Whether an applied entry's effects can change the zone, so the daemon rebuilds it only
+/// then (a build of 1,000 Services and 10,000 pods takes about 0.1 s): a new commit (Services
+/// added or pruned), endpoints or readiness, addresses (pod IPs, ClusterIPs, node ranges), or
+/// pods started or stopped (hostnames).
+pub fn affects_zone(fx: &Effects) -> bool {
+    fx.adopted.is_some()
+        || !fx.endpoints_changed.is_empty()
+        || !fx.ips.is_empty()
+        || !fx.start.is_empty()
+        || !fx.stop.is_empty()
 }
 
 /// The records of a headless Service: its endpoints' IPs, per-endpoint names and SRVs.

@@ -14,7 +14,7 @@
 mod build;
 mod builder;
 
-pub use build::{external_name, from_state};
+pub use build::{affects_zone, external_name, from_state};
 pub use builder::ZoneBuilder;
 
 use crate::wire::{self, rcode, rtype, Question};

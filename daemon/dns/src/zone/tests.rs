@@ -398,3 +398,45 @@ fn the_same_state_gives_the_same_zone() {
         assert_eq!(b.names.get(k).map(|n| &n.rrsets), Some(&v.rrsets));
     }
 }
+
+#[test]
+fn which_effects_rebuild_the_zone() {
+    use kommit_reconcilers::{Effects, IpChange, PodRef};
+    assert!(!affects_zone(&Effects::default()));
+    let mut rollouts = Effects::default();
+    rollouts
+        .unschedulable
+        .insert("default/x".into(), "no node".into());
+    assert!(!affects_zone(&rollouts));
+    let cases: Vec<Effects> = vec![
+        Effects {
+            adopted: Some("c1".into()),
+            ..Effects::default()
+        },
+        Effects {
+            endpoints_changed: vec!["default/web".into()],
+            ..Effects::default()
+        },
+        Effects {
+            ips: vec![IpChange::Pod {
+                pod: "default/x".into(),
+                ip: [10, 244, 0, 9].into(),
+            }],
+            ..Effects::default()
+        },
+        Effects {
+            stop: [(
+                "n1".to_string(),
+                vec![PodRef {
+                    pod: "default/x".into(),
+                    uid: "u".into(),
+                }],
+            )]
+            .into(),
+            ..Effects::default()
+        },
+    ];
+    for fx in cases {
+        assert!(affects_zone(&fx), "{fx:?}");
+    }
+}
