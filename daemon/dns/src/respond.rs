@@ -255,6 +255,52 @@ mod tests {
     }
 
     #[test]
+    fn mangled_queries_never_panic_and_every_reply_parses() {
+        let zone = zone();
+        let seeds = [
+            query("web.default.svc.cluster.local", rtype::A, true, true),
+            query(
+                "_http._tcp.many.default.svc.cluster.local",
+                rtype::SRV,
+                false,
+                true,
+            ),
+            query("big.default.svc.cluster.local", rtype::A, true, false),
+        ];
+        let mut out = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut replies = 0;
+        for round in 0..30_000usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut p = seeds[round % seeds.len()].clone();
+            for k in 0..1 + (x % 3) as usize {
+                let i = (x >> (8 * k)) as usize % p.len();
+                p[i] = (x >> (8 * k + 24)) as u8;
+            }
+            if x % 5 == 0 {
+                p.truncate((x >> 40) as usize % p.len());
+            }
+            let t = if x % 2 == 0 {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            };
+            if let Outcome::Reply = respond(&zone, &p, t, &mut out) {
+                replies += 1;
+                let m = Message::from_vec(&out);
+                assert!(m.is_ok(), "{p:?} -> {out:?}: {m:?}");
+                assert_eq!(out[..2], p[..2], "the reply keeps the ID");
+                if t == Transport::Udp {
+                    assert!(out.len() <= 1232);
+                }
+            }
+        }
+        assert!(replies > 10_000, "{replies}");
+    }
+
+    #[test]
     fn additionals_go_before_truncation() {
         let name = "_http._tcp.many.default.svc.cluster.local";
         // Over TCP, the 8 targets' addresses come along.

@@ -171,8 +171,8 @@ impl Drop for DnsServer {
 fn bind_all(config: &ServerConfig) -> Result<(Vec<UdpSocket>, TcpListener), ServerError> {
     // With port 0 the first UDP socket picks the port; TCP may find it taken, so retry.
     let attempts = if config.listen.port() == 0 { 8 } else { 1 };
-    let mut last = None;
-    for _ in 0..attempts {
+    let mut attempt = 1;
+    loop {
         let first = udp_socket(config.listen)?;
         let addr = first.local_addr().map_err(|source| ServerError::Bind {
             proto: "udp",
@@ -187,10 +187,10 @@ fn bind_all(config: &ServerConfig) -> Result<(Vec<UdpSocket>, TcpListener), Serv
                 }
                 return Ok((udp, tcp));
             }
-            Err(e) => last = Some(e),
+            Err(e) if attempt >= attempts => return Err(e),
+            Err(_) => attempt += 1,
         }
     }
-    Err(last.unwrap_or(ServerError::NoRuntime))
 }
 
 fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
