@@ -279,10 +279,10 @@ mod tests {
                 let i = (x >> (8 * k)) as usize % p.len();
                 p[i] = (x >> (8 * k + 24)) as u8;
             }
-            if x % 5 == 0 {
+            if x.is_multiple_of(5) {
                 p.truncate((x >> 40) as usize % p.len());
             }
-            let t = if x % 2 == 0 {
+            let t = if x.is_multiple_of(2) {
                 Transport::Udp
             } else {
                 Transport::Tcp
