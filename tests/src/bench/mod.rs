@@ -3,4 +3,5 @@
 pub mod push;
 pub mod runtime;
 pub mod schedule;
+pub mod services;
 pub mod validate;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        eprintln!("usage: kommit-bench <validate|schedule|runtime|push-to-running> [options]");
+        eprintln!("usage: kommit-bench <validate|schedule|runtime|push-to-running|services> [options]");
         return ExitCode::from(2);
     };
     let rest = &args[1..];
@@ -17,9 +17,10 @@ fn main() -> ExitCode {
         "schedule" => kommit_tests::bench::schedule::main(rest),
         "runtime" => kommit_tests::bench::runtime::main(rest),
         "push-to-running" => kommit_tests::bench::push::main(rest),
+        "services" => kommit_tests::bench::services::main(rest),
         other => {
             eprintln!(
-                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running)"
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, services)"
             );
             return ExitCode::from(2);
         }

@@ -1,0 +1,416 @@
+//! Pure: a [`ServiceTable`] becomes a [`Ruleset`]: a base fragment (hook chains, the verdict
+//! maps, node addresses) and one [`Fragment`] per service port (its chains, its endpoint
+//! maps, and the elements it adds to the shared maps). The diff in [`super::script`] works
+//! fragment by fragment, so an unchanged service port costs one comparison.
+//!
+//! Names of nft objects derive from the port key `namespace/name/protocol/port`:
+//! `svc-<key>` (the port's chain, reached from `@service-ips`), `eps-<key>` (its endpoints
+//! by `numgen` index), `ext-<key>` and `leps-<key>` (NodePort and LoadBalancer traffic; the
+//! local endpoints under `externalTrafficPolicy: Local`), and with `ClientIP` affinity
+//! `ep-<key>/<ip>` and `aff-<key>/<ip>/<timeout>` per endpoint (the timeout is in the name,
+//! so a set's definition never changes under the same name).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use super::{port_key, NodeConfig, Service, ServicePort, ServiceType, TrafficPolicy};
+
+/// One chain: its hook declaration (base chains only) and its rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chain {
+    /// `type nat hook prerouting priority dstnat ; policy accept ;` for base chains.
+    pub hook: Option<String>,
+    /// The rules, in order.
+    pub rules: Vec<String>,
+}
+
+/// A set or map declaration: `("map", "{ type ... ; }")`.
+pub type SetDecl = (&'static str, String);
+
+/// Objects that appear and disappear together.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fragment {
+    /// Chains by name.
+    pub chains: BTreeMap<String, Chain>,
+    /// Sets and maps by name.
+    pub sets: BTreeMap<String, SetDecl>,
+    /// Elements by (set, key), with their value (empty for a plain set).
+    pub elements: BTreeMap<(String, String), String>,
+}
+
+/// A whole table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ruleset {
+    /// What every table has.
+    pub base: Fragment,
+    /// One fragment per service port key.
+    pub ports: BTreeMap<String, Fragment>,
+}
+
+/// The endpoints one service port uses, each with its target port, sorted by address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortEndpoints {
+    /// For ClusterIP traffic (and external traffic under the Cluster policy).
+    pub cluster: Vec<(Ipv4Addr, u16)>,
+    /// This node's endpoints, for external traffic under the Local policy.
+    pub local: Vec<(Ipv4Addr, u16)>,
+}
+
+/// Which endpoints serve `port`: those with a target port for it that are ready and not
+/// terminating; if there are none, the ready terminating ones (Kubernetes' fallback); with
+/// `publishNotReadyAddresses`, all of them. The local list applies the same rule to this
+/// node's endpoints alone.
+pub fn port_endpoints(svc: &Service, port: &ServicePort) -> PortEndpoints {
+    let pick = |local_only: bool| -> Vec<(Ipv4Addr, u16)> {
+        let with_port: Vec<_> = svc
+            .endpoints
+            .iter()
+            .filter(|e| !local_only || e.local)
+            .filter_map(|e| e.ports.get(&port.name).map(|p| (e, *p)))
+            .collect();
+        let chosen: BTreeSet<(Ipv4Addr, u16)> = if svc.publish_not_ready {
+            with_port.iter().map(|(e, p)| (e.ip, *p)).collect()
+        } else {
+            let ready: BTreeSet<_> = with_port
+                .iter()
+                .filter(|(e, _)| e.ready && !e.terminating)
+                .map(|(e, p)| (e.ip, *p))
+                .collect();
+            if ready.is_empty() {
+                with_port
+                    .iter()
+                    .filter(|(e, _)| e.ready && e.terminating)
+                    .map(|(e, p)| (e.ip, *p))
+                    .collect()
+            } else {
+                ready
+            }
+        };
+        chosen.into_iter().collect()
+    };
+    PortEndpoints {
+        cluster: pick(false),
+        local: pick(true),
+    }
+}
+
+fn dashed(ip: Ipv4Addr) -> String {
+    ip.to_string().replace('.', "-")
+}
+
+const HOOK_PRIORITY_FILTER: i32 = -110;
+
+/// The table for `services` on `node`, masquerading with `mark`.
+pub fn render(
+    node: &NodeConfig,
+    services: &BTreeMap<String, Service>,
+    mark: u32,
+) -> Ruleset {
+    let mut rs = Ruleset {
+        base: base(node, mark),
+        ports: BTreeMap::new(),
+    };
+    let mut hairpin = BTreeSet::new();
+    for (key, svc) in services {
+        let locals: BTreeSet<Ipv4Addr> =
+            svc.endpoints.iter().filter(|e| e.local).map(|e| e.ip).collect();
+        for p in &svc.ports {
+            let eps = port_endpoints(svc, p);
+            for (ip, _) in eps.cluster.iter().chain(&eps.local) {
+                if locals.contains(ip) {
+                    hairpin.insert(*ip);
+                }
+            }
+            rs.ports
+                .insert(port_key(key, p), port_fragment(node, key, svc, p, &eps));
+        }
+    }
+    for ip in hairpin {
+        rs.base
+            .elements
+            .insert(("hairpin".into(), format!("{ip} . {ip}")), String::new());
+    }
+    rs
+}
+
+fn base(node: &NodeConfig, mark: u32) -> Fragment {
+    let mut f = Fragment::default();
+    let vmap3 = "{ type ipv4_addr . inet_proto . inet_service : verdict ; }";
+    let vmap2 = "{ type inet_proto . inet_service : verdict ; }";
+    for (name, body) in [
+        ("service-ips", vmap3),
+        ("no-endpoint-services", vmap3),
+        ("service-nodeports", vmap2),
+        ("no-endpoint-nodeports", vmap2),
+    ] {
+        f.sets.insert(name.into(), ("map", body.into()));
+    }
+    f.sets
+        .insert("node-ips".into(), ("set", "{ type ipv4_addr ; }".into()));
+    f.sets.insert(
+        "hairpin".into(),
+        ("set", "{ type ipv4_addr . ipv4_addr ; }".into()),
+    );
+    for a in &node.addresses {
+        f.elements
+            .insert(("node-ips".into(), a.to_string()), String::new());
+    }
+    let mut chain = |name: &str, hook: Option<String>, rules: &[String]| {
+        f.chains.insert(
+            name.into(),
+            Chain {
+                hook,
+                rules: rules.to_vec(),
+            },
+        );
+    };
+    let hook = |ty: &str, hook: &str, prio: &str| {
+        Some(format!(
+            "{{ type {ty} hook {hook} priority {prio} ; policy accept ; }}"
+        ))
+    };
+    let filt = HOOK_PRIORITY_FILTER.to_string();
+    chain(
+        "reject-chain",
+        None,
+        &[
+            "meta l4proto tcp reject with tcp reset".into(),
+            "reject".into(),
+        ],
+    );
+    chain(
+        "mark-for-masquerade",
+        None,
+        &[format!("meta mark set meta mark | {mark:#x}")],
+    );
+    chain(
+        "masquerading",
+        None,
+        &[
+            "ct status dnat ip saddr . ip daddr @hairpin masquerade".into(),
+            format!("meta mark & {mark:#x} == 0 return"),
+            format!("meta mark set meta mark ^ {mark:#x}"),
+            "masquerade fully-random".into(),
+        ],
+    );
+    chain(
+        "services",
+        None,
+        &[
+            "ip daddr . meta l4proto . th dport vmap @service-ips".into(),
+            "ip daddr @node-ips meta l4proto . th dport vmap @service-nodeports".into(),
+        ],
+    );
+    chain(
+        "endpoints-check",
+        None,
+        &[
+            "ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
+            "ip daddr @node-ips meta l4proto . th dport vmap @no-endpoint-nodeports".into(),
+        ],
+    );
+    let jump_services = ["jump services".to_string()];
+    chain(
+        "nat-prerouting",
+        hook("nat", "prerouting", "dstnat"),
+        &jump_services,
+    );
+    chain("nat-output", hook("nat", "output", "-100"), &jump_services);
+    chain(
+        "nat-postrouting",
+        hook("nat", "postrouting", "srcnat"),
+        &["jump masquerading".into()],
+    );
+    let check = "ct state new jump endpoints-check".to_string();
+    chain("filter-input", hook("filter", "input", &filt), &[check.clone()]);
+    let mut forward = vec![check.clone()];
+    if let Some(cidr) = node.service_cidr {
+        // Forwarded packets were DNATed in prerouting already; what still heads for the
+        // Service CIDR matched no service port.
+        forward.push(format!("ct state new ip daddr {cidr} goto reject-chain"));
+        chain(
+            "filter-output-post-dnat",
+            hook("filter", "output", "-90"),
+            &[format!("ct state new ip daddr {cidr} goto reject-chain")],
+        );
+    }
+    chain("filter-forward", hook("filter", "forward", &filt), &forward);
+    chain("filter-output", hook("filter", "output", &filt), &[check]);
+    f
+}
+
+/// The rules that spread over `eps` (non-empty) from chain `chain_name`, with `map` as the
+/// endpoint map (no affinity) or per-endpoint chains (affinity).
+fn spread(
+    f: &mut Fragment,
+    key: &str,
+    p: &ServicePort,
+    affinity: Option<u32>,
+    map: &str,
+    eps: &[(Ipv4Addr, u16)],
+) -> Vec<String> {
+    let proto = p.protocol.nft();
+    let n = eps.len();
+    match affinity {
+        None => {
+            f.sets.insert(
+                map.into(),
+                (
+                    "map",
+                    // The data's protocol must be the rule's own: nft checks it against
+                    // `meta l4proto` when it reads the map back from the kernel.
+                    format!("{{ typeof numgen random mod 1 : ip daddr . {proto} dport ; }}"),
+                ),
+            );
+            for (i, (ip, port)) in eps.iter().enumerate() {
+                f.elements
+                    .insert((map.into(), i.to_string()), format!("{ip} . {port}"));
+            }
+            vec![format!(
+                "meta l4proto {proto} dnat ip addr . port to numgen random mod {n} map @{map}"
+            )]
+        }
+        Some(secs) => {
+            let mut rules = Vec::new();
+            let mut vmap = Vec::new();
+            for (i, (ip, port)) in eps.iter().enumerate() {
+                let ep = format!("ep-{key}/{}", dashed(*ip));
+                let aff = format!("aff-{key}/{}/{secs}", dashed(*ip));
+                f.sets.insert(
+                    aff.clone(),
+                    (
+                        "set",
+                        format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {secs}s ; }}"),
+                    ),
+                );
+                f.chains.insert(
+                    ep.clone(),
+                    Chain {
+                        hook: None,
+                        rules: vec![
+                            format!("update @{aff} {{ ip saddr }}"),
+                            format!("meta l4proto {proto} dnat to {ip}:{port}"),
+                        ],
+                    },
+                );
+                rules.push(format!("ip saddr @{aff} goto {ep}"));
+                vmap.push(format!("{i} : goto {ep}"));
+            }
+            rules.push(format!(
+                "numgen random mod {n} vmap {{ {} }}",
+                vmap.join(", ")
+            ));
+            rules
+        }
+    }
+}
+
+fn port_fragment(
+    node: &NodeConfig,
+    svc_key: &str,
+    svc: &Service,
+    p: &ServicePort,
+    eps: &PortEndpoints,
+) -> Fragment {
+    let key = port_key(svc_key, p);
+    let proto = p.protocol.nft();
+    let mut f = Fragment::default();
+    let svc_chain = format!("svc-{key}");
+    let ext_chain = format!("ext-{key}");
+    let reject = "goto reject-chain".to_string();
+    let has_eps = !eps.cluster.is_empty();
+    let lb = svc.service_type == ServiceType::LoadBalancer;
+    let external = svc.service_type != ServiceType::ClusterIp && (p.node_port.is_some() || lb);
+    if svc.cluster_ip.is_none() && !external {
+        // Headless: DNS only.
+        return f;
+    }
+    if has_eps {
+        let mut rules = vec![format!(
+            "ip saddr != {} jump mark-for-masquerade",
+            node.pod_cidr
+        )];
+        rules.extend(spread(
+            &mut f,
+            &key,
+            p,
+            svc.affinity_timeout,
+            &format!("eps-{key}"),
+            &eps.cluster,
+        ));
+        f.chains.insert(
+            svc_chain.clone(),
+            Chain {
+                hook: None,
+                rules,
+            },
+        );
+    }
+    if let Some(vip) = svc.cluster_ip {
+        let (map, verdict) = if has_eps {
+            ("service-ips", format!("goto {svc_chain}"))
+        } else {
+            ("no-endpoint-services", reject.clone())
+        };
+        f.elements
+            .insert((map.into(), format!("{vip} . {proto} . {}", p.port)), verdict);
+    }
+    if !external {
+        return f;
+    }
+    if has_eps {
+        let rules = match svc.external_traffic_policy {
+            TrafficPolicy::Cluster => vec![
+                "jump mark-for-masquerade".to_string(),
+                format!("goto {svc_chain}"),
+            ],
+            TrafficPolicy::Local => {
+                let mut r = vec![
+                    // The node itself and its pods are not external clients: they use
+                    // every endpoint, as for the ClusterIP.
+                    "fib saddr type local jump mark-for-masquerade".to_string(),
+                    format!("fib saddr type local goto {svc_chain}"),
+                    format!("ip saddr {} goto {svc_chain}", node.pod_cidr),
+                ];
+                if eps.local.is_empty() {
+                    r.push("drop".into());
+                } else {
+                    r.extend(spread(
+                        &mut f,
+                        &key,
+                        p,
+                        svc.affinity_timeout,
+                        &format!("leps-{key}"),
+                        &eps.local,
+                    ));
+                }
+                r
+            }
+        };
+        f.chains.insert(
+            ext_chain.clone(),
+            Chain {
+                hook: None,
+                rules,
+            },
+        );
+    }
+    let (ips_map, ports_map, verdict) = if has_eps {
+        ("service-ips", "service-nodeports", format!("goto {ext_chain}"))
+    } else {
+        ("no-endpoint-services", "no-endpoint-nodeports", reject)
+    };
+    if let Some(np) = p.node_port {
+        f.elements
+            .insert((ports_map.into(), format!("{proto} . {np}")), verdict.clone());
+    }
+    if lb {
+        for a in &node.addresses {
+            f.elements.insert(
+                (ips_map.into(), format!("{a} . {proto} . {}", p.port)),
+                verdict.clone(),
+            );
+        }
+    }
+    f
+}
