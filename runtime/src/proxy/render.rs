@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use super::{port_key, NodeConfig, Service, ServicePort, ServiceType, TrafficPolicy};
+use super::{port_key, NodeConfig, Protocol, Service, ServicePort, ServiceType, TrafficPolicy};
 
 /// One chain: its hook declaration (base chains only) and its rules.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -111,6 +111,7 @@ pub fn render(
         ports: BTreeMap::new(),
     };
     let mut hairpin = BTreeSet::new();
+    let mut spreads = BTreeSet::new();
     for (key, svc) in services {
         let locals: BTreeSet<Ipv4Addr> =
             svc.endpoints.iter().filter(|e| e.local).map(|e| e.ip).collect();
@@ -121,9 +122,12 @@ pub fn render(
                     hairpin.insert(*ip);
                 }
             }
-            rs.ports
-                .insert(port_key(key, p), port_fragment(node, key, svc, p, &eps));
+            let frag = port_fragment(node, key, svc, p, &eps, &mut spreads);
+            rs.ports.insert(port_key(key, p), frag);
         }
+    }
+    for (proto, n, external) in spreads {
+        shared_spread(&mut rs.base, node, proto, n, external);
     }
     for ip in hairpin {
         rs.base
@@ -144,6 +148,16 @@ fn base(node: &NodeConfig, mark: u32) -> Fragment {
         ("no-endpoint-nodeports", vmap2),
     ] {
         f.sets.insert(name.into(), ("map", body.into()));
+    }
+    for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+        let p = proto.nft();
+        f.sets.insert(
+            format!("eps-{p}"),
+            (
+                "map",
+                format!("{{ typeof ip daddr . {p} dport . numgen random mod 1 : ip daddr . {p} dport ; }}"),
+            ),
+        );
     }
     f.sets
         .insert("node-ips".into(), ("set", "{ type ipv4_addr ; }".into()));
@@ -305,12 +319,115 @@ fn spread(
     }
 }
 
+/// The chains every simple service port with `n` endpoints shares: `spread-<proto>-<n>`
+/// DNATs through `@eps-<proto>`, keyed by the packet's own destination and a random index;
+/// `ext-spread-<proto>-<n>` first asks for masquerade (external traffic, Cluster policy).
+fn shared_spread(f: &mut Fragment, node: &NodeConfig, proto: Protocol, n: usize, external: bool) {
+    let p = proto.nft();
+    f.chains.insert(
+        format!("spread-{p}-{n}"),
+        Chain {
+            hook: None,
+            rules: vec![
+                format!("ip saddr != {} jump mark-for-masquerade", node.pod_cidr),
+                format!(
+                    "meta l4proto {p} dnat ip addr . port to ip daddr . {p} dport . numgen random mod {n} map @eps-{p}"
+                ),
+            ],
+        },
+    );
+    if external {
+        f.chains.insert(
+            format!("ext-spread-{p}-{n}"),
+            Chain {
+                hook: None,
+                rules: vec![
+                    "jump mark-for-masquerade".into(),
+                    format!("goto spread-{p}-{n}"),
+                ],
+            },
+        );
+    }
+}
+
+/// A service port without affinity and without the Local policy on external traffic: no
+/// chain of its own, only elements. Its endpoints go into `@eps-<proto>` under each
+/// destination it answers on (ClusterIP and port, node address and NodePort, node address
+/// and LoadBalancer port), and the verdict maps send it to the shared chains for its
+/// endpoint count.
+fn simple_fragment(
+    node: &NodeConfig,
+    svc: &Service,
+    p: &ServicePort,
+    eps: &[(Ipv4Addr, u16)],
+    external: bool,
+    spreads: &mut BTreeSet<(Protocol, usize, bool)>,
+) -> Fragment {
+    let proto = p.protocol.nft();
+    let n = eps.len();
+    let mut f = Fragment::default();
+    let mut dests = Vec::new();
+    let lb = svc.service_type == ServiceType::LoadBalancer;
+    if let Some(vip) = svc.cluster_ip {
+        dests.push((vip, p.port));
+        let (map, verdict) = if n > 0 {
+            ("service-ips", format!("goto spread-{proto}-{n}"))
+        } else {
+            ("no-endpoint-services", "goto reject-chain".into())
+        };
+        f.elements
+            .insert((map.into(), format!("{vip} . {proto} . {}", p.port)), verdict);
+    }
+    if external {
+        let verdict = if n > 0 {
+            format!("goto ext-spread-{proto}-{n}")
+        } else {
+            "goto reject-chain".into()
+        };
+        let (ips_map, ports_map) = if n > 0 {
+            ("service-ips", "service-nodeports")
+        } else {
+            ("no-endpoint-services", "no-endpoint-nodeports")
+        };
+        if let Some(np) = p.node_port {
+            f.elements
+                .insert((ports_map.into(), format!("{proto} . {np}")), verdict.clone());
+            dests.extend(node.addresses.iter().map(|a| (*a, np)));
+        }
+        if lb {
+            for a in &node.addresses {
+                f.elements.insert(
+                    (ips_map.into(), format!("{a} . {proto} . {}", p.port)),
+                    verdict.clone(),
+                );
+                dests.push((*a, p.port));
+            }
+        }
+    }
+    if n > 0 {
+        spreads.insert((p.protocol, n, external));
+        if external {
+            spreads.insert((p.protocol, n, false));
+        }
+        for (daddr, dport) in dests {
+            for (i, (ip, port)) in eps.iter().enumerate() {
+                f.elements.insert(
+                    (format!("eps-{proto}"), format!("{daddr} . {dport} . {i}")),
+                    format!("{ip} . {port}"),
+                );
+            }
+        }
+    }
+    f
+}
+
 fn port_fragment(
     node: &NodeConfig,
     svc_key: &str,
     svc: &Service,
     p: &ServicePort,
     eps: &PortEndpoints,
+    spreads: &mut BTreeSet<(Protocol, usize, bool)>,
 ) -> Fragment {
     let key = port_key(svc_key, p);
     let proto = p.protocol.nft();
@@ -324,6 +441,10 @@ fn port_fragment(
     if svc.cluster_ip.is_none() && !external {
         // Headless: DNS only.
         return f;
+    }
+    let local_external = external && svc.external_traffic_policy == TrafficPolicy::Local;
+    if svc.affinity_timeout.is_none() && !local_external {
+        return simple_fragment(node, svc, p, &eps.cluster, external, spreads);
     }
     if has_eps {
         let mut rules = vec![format!(

@@ -127,10 +127,11 @@ fn first_sync_rebuilds_the_table_in_one_transaction() {
     for want in [
         "add chain ip kt nat-prerouting { type nat hook prerouting priority dstnat ; policy accept ; }",
         "add rule ip kt services ip daddr . meta l4proto . th dport vmap @service-ips",
-        "add rule ip kt svc-default/web/tcp/80 ip saddr != 10.244.1.0/24 jump mark-for-masquerade",
-        "add rule ip kt svc-default/web/tcp/80 meta l4proto tcp dnat ip addr . port to numgen random mod 1 map @eps-default/web/tcp/80",
-        "add element ip kt eps-default/web/tcp/80 { 0 : 10.244.1.2 . 8080 }",
-        "add element ip kt service-ips { 10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/80 }",
+        "add map ip kt eps-tcp { typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport ; }",
+        "add rule ip kt spread-tcp-1 ip saddr != 10.244.1.0/24 jump mark-for-masquerade",
+        "add rule ip kt spread-tcp-1 meta l4proto tcp dnat ip addr . port to ip daddr . tcp dport . numgen random mod 1 map @eps-tcp",
+        "add element ip kt eps-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.2 . 8080 }",
+        "add element ip kt service-ips { 10.96.0.10 . tcp . 80 : goto spread-tcp-1 }",
         "add element ip kt hairpin { 10.244.1.2 . 10.244.1.2 }",
         "add element ip kt node-ips { 192.168.7.1 }",
         "add rule ip kt filter-forward ct state new ip daddr 10.96.0.0/16 goto reject-chain",
@@ -160,8 +161,8 @@ fn an_endpoint_change_rewrites_one_element() {
     assert_eq!(r.changed, vec!["default/web/tcp/80"]);
     assert_eq!(
         s,
-        "delete element ip kt eps-default/web/tcp/80 { 2 }\n\
-         add element ip kt eps-default/web/tcp/80 { 2 : 10.244.2.5 . 8080 }\n"
+        "delete element ip kt eps-tcp { 10.96.0.10 . 80 . 2 }\n\
+         add element ip kt eps-tcp { 10.96.0.10 . 80 . 2 : 10.244.2.5 . 8080 }\n"
     );
 }
 
@@ -169,32 +170,31 @@ fn an_endpoint_change_rewrites_one_element() {
 fn endpoints_coming_and_going() {
     let one = table(vec![("default/web", svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]))]);
     let none = table(vec![("default/web", svc("10.96.0.10", vec![ep("10.244.1.2", false, true)]))]);
-    // Losing the last ready endpoint: the VIP moves to the reject map and the chain goes.
+    // Losing the last ready endpoint: the VIP moves to the reject map, and the shared chain
+    // nobody uses any more goes after the element that jumped to it.
     let (s, _) = plan(Some(&one), &none);
     assert_eq!(
         s,
-        "delete element ip kt hairpin { 10.244.1.2 . 10.244.1.2 }\n\
+        "delete element ip kt eps-tcp { 10.96.0.10 . 80 . 0 }\n\
+         delete element ip kt hairpin { 10.244.1.2 . 10.244.1.2 }\n\
          delete element ip kt service-ips { 10.96.0.10 . tcp . 80 }\n\
-         flush chain ip kt svc-default/web/tcp/80\n\
+         flush chain ip kt spread-tcp-1\n\
          add element ip kt no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }\n\
-         delete chain ip kt svc-default/web/tcp/80\n\
-         delete map ip kt eps-default/web/tcp/80\n"
+         delete chain ip kt spread-tcp-1\n"
     );
-    // And back: map and chain before the element that jumps to them.
+    // And back: the chain before the element that jumps to it.
     let (s, _) = plan(Some(&none), &one);
     let pos = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in {s}"));
-    assert!(pos("add map ip kt eps-") < pos("add rule ip kt svc-"));
-    assert!(pos("add chain ip kt svc-") < pos("add element ip kt service-ips"));
+    assert!(pos("add chain ip kt spread-tcp-1") < pos("add element ip kt service-ips"));
     assert!(pos("delete element ip kt no-endpoint-services") < pos("add element ip kt service-ips"));
-    // A growing endpoint count rewrites the chain's modulus and adds one element.
+    // A growing endpoint count moves the VIP to the next shared chain and adds one element.
     let two = table(vec![(
         "default/web",
         svc("10.96.0.10", vec![ep("10.244.1.2", true, true), ep("10.244.1.3", true, true)]),
     )]);
     let (s, _) = plan(Some(&one), &two);
-    assert!(s.contains("flush chain ip kt svc-default/web/tcp/80\n"), "{s}");
-    assert!(s.contains("numgen random mod 2 map"), "{s}");
-    assert!(s.contains("add element ip kt eps-default/web/tcp/80 { 1 : 10.244.1.3 . 8080 }"), "{s}");
+    assert!(s.contains("add element ip kt service-ips { 10.96.0.10 . tcp . 80 : goto spread-tcp-2 }"), "{s}");
+    assert!(s.contains("add element ip kt eps-tcp { 10.96.0.10 . 80 . 1 : 10.244.1.3 . 8080 }"), "{s}");
     assert!(!s.contains("delete element ip kt eps-"), "{s}");
 }
 
@@ -207,10 +207,12 @@ fn node_ports_policies_and_load_balancers() {
     let t = table(vec![("default/lb", s.clone())]);
     let (out, _) = plan(None, &t);
     for want in [
-        "add element ip kt service-nodeports { udp . 30080 : goto ext-default/lb/udp/80 }",
-        "add element ip kt service-ips { 10.96.0.10 . udp . 80 : goto svc-default/lb/udp/80, 192.168.7.1 . udp . 80 : goto ext-default/lb/udp/80 }",
-        "add rule ip kt ext-default/lb/udp/80 jump mark-for-masquerade",
-        "add rule ip kt ext-default/lb/udp/80 goto svc-default/lb/udp/80",
+        "add element ip kt service-nodeports { udp . 30080 : goto ext-spread-udp-2 }",
+        "add element ip kt service-ips { 10.96.0.10 . udp . 80 : goto spread-udp-2, 192.168.7.1 . udp . 80 : goto ext-spread-udp-2 }",
+        "add rule ip kt ext-spread-udp-2 jump mark-for-masquerade",
+        "add rule ip kt ext-spread-udp-2 goto spread-udp-2",
+        "192.168.7.1 . 30080 . 1 : 10.244.2.2 . 8080",
+        "192.168.7.1 . 80 . 0 : 10.244.1.2 . 8080",
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
@@ -218,11 +220,13 @@ fn node_ports_policies_and_load_balancers() {
     let (out, r) = plan(Some(&t), &table(vec![("default/lb", s.clone())]));
     assert_eq!(r.changed, vec!["default/lb/udp/80"]);
     for want in [
-        "flush chain ip kt ext-default/lb/udp/80",
+        "add chain ip kt ext-default/lb/udp/80",
         "add rule ip kt ext-default/lb/udp/80 fib saddr type local jump mark-for-masquerade",
         "add rule ip kt ext-default/lb/udp/80 ip saddr 10.244.1.0/24 goto svc-default/lb/udp/80",
         "add rule ip kt ext-default/lb/udp/80 meta l4proto udp dnat ip addr . port to numgen random mod 1 map @leps-default/lb/udp/80",
         "add element ip kt leps-default/lb/udp/80 { 0 : 10.244.1.2 . 8080 }",
+        "add rule ip kt svc-default/lb/udp/80 meta l4proto udp dnat ip addr . port to numgen random mod 2 map @eps-default/lb/udp/80",
+        "delete chain ip kt ext-spread-udp-2",
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
@@ -231,10 +235,13 @@ fn node_ports_policies_and_load_balancers() {
     let (out, _) = plan(None, &table(vec![("default/lb", s.clone())]));
     assert!(out.contains("add rule ip kt ext-default/lb/udp/80 drop"), "{out}");
     // No endpoint at all: NodePort and LB ports are rejected.
-    s.endpoints.clear();
-    let (out, _) = plan(None, &table(vec![("default/lb", s)]));
-    assert!(out.contains("add element ip kt no-endpoint-nodeports { udp . 30080 : goto reject-chain }"), "{out}");
-    assert!(out.contains("192.168.7.1 . udp . 80 : goto reject-chain"), "{out}");
+    for policy in [TrafficPolicy::Local, TrafficPolicy::Cluster] {
+        s.endpoints.clear();
+        s.external_traffic_policy = policy;
+        let (out, _) = plan(None, &table(vec![("default/lb", s.clone())]));
+        assert!(out.contains("add element ip kt no-endpoint-nodeports { udp . 30080 : goto reject-chain }"), "{out}");
+        assert!(out.contains("192.168.7.1 . udp . 80 : goto reject-chain"), "{out}");
+    }
 }
 
 #[test]
@@ -260,14 +267,16 @@ fn headless_and_removed_services() {
     let t = table(vec![("default/h", headless)]);
     let (out, _) = plan(None, &t);
     assert!(!out.contains("add element ip kt service-ips"), "a headless service has no VIP: {out}");
-    assert!(!out.contains("svc-default/h"), "nor a chain: {out}");
-    let s = svc("10.96.0.1", vec![ep("10.244.1.2", true, false)]);
+    assert!(!out.contains("add element ip kt eps-tcp"), "nor endpoints: {out}");
+    let mut s = svc("10.96.0.1", vec![ep("10.244.1.2", true, false)]);
+    s.affinity_timeout = Some(60);
     let t = table(vec![("default/s", s)]);
     let (out, r) = plan(Some(&t), &table(vec![]));
     assert_eq!(r.changed, vec!["default/s/tcp/80"]);
     assert!(out.contains("delete chain ip kt svc-default/s/tcp/80"), "{out}");
-    assert!(out.contains("delete map ip kt eps-default/s/tcp/80"), "{out}");
-    assert!(!out.contains("delete element ip kt eps-"), "the map goes whole: {out}");
+    assert!(out.contains("delete chain ip kt ep-default/s/tcp/80/10-244-1-2"), "{out}");
+    assert!(out.contains("delete set ip kt aff-default/s/tcp/80/10-244-1-2/60"), "{out}");
+    assert!(!out.contains("delete element ip kt aff-"), "the set goes whole: {out}");
 }
 
 #[test]
