@@ -92,6 +92,9 @@ impl TestNode {
             let veth = format!("veth{i}");
             node.ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name()])?;
             node.ip(&["link", "set", &veth, "master", bridge, "up"])?;
+            // With br_netfilter a pod's packet DNATed back to itself is bridged out of the
+            // port it came in on: the kubelet's hairpin-veth mode.
+            node.ip(&["link", "set", &veth, "type", "bridge_slave", "hairpin", "on"])?;
             let cidr = format!("{ip}/24");
             ns.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
             ns.ip(&["link", "set", "eth0", "up"])?;

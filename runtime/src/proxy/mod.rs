@@ -9,19 +9,24 @@
 //! Why this shape:
 //! - Per-packet cost must not grow with the number of Services. Every packet is classified by
 //!   one lookup in a verdict map keyed by `ip daddr . meta l4proto . th dport` (and
-//!   `meta l4proto . th dport` for NodePorts on the node's addresses), which jumps to the one
-//!   chain of that service port. Endpoints are picked by `numgen random mod N` over a named
-//!   map of that port, so a packet walks a constant number of rules whatever the table holds.
+//!   `meta l4proto . th dport` for NodePorts on the node's addresses), which jumps to a chain
+//!   of two rules that DNATs through `numgen random mod N` into a map of endpoints. A packet
+//!   walks a constant number of rules whatever the table holds.
 //! - An endpoint change must cost what it changes, not what the table holds. The pure
 //!   [`render`] turns a table into per-service-port fragments (chains, maps, elements), and
 //!   [`script`] diffs the previously applied fragments against the new ones into one
 //!   `nft -f -` transaction: an endpoint replaced is one map element deleted and one added.
 //!   The first sync (or the one after a failure) deletes and rebuilds the table in one
 //!   transaction, so the kernel never shows half a table.
-//! - Unlike kube-proxy, endpoints get chains of their own only for `ClientIP` session
-//!   affinity (which needs a per-endpoint affinity set); everything else DNATs straight from
-//!   the map. Committing tens of thousands of chains costs the kernel seconds; a map element
-//!   costs microseconds.
+//! - A full sync of thousands of Services must be quick, and the kernel's cost of committing
+//!   a chain is far above that of a map element (and grows faster than linearly in chains).
+//!   So, unlike kube-proxy, a service port without session affinity and without the Local
+//!   policy has no chain at all: its endpoints are elements of one map per protocol,
+//!   `eps-<proto>`, keyed by destination address, port and index, and its verdict-map
+//!   entry jumps to a chain shared by every port with the same endpoint count
+//!   (`spread-<proto>-<N>`). Ports with `ClientIP` affinity (per-endpoint timed sets and
+//!   chains, as kube-proxy) or the Local policy (separate local endpoints) get chains of
+//!   their own.
 //!
 //! [`linux::LinuxProxy`] applies scripts with the `nft` binary; [`crate::fake::FakeProxy`]
 //! models the same semantics (which endpoint a packet reaches) for the agent's tests, and

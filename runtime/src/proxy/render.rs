@@ -3,10 +3,13 @@
 //! maps, and the elements it adds to the shared maps). The diff in [`super::script`] works
 //! fragment by fragment, so an unchanged service port costs one comparison.
 //!
-//! Names of nft objects derive from the port key `namespace/name/protocol/port`:
-//! `svc-<key>` (the port's chain, reached from `@service-ips`), `eps-<key>` (its endpoints
-//! by `numgen` index), `ext-<key>` and `leps-<key>` (NodePort and LoadBalancer traffic; the
-//! local endpoints under `externalTrafficPolicy: Local`), and with `ClientIP` affinity
+//! Most service ports are "simple" (no affinity, no Local policy on external traffic): they
+//! own only elements, of `@eps-<proto>` (`daddr . dport . index : endpoint . port`) and the
+//! verdict maps, which jump to the chains shared per endpoint count, `spread-<proto>-<N>`
+//! and `ext-spread-<proto>-<N>` (external traffic, masqueraded), kept in the base fragment.
+//! The others have chains named from the port key `namespace/name/protocol/port`:
+//! `svc-<key>` with its endpoint map `eps-<key>`, `ext-<key>` and `leps-<key>` (the local
+//! endpoints under `externalTrafficPolicy: Local`), and with `ClientIP` affinity
 //! `ep-<key>/<ip>` and `aff-<key>/<ip>/<timeout>` per endpoint (the timeout is in the name,
 //! so a set's definition never changes under the same name).
 
