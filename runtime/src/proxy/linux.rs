@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use super::render::{render, Ruleset};
+use super::render::{render, render_reusing, Previous, Ruleset};
 use super::script::script;
 use super::{validate, ProxyError, ServiceTable, SyncReport};
 use crate::traits::{Result, ServiceProxy};
@@ -35,11 +35,18 @@ impl ProxyConfig {
     }
 }
 
+/// What the kernel holds after a successful sync.
+struct Applied {
+    node: super::NodeConfig,
+    services: std::collections::BTreeMap<String, super::Service>,
+    rules: Ruleset,
+}
+
 /// The Linux Service proxy.
 pub struct LinuxProxy {
     cfg: ProxyConfig,
     /// What the kernel holds, as far as we know; `None` forces a rebuild.
-    applied: Mutex<Option<Ruleset>>,
+    applied: Mutex<Option<Applied>>,
 }
 
 /// The longest nft error text kept in an error.
@@ -86,7 +93,7 @@ impl LinuxProxy {
         validate(table)?;
         let new = render(&table.node, &table.services, self.cfg.mark);
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(script(&self.cfg.table, applied.as_ref(), &new))
+        Ok(script(&self.cfg.table, applied.as_ref().map(|a| &a.rules), &new))
     }
 
     /// Run `nft -f -` with `script` (in the configured namespace).
@@ -150,15 +157,31 @@ impl LinuxProxy {
 impl ServiceProxy for LinuxProxy {
     fn sync(&self, table: &ServiceTable) -> Result<SyncReport> {
         validate(table)?;
-        let new = render(&table.node, &table.services, self.cfg.mark);
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let (text, report) = script(&self.cfg.table, applied.as_ref(), &new);
+        // Whatever happens, the kernel's state is unknown until this sync succeeds.
+        let (old_node, old_services, old_rules) = match applied.take() {
+            Some(a) => (Some(a.node), a.services, Some(a.rules)),
+            None => (None, Default::default(), None),
+        };
+        let prev = old_node
+            .as_ref()
+            .zip(old_rules.as_ref())
+            .map(|(node, rules)| Previous {
+                node,
+                services: old_services,
+                rules,
+            });
+        let (rules, services) =
+            render_reusing(&table.node, &table.services, self.cfg.mark, prev);
+        let (text, report) = script(&self.cfg.table, old_rules.as_ref(), &rules);
         if !text.is_empty() {
-            // Whatever happens, the kernel's state is unknown until this succeeds.
-            *applied = None;
             self.nft(&text)?;
         }
-        *applied = Some(new);
+        *applied = Some(Applied {
+            node: table.node.clone(),
+            services,
+            rules,
+        });
         Ok(report)
     }
 

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use super::{port_key, NodeConfig, Protocol, Service, ServicePort, ServiceType, TrafficPolicy};
 
@@ -39,6 +40,18 @@ pub struct Fragment {
     pub sets: BTreeMap<String, SetDecl>,
     /// Elements by (set, key), with their value (empty for a plain set).
     pub elements: BTreeMap<(String, String), String>,
+    /// What it needs of the base: local endpoints that may hairpin, and the shared spread
+    /// chains it jumps to (protocol, endpoint count, external).
+    pub needs: Needs,
+}
+
+/// What a port fragment needs of the base fragment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// Local endpoints it sends to (each gets a `hairpin` element).
+    pub hairpin: BTreeSet<Ipv4Addr>,
+    /// Shared chains it jumps to: (protocol, endpoint count, external).
+    pub spreads: BTreeSet<(Protocol, usize, bool)>,
 }
 
 /// A whole table.
@@ -46,8 +59,19 @@ pub struct Fragment {
 pub struct Ruleset {
     /// What every table has.
     pub base: Fragment,
-    /// One fragment per service port key.
-    pub ports: BTreeMap<String, Fragment>,
+    /// One fragment per service port key, shared with the previous ruleset when its
+    /// Service did not change.
+    pub ports: BTreeMap<String, Arc<Fragment>>,
+}
+
+/// What the previous sync applied, for [`render_reusing`].
+pub struct Previous<'a> {
+    /// Its node facts.
+    pub node: &'a NodeConfig,
+    /// Its Services (moved into the result when unchanged).
+    pub services: BTreeMap<String, Service>,
+    /// Its rules.
+    pub rules: &'a Ruleset,
 }
 
 /// The endpoints one service port uses, each with its target port, sorted by address.
@@ -104,40 +128,69 @@ fn dashed(ip: Ipv4Addr) -> String {
 const HOOK_PRIORITY_FILTER: i32 = -110;
 
 /// The table for `services` on `node`, masquerading with `mark`.
-pub fn render(
+pub fn render(node: &NodeConfig, services: &BTreeMap<String, Service>, mark: u32) -> Ruleset {
+    render_reusing(node, services, mark, None).0
+}
+
+/// Like [`render`], but the fragments of every Service equal to the previous sync's are
+/// taken from `prev` (shared, not rebuilt), so a sync costs what changed plus one comparison
+/// per Service. Also returns the Services to remember for the next sync.
+pub fn render_reusing(
     node: &NodeConfig,
     services: &BTreeMap<String, Service>,
     mark: u32,
-) -> Ruleset {
+    prev: Option<Previous<'_>>,
+) -> (Ruleset, BTreeMap<String, Service>) {
     let mut rs = Ruleset {
         base: base(node, mark),
         ports: BTreeMap::new(),
     };
-    let mut hairpin = BTreeSet::new();
-    let mut spreads = BTreeSet::new();
+    let (mut old_services, old_rules) = match prev {
+        Some(p) if p.node == node => (p.services, Some(p.rules)),
+        _ => (BTreeMap::new(), None),
+    };
+    let mut kept = BTreeMap::new();
     for (key, svc) in services {
-        let locals: BTreeSet<Ipv4Addr> =
-            svc.endpoints.iter().filter(|e| e.local).map(|e| e.ip).collect();
-        for p in &svc.ports {
-            let eps = port_endpoints(svc, p);
-            for (ip, _) in eps.cluster.iter().chain(&eps.local) {
-                if locals.contains(ip) {
-                    hairpin.insert(*ip);
+        let reused = old_rules.filter(|_| old_services.get(key) == Some(svc)).and_then(|old| {
+            svc.ports
+                .iter()
+                .map(|p| {
+                    let pk = port_key(key, p);
+                    old.ports.get(&pk).map(|f| (pk, f.clone()))
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+        match reused {
+            Some(frags) => {
+                rs.ports.extend(frags);
+                if let Some(s) = old_services.remove(key) {
+                    kept.insert(key.clone(), s);
                 }
             }
-            let frag = port_fragment(node, key, svc, p, &eps, &mut spreads);
-            rs.ports.insert(port_key(key, p), frag);
+            None => {
+                for p in &svc.ports {
+                    let eps = port_endpoints(svc, p);
+                    let frag = port_fragment(node, key, svc, p, &eps);
+                    rs.ports.insert(port_key(key, p), Arc::new(frag));
+                }
+                kept.insert(key.clone(), svc.clone());
+            }
         }
     }
-    for (proto, n, external) in spreads {
+    let mut needs = Needs::default();
+    for f in rs.ports.values() {
+        needs.hairpin.extend(&f.needs.hairpin);
+        needs.spreads.extend(&f.needs.spreads);
+    }
+    for (proto, n, external) in needs.spreads {
         shared_spread(&mut rs.base, node, proto, n, external);
     }
-    for ip in hairpin {
+    for ip in needs.hairpin {
         rs.base
             .elements
             .insert(("hairpin".into(), format!("{ip} . {ip}")), String::new());
     }
-    rs
+    (rs, kept)
 }
 
 fn base(node: &NodeConfig, mark: u32) -> Fragment {
@@ -364,7 +417,6 @@ fn simple_fragment(
     p: &ServicePort,
     eps: &[(Ipv4Addr, u16)],
     external: bool,
-    spreads: &mut BTreeSet<(Protocol, usize, bool)>,
 ) -> Fragment {
     let proto = p.protocol.nft();
     let n = eps.len();
@@ -408,9 +460,9 @@ fn simple_fragment(
         }
     }
     if n > 0 {
-        spreads.insert((p.protocol, n, external));
+        f.needs.spreads.insert((p.protocol, n, external));
         if external {
-            spreads.insert((p.protocol, n, false));
+            f.needs.spreads.insert((p.protocol, n, false));
         }
         for (daddr, dport) in dests {
             for (i, (ip, port)) in eps.iter().enumerate() {
@@ -430,7 +482,6 @@ fn port_fragment(
     svc: &Service,
     p: &ServicePort,
     eps: &PortEndpoints,
-    spreads: &mut BTreeSet<(Protocol, usize, bool)>,
 ) -> Fragment {
     let key = port_key(svc_key, p);
     let proto = p.protocol.nft();
@@ -446,9 +497,21 @@ fn port_fragment(
         return f;
     }
     let local_external = external && svc.external_traffic_policy == TrafficPolicy::Local;
+    let locals: BTreeSet<Ipv4Addr> =
+        svc.endpoints.iter().filter(|e| e.local).map(|e| e.ip).collect();
+    let hairpin: BTreeSet<Ipv4Addr> = eps
+        .cluster
+        .iter()
+        .chain(&eps.local)
+        .map(|(ip, _)| *ip)
+        .filter(|ip| locals.contains(ip))
+        .collect();
     if svc.affinity_timeout.is_none() && !local_external {
-        return simple_fragment(node, svc, p, &eps.cluster, external, spreads);
+        let mut f = simple_fragment(node, svc, p, &eps.cluster, external);
+        f.needs.hairpin = hairpin;
+        return f;
     }
+    f.needs.hairpin = hairpin;
     if has_eps {
         let mut rules = vec![format!(
             "ip saddr != {} jump mark-for-masquerade",

@@ -100,16 +100,17 @@ pub fn script(table: &str, old: Option<&Ruleset>, new: &Ruleset) -> (String, Syn
     let incremental = old.and_then(|old| {
         diff(Some(&old.base), Some(&new.base), &mut ops).ok()?;
         for (key, frag) in &new.ports {
+            // Arc's equality compares pointers first: a reused fragment costs nothing.
             let before = old.ports.get(key);
             if before != Some(frag) {
                 changed.push(key.clone());
-                diff(before, Some(frag), &mut ops).ok()?;
+                diff(before.map(|f| &**f), Some(frag), &mut ops).ok()?;
             }
         }
         for (key, frag) in &old.ports {
             if !new.ports.contains_key(key) {
                 changed.push(key.clone());
-                diff(Some(frag), None, &mut ops).ok()?;
+                diff(Some(&**frag), None, &mut ops).ok()?;
             }
         }
         Some(())
@@ -122,7 +123,7 @@ pub fn script(table: &str, old: Option<&Ruleset>, new: &Ruleset) -> (String, Syn
         // Infallible: nothing old to conflict with.
         let _ = diff(None, Some(&new.base), &mut ops);
         for frag in new.ports.values() {
-            let _ = diff(None, Some(frag), &mut ops);
+            let _ = diff(None, Some(&**frag), &mut ops);
         }
         let _ = writeln!(out, "table ip {table} {{}}\ndelete table ip {table}\nadd table ip {table}");
     }
