@@ -90,18 +90,43 @@ impl TestNode {
         for (i, (ip, bridge, gw)) in pods.into_iter().enumerate() {
             let ns = Netns::create(&format!("{base}-h{i}"))?;
             let veth = format!("veth{i}");
-            node.ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name()])?;
+            node.ip(&[
+                "link",
+                "add",
+                &veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns.name(),
+            ])?;
             node.ip(&["link", "set", &veth, "master", bridge, "up"])?;
             // With br_netfilter a pod's packet DNATed back to itself is bridged out of the
             // port it came in on: the kubelet's hairpin-veth mode.
-            node.ip(&["link", "set", &veth, "type", "bridge_slave", "hairpin", "on"])?;
+            node.ip(&[
+                "link",
+                "set",
+                &veth,
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ])?;
             let cidr = format!("{ip}/24");
             ns.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
             ns.ip(&["link", "set", "eth0", "up"])?;
             ns.ip(&["route", "add", "default", "via", gw])?;
             hosts.push((ip, ns));
         }
-        node.ip(&["route", "add", "default", "via", &t.external_client.to_string()])?;
+        node.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &t.external_client.to_string(),
+        ])?;
         let mut threads = Vec::new();
         for (ip, ns) in &hosts {
             threads.push((*ip, NetnsThread::spawn(&ns.path())?));
@@ -145,9 +170,20 @@ impl TestNode {
     }
 
     /// `n` connections from `from` to `to`, each timed.
-    pub fn connect_many(&self, from: Client, to: SocketAddrV4, n: usize) -> Vec<(Connect, Duration)> {
+    pub fn connect_many(
+        &self,
+        from: Client,
+        to: SocketAddrV4,
+        n: usize,
+    ) -> Vec<(Connect, Duration)> {
         match self.thread(from) {
-            None => vec![(Connect::Failed(format!("no client {from:?}")), Duration::ZERO); n],
+            None => vec![
+                (
+                    Connect::Failed(format!("no client {from:?}")),
+                    Duration::ZERO
+                );
+                n
+            ],
             Some(t) => t.run(move || {
                 (0..n)
                     .map(|_| {

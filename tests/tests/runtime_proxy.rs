@@ -95,7 +95,10 @@ mod kernel {
             .node
             .nft(&["list", "map", "ip", h.proxy.table(), "eps-tcp"])
             .expect("listing the map");
-        assert!(map.contains("10.96.0.2 . 80 . 1 : 10.240.0.14 . 8080"), "{map}");
+        assert!(
+            map.contains("10.96.0.2 . 80 . 1 : 10.240.0.14 . 8080"),
+            "{map}"
+        );
         assert!(!map.contains("10.240.0.12"), "{map}");
         h.proxy.clear().expect("clear");
         let tables = h.node.nft(&["list", "tables"]).expect("listing tables");

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use super::CaseResult;
 use crate::proxy::testnet::Connect;
 use crate::proxy::{
-    Endpoint, NodeConfig, Protocol, Service, ServicePort, ServiceTable, ServiceType,
-    TrafficPolicy,
+    Endpoint, NodeConfig, Protocol, Service, ServicePort, ServiceTable, ServiceType, TrafficPolicy,
 };
 use crate::traits::ServiceProxy;
 
@@ -63,9 +62,18 @@ pub type ProxyCase = fn(&mut dyn ProxyHarness) -> CaseResult;
 
 /// Every proxy case, by name.
 pub const PROXY_CASES: [(&str, ProxyCase); 7] = [
-    ("proxy_spreads_over_ready_endpoints", proxy_spreads_over_ready_endpoints),
-    ("proxy_rejects_without_endpoints", proxy_rejects_without_endpoints),
-    ("proxy_node_ports_and_policies", proxy_node_ports_and_policies),
+    (
+        "proxy_spreads_over_ready_endpoints",
+        proxy_spreads_over_ready_endpoints,
+    ),
+    (
+        "proxy_rejects_without_endpoints",
+        proxy_rejects_without_endpoints,
+    ),
+    (
+        "proxy_node_ports_and_policies",
+        proxy_node_ports_and_policies,
+    ),
     ("proxy_hairpin", proxy_hairpin),
     ("proxy_session_affinity", proxy_session_affinity),
     ("proxy_incremental_updates", proxy_incremental_updates),
@@ -110,7 +118,10 @@ const PORT: u16 = 80;
 const NODE_PORT: u16 = 30080;
 
 fn vip(t: &ProxyTopology, n: u8) -> Result<Ipv4Addr, String> {
-    let c = t.node.service_cidr.ok_or("the harness has no service CIDR")?;
+    let c = t
+        .node
+        .service_cidr
+        .ok_or("the harness has no service CIDR")?;
     c.hosts()
         .nth(usize::from(n) + 10)
         .ok_or_else(|| format!("service CIDR {c} too small"))
@@ -195,9 +206,10 @@ fn refused_at_once(h: &dyn ProxyHarness, from: Client, to: SocketAddrV4) -> Case
     let start = Instant::now();
     let got = h.connect(from, to);
     let took = start.elapsed();
-    check(got == Connect::Refused && took < Duration::from_secs(1), || {
-        format!("{from:?} -> {to}: want refused at once, got {got:?} after {took:?}")
-    })
+    check(
+        got == Connect::Refused && took < Duration::from_secs(1),
+        || format!("{from:?} -> {to}: want refused at once, got {got:?} after {took:?}"),
+    )
 }
 
 /// A ClusterIP spreads over every ready endpoint and never reaches a not-ready one; a pod's
@@ -219,18 +231,27 @@ pub fn proxy_spreads_over_ready_endpoints(h: &mut dyn ProxyHarness) -> CaseResul
     let to = SocketAddrV4::new(v, PORT);
     let (servers, peers) = answers(h, Client::Pod(t.pod_client), to, 60)?;
     let want: BTreeSet<_> = t.endpoints[..3].iter().copied().collect();
-    check(servers.keys().copied().collect::<BTreeSet<_>>() == want, || {
-        format!("60 connections reached {servers:?}, want each of {want:?} and never the not-ready one")
-    })?;
+    check(
+        servers.keys().copied().collect::<BTreeSet<_>>() == want,
+        || {
+            format!("60 connections reached {servers:?}, want each of {want:?} and never the not-ready one")
+        },
+    )?;
     check(peers == BTreeSet::from([t.pod_client]), || {
-        format!("endpoints saw {peers:?}, want the pod's own address {}", t.pod_client)
+        format!(
+            "endpoints saw {peers:?}, want the pod's own address {}",
+            t.pod_client
+        )
     })?;
     let (servers, peers) = answers(h, Client::Node, to, 30)?;
     check(servers.keys().all(|s| want.contains(s)), || {
         format!("the node reached {servers:?}")
     })?;
     check(peers == BTreeSet::from([t.gateway]), || {
-        format!("the node's connections arrived from {peers:?}, want masquerade to {}", t.gateway)
+        format!(
+            "the node's connections arrived from {peers:?}, want masquerade to {}",
+            t.gateway
+        )
     })
 }
 
@@ -276,9 +297,10 @@ pub fn proxy_node_ports_and_policies(h: &mut dyn ProxyHarness) -> CaseResult {
     for port in [NODE_PORT, PORT] {
         let to = SocketAddrV4::new(node_ip, port);
         let (servers, peers) = answers(h, Client::External, to, 45)?;
-        check(servers.keys().copied().collect::<BTreeSet<_>>() == all, || {
-            format!("Cluster policy on {to} reached {servers:?}, want all of {all:?}")
-        })?;
+        check(
+            servers.keys().copied().collect::<BTreeSet<_>>() == all,
+            || format!("Cluster policy on {to} reached {servers:?}, want all of {all:?}"),
+        )?;
         check(!peers.contains(&t.external_client), || {
             format!("Cluster policy on {to} kept the client address: {peers:?}")
         })?;
@@ -296,11 +318,15 @@ pub fn proxy_node_ports_and_policies(h: &mut dyn ProxyHarness) -> CaseResult {
     for port in [NODE_PORT, PORT] {
         let to = SocketAddrV4::new(node_ip, port);
         let (servers, peers) = answers(h, Client::External, to, 30)?;
-        check(servers.keys().copied().collect::<BTreeSet<_>>() == local, || {
-            format!("Local policy on {to} reached {servers:?}, want only {local:?}")
-        })?;
+        check(
+            servers.keys().copied().collect::<BTreeSet<_>>() == local,
+            || format!("Local policy on {to} reached {servers:?}, want only {local:?}"),
+        )?;
         check(peers == BTreeSet::from([t.external_client]), || {
-            format!("Local policy on {to}: endpoints saw {peers:?}, want the client {}", t.external_client)
+            format!(
+                "Local policy on {to}: endpoints saw {peers:?}, want the client {}",
+                t.external_client
+            )
         })?;
     }
     // Without endpoints the NodePort refuses at once.
@@ -316,11 +342,25 @@ pub fn proxy_hairpin(h: &mut dyn ProxyHarness) -> CaseResult {
     let me = t.endpoints[0];
     serve_all(h, &[me])?;
     let v = vip(&t, 4)?;
-    sync(h, &table(&t, vec![("default/self", service(Some(v), vec![endpoint(me, true, true)]))]))?;
+    sync(
+        h,
+        &table(
+            &t,
+            vec![(
+                "default/self",
+                service(Some(v), vec![endpoint(me, true, true)]),
+            )],
+        ),
+    )?;
     let (servers, peers) = answers(h, Client::Pod(me), SocketAddrV4::new(v, PORT), 3)?;
-    check(servers.keys().eq([&me]), || format!("hairpin reached {servers:?}"))?;
+    check(servers.keys().eq([&me]), || {
+        format!("hairpin reached {servers:?}")
+    })?;
     check(peers == BTreeSet::from([t.gateway]), || {
-        format!("hairpin connections arrived from {peers:?}, want {}", t.gateway)
+        format!(
+            "hairpin connections arrived from {peers:?}, want {}",
+            t.gateway
+        )
     })
 }
 
@@ -331,7 +371,10 @@ pub fn proxy_session_affinity(h: &mut dyn ProxyHarness) -> CaseResult {
     let v = vip(&t, 5)?;
     let mut s = service(
         Some(v),
-        t.endpoints[..3].iter().map(|ip| endpoint(*ip, true, true)).collect(),
+        t.endpoints[..3]
+            .iter()
+            .map(|ip| endpoint(*ip, true, true))
+            .collect(),
     );
     s.affinity_timeout = Some(600);
     sync(h, &table(&t, vec![("default/sticky", s)]))?;
@@ -353,18 +396,29 @@ pub fn proxy_incremental_updates(h: &mut dyn ProxyHarness) -> CaseResult {
     let (va, vb, vc) = (vip(&t, 6)?, vip(&t, 7)?, vip(&t, 8)?);
     let build = |b_ep: Ipv4Addr, with_c: bool| {
         let mut v = vec![
-            ("default/a", service(Some(va), vec![endpoint(e[0], true, true)])),
-            ("default/b", service(Some(vb), vec![endpoint(b_ep, true, true)])),
+            (
+                "default/a",
+                service(Some(va), vec![endpoint(e[0], true, true)]),
+            ),
+            (
+                "default/b",
+                service(Some(vb), vec![endpoint(b_ep, true, true)]),
+            ),
         ];
         if with_c {
-            v.push(("default/c", service(Some(vc), vec![endpoint(e[3], true, true)])));
+            v.push((
+                "default/c",
+                service(Some(vc), vec![endpoint(e[3], true, true)]),
+            ));
         }
         table(&t, v)
     };
     sync(h, &build(e[1], true))?;
     let only = |to: Ipv4Addr, want: Ipv4Addr| -> CaseResult {
         let (servers, _) = answers(h, Client::Pod(t.pod_client), SocketAddrV4::new(to, PORT), 3)?;
-        check(servers.keys().eq([&want]), || format!("{to} reached {servers:?}, want {want}"))
+        check(servers.keys().eq([&want]), || {
+            format!("{to} reached {servers:?}, want {want}")
+        })
     };
     only(vb, e[1])?;
     let r = sync(h, &build(e[2], true))?;
@@ -379,7 +433,9 @@ pub fn proxy_incremental_updates(h: &mut dyn ProxyHarness) -> CaseResult {
     })?;
     refused_at_once(h, Client::Pod(t.pod_client), SocketAddrV4::new(vc, PORT))?;
     let r = sync(h, &build(e[2], false))?;
-    check(r == crate::proxy::SyncReport::default(), || format!("an unchanged sync reported {r:?}"))?;
+    check(r == crate::proxy::SyncReport::default(), || {
+        format!("an unchanged sync reported {r:?}")
+    })?;
     h.proxy().clear().map_err(|e| format!("clear: {e}"))?;
     let r = sync(h, &build(e[2], false))?;
     check(r.rebuilt, || format!("the sync after clear reported {r:?}"))?;
@@ -394,10 +450,17 @@ pub fn proxy_refuses_invalid_tables(h: &mut dyn ProxyHarness) -> CaseResult {
     let v = vip(&t, 9)?;
     let good = service(Some(v), vec![endpoint(t.endpoints[0], true, true)]);
     sync(h, &table(&t, vec![("default/one", good.clone())]))?;
-    let clash = table(&t, vec![("default/one", good.clone()), ("default/two", good)]);
+    let clash = table(
+        &t,
+        vec![("default/one", good.clone()), ("default/two", good)],
+    );
     match h.proxy().sync(&clash) {
         Err(e) if e.to_string().contains("already default/one/tcp/80") => {}
-        other => return Err(format!("a duplicate ClusterIP port was not refused: {other:?}")),
+        other => {
+            return Err(format!(
+                "a duplicate ClusterIP port was not refused: {other:?}"
+            ))
+        }
     }
     let (servers, _) = answers(h, Client::Pod(t.pod_client), SocketAddrV4::new(v, PORT), 3)?;
     check(servers.keys().eq([&t.endpoints[0]]), || {

@@ -89,11 +89,18 @@ impl LinuxProxy {
 
     /// The script the next [`ServiceProxy::sync`] of `table` would run, and its report;
     /// changes nothing.
-    pub fn plan(&self, table: &ServiceTable) -> std::result::Result<(String, SyncReport), ProxyError> {
+    pub fn plan(
+        &self,
+        table: &ServiceTable,
+    ) -> std::result::Result<(String, SyncReport), ProxyError> {
         validate(table)?;
         let new = render(&table.node, &table.services, self.cfg.mark);
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(script(&self.cfg.table, applied.as_ref().map(|a| &a.rules), &new))
+        Ok(script(
+            &self.cfg.table,
+            applied.as_ref().map(|a| &a.rules),
+            &new,
+        ))
     }
 
     /// Run `nft -f -` with `script` (in the configured namespace).
@@ -171,8 +178,7 @@ impl ServiceProxy for LinuxProxy {
                 services: old_services,
                 rules,
             });
-        let (rules, services) =
-            render_reusing(&table.node, &table.services, self.cfg.mark, prev);
+        let (rules, services) = render_reusing(&table.node, &table.services, self.cfg.mark, prev);
         let (text, report) = script(&self.cfg.table, old_rules.as_ref(), &rules);
         if !text.is_empty() {
             self.nft(&text)?;

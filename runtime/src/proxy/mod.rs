@@ -36,6 +36,7 @@ use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+mod base;
 pub mod linux;
 pub mod render;
 pub mod script;

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use super::base::base;
 use super::{port_key, NodeConfig, Protocol, Service, ServicePort, ServiceType, TrafficPolicy};
 
 /// One chain: its hook declaration (base chains only) and its rules.
@@ -125,8 +126,6 @@ fn dashed(ip: Ipv4Addr) -> String {
     ip.to_string().replace('.', "-")
 }
 
-const HOOK_PRIORITY_FILTER: i32 = -110;
-
 /// The table for `services` on `node`, masquerading with `mark`.
 pub fn render(node: &NodeConfig, services: &BTreeMap<String, Service>, mark: u32) -> Ruleset {
     render_reusing(node, services, mark, None).0
@@ -151,15 +150,17 @@ pub fn render_reusing(
     };
     let mut kept = BTreeMap::new();
     for (key, svc) in services {
-        let reused = old_rules.filter(|_| old_services.get(key) == Some(svc)).and_then(|old| {
-            svc.ports
-                .iter()
-                .map(|p| {
-                    let pk = port_key(key, p);
-                    old.ports.get(&pk).map(|f| (pk, f.clone()))
-                })
-                .collect::<Option<Vec<_>>>()
-        });
+        let reused = old_rules
+            .filter(|_| old_services.get(key) == Some(svc))
+            .and_then(|old| {
+                svc.ports
+                    .iter()
+                    .map(|p| {
+                        let pk = port_key(key, p);
+                        old.ports.get(&pk).map(|f| (pk, f.clone()))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            });
         match reused {
             Some(frags) => {
                 rs.ports.extend(frags);
@@ -191,122 +192,6 @@ pub fn render_reusing(
             .insert(("hairpin".into(), format!("{ip} . {ip}")), String::new());
     }
     (rs, kept)
-}
-
-fn base(node: &NodeConfig, mark: u32) -> Fragment {
-    let mut f = Fragment::default();
-    let vmap3 = "{ type ipv4_addr . inet_proto . inet_service : verdict ; }";
-    let vmap2 = "{ type inet_proto . inet_service : verdict ; }";
-    for (name, body) in [
-        ("service-ips", vmap3),
-        ("no-endpoint-services", vmap3),
-        ("service-nodeports", vmap2),
-        ("no-endpoint-nodeports", vmap2),
-    ] {
-        f.sets.insert(name.into(), ("map", body.into()));
-    }
-    for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
-        let p = proto.nft();
-        f.sets.insert(
-            format!("eps-{p}"),
-            (
-                "map",
-                format!("{{ typeof ip daddr . {p} dport . numgen random mod 1 : ip daddr . {p} dport ; }}"),
-            ),
-        );
-    }
-    f.sets
-        .insert("node-ips".into(), ("set", "{ type ipv4_addr ; }".into()));
-    f.sets.insert(
-        "hairpin".into(),
-        ("set", "{ type ipv4_addr . ipv4_addr ; }".into()),
-    );
-    for a in &node.addresses {
-        f.elements
-            .insert(("node-ips".into(), a.to_string()), String::new());
-    }
-    let mut chain = |name: &str, hook: Option<String>, rules: &[String]| {
-        f.chains.insert(
-            name.into(),
-            Chain {
-                hook,
-                rules: rules.to_vec(),
-            },
-        );
-    };
-    let hook = |ty: &str, hook: &str, prio: &str| {
-        Some(format!(
-            "{{ type {ty} hook {hook} priority {prio} ; policy accept ; }}"
-        ))
-    };
-    let filt = HOOK_PRIORITY_FILTER.to_string();
-    chain(
-        "reject-chain",
-        None,
-        &[
-            "meta l4proto tcp reject with tcp reset".into(),
-            "reject".into(),
-        ],
-    );
-    chain(
-        "mark-for-masquerade",
-        None,
-        &[format!("meta mark set meta mark | {mark:#x}")],
-    );
-    chain(
-        "masquerading",
-        None,
-        &[
-            "ct status dnat ip saddr . ip daddr @hairpin masquerade".into(),
-            format!("meta mark & {mark:#x} == 0 return"),
-            format!("meta mark set meta mark ^ {mark:#x}"),
-            "masquerade fully-random".into(),
-        ],
-    );
-    chain(
-        "services",
-        None,
-        &[
-            "ip daddr . meta l4proto . th dport vmap @service-ips".into(),
-            "ip daddr @node-ips meta l4proto . th dport vmap @service-nodeports".into(),
-        ],
-    );
-    chain(
-        "endpoints-check",
-        None,
-        &[
-            "ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
-            "ip daddr @node-ips meta l4proto . th dport vmap @no-endpoint-nodeports".into(),
-        ],
-    );
-    let jump_services = ["jump services".to_string()];
-    chain(
-        "nat-prerouting",
-        hook("nat", "prerouting", "dstnat"),
-        &jump_services,
-    );
-    chain("nat-output", hook("nat", "output", "-100"), &jump_services);
-    chain(
-        "nat-postrouting",
-        hook("nat", "postrouting", "srcnat"),
-        &["jump masquerading".into()],
-    );
-    let check = "ct state new jump endpoints-check".to_string();
-    chain("filter-input", hook("filter", "input", &filt), &[check.clone()]);
-    let mut forward = vec![check.clone()];
-    if let Some(cidr) = node.service_cidr {
-        // Forwarded packets were DNATed in prerouting already; what still heads for the
-        // Service CIDR matched no service port.
-        forward.push(format!("ct state new ip daddr {cidr} goto reject-chain"));
-        chain(
-            "filter-output-post-dnat",
-            hook("filter", "output", "-90"),
-            &[format!("ct state new ip daddr {cidr} goto reject-chain")],
-        );
-    }
-    chain("filter-forward", hook("filter", "forward", &filt), &forward);
-    chain("filter-output", hook("filter", "output", &filt), &[check]);
-    f
 }
 
 /// The rules that spread over `eps` (non-empty) from chain `chain_name`, with `map` as the
@@ -430,8 +315,10 @@ fn simple_fragment(
         } else {
             ("no-endpoint-services", "goto reject-chain".into())
         };
-        f.elements
-            .insert((map.into(), format!("{vip} . {proto} . {}", p.port)), verdict);
+        f.elements.insert(
+            (map.into(), format!("{vip} . {proto} . {}", p.port)),
+            verdict,
+        );
     }
     if external {
         let verdict = if n > 0 {
@@ -445,8 +332,10 @@ fn simple_fragment(
             ("no-endpoint-services", "no-endpoint-nodeports")
         };
         if let Some(np) = p.node_port {
-            f.elements
-                .insert((ports_map.into(), format!("{proto} . {np}")), verdict.clone());
+            f.elements.insert(
+                (ports_map.into(), format!("{proto} . {np}")),
+                verdict.clone(),
+            );
             dests.extend(node.addresses.iter().map(|a| (*a, np)));
         }
         if lb {
@@ -497,8 +386,12 @@ fn port_fragment(
         return f;
     }
     let local_external = external && svc.external_traffic_policy == TrafficPolicy::Local;
-    let locals: BTreeSet<Ipv4Addr> =
-        svc.endpoints.iter().filter(|e| e.local).map(|e| e.ip).collect();
+    let locals: BTreeSet<Ipv4Addr> = svc
+        .endpoints
+        .iter()
+        .filter(|e| e.local)
+        .map(|e| e.ip)
+        .collect();
     let hairpin: BTreeSet<Ipv4Addr> = eps
         .cluster
         .iter()
@@ -525,13 +418,8 @@ fn port_fragment(
             &format!("eps-{key}"),
             &eps.cluster,
         ));
-        f.chains.insert(
-            svc_chain.clone(),
-            Chain {
-                hook: None,
-                rules,
-            },
-        );
+        f.chains
+            .insert(svc_chain.clone(), Chain { hook: None, rules });
     }
     if let Some(vip) = svc.cluster_ip {
         let (map, verdict) = if has_eps {
@@ -539,8 +427,10 @@ fn port_fragment(
         } else {
             ("no-endpoint-services", reject.clone())
         };
-        f.elements
-            .insert((map.into(), format!("{vip} . {proto} . {}", p.port)), verdict);
+        f.elements.insert(
+            (map.into(), format!("{vip} . {proto} . {}", p.port)),
+            verdict,
+        );
     }
     if !external {
         return f;
@@ -574,22 +464,23 @@ fn port_fragment(
                 r
             }
         };
-        f.chains.insert(
-            ext_chain.clone(),
-            Chain {
-                hook: None,
-                rules,
-            },
-        );
+        f.chains
+            .insert(ext_chain.clone(), Chain { hook: None, rules });
     }
     let (ips_map, ports_map, verdict) = if has_eps {
-        ("service-ips", "service-nodeports", format!("goto {ext_chain}"))
+        (
+            "service-ips",
+            "service-nodeports",
+            format!("goto {ext_chain}"),
+        )
     } else {
         ("no-endpoint-services", "no-endpoint-nodeports", reject)
     };
     if let Some(np) = p.node_port {
-        f.elements
-            .insert((ports_map.into(), format!("{proto} . {np}")), verdict.clone());
+        f.elements.insert(
+            (ports_map.into(), format!("{proto} . {np}")),
+            verdict.clone(),
+        );
     }
     if lb {
         for a in &node.addresses {

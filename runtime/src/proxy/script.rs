@@ -66,7 +66,10 @@ fn diff(old: Option<&Fragment>, new: Option<&Fragment>, ops: &mut Ops) -> Result
         if new.elements.get(&(set.clone(), key.clone())) != Some(value)
             && !(ops_deletes_set(new, old, set))
         {
-            ops.del_elems.entry(set.clone()).or_default().push(key.clone());
+            ops.del_elems
+                .entry(set.clone())
+                .or_default()
+                .push(key.clone());
         }
     }
     for ((set, key), value) in &new.elements {
@@ -125,7 +128,10 @@ pub fn script(table: &str, old: Option<&Ruleset>, new: &Ruleset) -> (String, Syn
         for frag in new.ports.values() {
             let _ = diff(None, Some(&**frag), &mut ops);
         }
-        let _ = writeln!(out, "table ip {table} {{}}\ndelete table ip {table}\nadd table ip {table}");
+        let _ = writeln!(
+            out,
+            "table ip {table} {{}}\ndelete table ip {table}\nadd table ip {table}"
+        );
     }
     changed.sort();
     let t = format!("ip {table}");
@@ -137,7 +143,10 @@ pub fn script(table: &str, old: Option<&Ruleset>, new: &Ruleset) -> (String, Syn
         line(&mut out, s);
     }
     for (set, keys) in &ops.del_elems {
-        line(&mut out, &format!("delete element %T {set} {{ {} }}", keys.join(", ")));
+        line(
+            &mut out,
+            &format!("delete element %T {set} {{ {} }}", keys.join(", ")),
+        );
     }
     for c in &ops.flush {
         line(&mut out, &format!("flush chain %T {c}"));
@@ -146,7 +155,10 @@ pub fn script(table: &str, old: Option<&Ruleset>, new: &Ruleset) -> (String, Syn
         line(&mut out, &format!("add rule %T {c} {r}"));
     }
     for (set, elems) in &ops.add_elems {
-        line(&mut out, &format!("add element %T {set} {{ {} }}", elems.join(", ")));
+        line(
+            &mut out,
+            &format!("add element %T {set} {{ {} }}", elems.join(", ")),
+        );
     }
     for c in &ops.del_chains {
         line(&mut out, &format!("delete chain %T {c}"));

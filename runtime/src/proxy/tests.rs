@@ -57,7 +57,10 @@ fn plan(old: Option<&ServiceTable>, new: &ServiceTable) -> (String, SyncReport) 
 
 #[test]
 fn endpoint_selection_follows_readiness() {
-    let mut s = svc("10.96.0.10", vec![ep("10.244.1.2", true, true), ep("10.244.1.3", false, true)]);
+    let mut s = svc(
+        "10.96.0.10",
+        vec![ep("10.244.1.2", true, true), ep("10.244.1.3", false, true)],
+    );
     let p = s.ports[0].clone();
     let got = port_endpoints(&s, &p);
     assert_eq!(got.cluster, vec![(ip("10.244.1.2"), 8080)]);
@@ -92,12 +95,24 @@ fn validation_refuses_conflicts_and_oversize() {
         assert!(e.contains(what), "{e} should mention {what}");
     };
     bad(
-        table(vec![("a/x", svc("10.96.0.1", vec![])), ("a/y", svc("10.96.0.1", vec![]))]),
+        table(vec![
+            ("a/x", svc("10.96.0.1", vec![])),
+            ("a/y", svc("10.96.0.1", vec![])),
+        ]),
         "already a/x/tcp/80",
     );
-    bad(table(vec![("A/x", svc("10.96.0.1", vec![]))]), "not namespace/name");
-    bad(table(vec![("a/x.y", svc("10.96.0.1", vec![]))]), "not namespace/name");
-    let mut s = svc("10.96.0.1", vec![ep("10.244.1.2", true, true), ep("10.244.1.2", true, true)]);
+    bad(
+        table(vec![("A/x", svc("10.96.0.1", vec![]))]),
+        "not namespace/name",
+    );
+    bad(
+        table(vec![("a/x.y", svc("10.96.0.1", vec![]))]),
+        "not namespace/name",
+    );
+    let mut s = svc(
+        "10.96.0.1",
+        vec![ep("10.244.1.2", true, true), ep("10.244.1.2", true, true)],
+    );
     bad(table(vec![("a/x", s.clone())]), "endpoint 10.244.1.2 twice");
     s.endpoints.pop();
     s.ports[0].node_port = Some(30000);
@@ -106,7 +121,10 @@ fn validation_refuses_conflicts_and_oversize() {
     let mut t = svc("10.96.0.2", vec![]);
     t.service_type = ServiceType::NodePort;
     t.ports[0].node_port = Some(30000);
-    bad(table(vec![("a/x", s.clone()), ("a/y", t)]), "NodePort 30000/tcp");
+    bad(
+        table(vec![("a/x", s.clone()), ("a/y", t)]),
+        "NodePort 30000/tcp",
+    );
     s.affinity_timeout = Some(0);
     bad(table(vec![("a/x", s)]), "affinity timeout");
     let many: Vec<(String, Service)> = (0..=MAX_SERVICES)
@@ -119,11 +137,17 @@ fn validation_refuses_conflicts_and_oversize() {
 
 #[test]
 fn first_sync_rebuilds_the_table_in_one_transaction() {
-    let t = table(vec![("default/web", svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]))]);
+    let t = table(vec![(
+        "default/web",
+        svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]),
+    )]);
     let (s, r) = plan(None, &t);
     assert!(r.rebuilt);
     assert_eq!(r.changed, vec!["default/web/tcp/80"]);
-    assert!(s.starts_with("table ip kt {}\ndelete table ip kt\nadd table ip kt\n"), "{s}");
+    assert!(
+        s.starts_with("table ip kt {}\ndelete table ip kt\nadd table ip kt\n"),
+        "{s}"
+    );
     for want in [
         "add chain ip kt nat-prerouting { type nat hook prerouting priority dstnat ; policy accept ; }",
         "add rule ip kt services ip daddr . meta l4proto . th dport vmap @service-ips",
@@ -154,8 +178,14 @@ fn an_endpoint_change_rewrites_one_element() {
         ]
     };
     let other = svc("10.96.0.11", vec![ep("10.244.1.9", true, true)]);
-    let old = table(vec![("default/web", svc("10.96.0.10", eps("10.244.2.4"))), ("default/db", other.clone())]);
-    let new = table(vec![("default/web", svc("10.96.0.10", eps("10.244.2.5"))), ("default/db", other)]);
+    let old = table(vec![
+        ("default/web", svc("10.96.0.10", eps("10.244.2.4"))),
+        ("default/db", other.clone()),
+    ]);
+    let new = table(vec![
+        ("default/web", svc("10.96.0.10", eps("10.244.2.5"))),
+        ("default/db", other),
+    ]);
     let (s, r) = plan(Some(&old), &new);
     assert!(!r.rebuilt);
     assert_eq!(r.changed, vec!["default/web/tcp/80"]);
@@ -168,8 +198,14 @@ fn an_endpoint_change_rewrites_one_element() {
 
 #[test]
 fn endpoints_coming_and_going() {
-    let one = table(vec![("default/web", svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]))]);
-    let none = table(vec![("default/web", svc("10.96.0.10", vec![ep("10.244.1.2", false, true)]))]);
+    let one = table(vec![(
+        "default/web",
+        svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]),
+    )]);
+    let none = table(vec![(
+        "default/web",
+        svc("10.96.0.10", vec![ep("10.244.1.2", false, true)]),
+    )]);
     // Losing the last ready endpoint: the VIP moves to the reject map, and the shared chain
     // nobody uses any more goes after the element that jumped to it.
     let (s, _) = plan(Some(&one), &none);
@@ -186,21 +222,35 @@ fn endpoints_coming_and_going() {
     let (s, _) = plan(Some(&none), &one);
     let pos = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in {s}"));
     assert!(pos("add chain ip kt spread-tcp-1") < pos("add element ip kt service-ips"));
-    assert!(pos("delete element ip kt no-endpoint-services") < pos("add element ip kt service-ips"));
+    assert!(
+        pos("delete element ip kt no-endpoint-services") < pos("add element ip kt service-ips")
+    );
     // A growing endpoint count moves the VIP to the next shared chain and adds one element.
     let two = table(vec![(
         "default/web",
-        svc("10.96.0.10", vec![ep("10.244.1.2", true, true), ep("10.244.1.3", true, true)]),
+        svc(
+            "10.96.0.10",
+            vec![ep("10.244.1.2", true, true), ep("10.244.1.3", true, true)],
+        ),
     )]);
     let (s, _) = plan(Some(&one), &two);
-    assert!(s.contains("add element ip kt service-ips { 10.96.0.10 . tcp . 80 : goto spread-tcp-2 }"), "{s}");
-    assert!(s.contains("add element ip kt eps-tcp { 10.96.0.10 . 80 . 1 : 10.244.1.3 . 8080 }"), "{s}");
+    assert!(
+        s.contains("add element ip kt service-ips { 10.96.0.10 . tcp . 80 : goto spread-tcp-2 }"),
+        "{s}"
+    );
+    assert!(
+        s.contains("add element ip kt eps-tcp { 10.96.0.10 . 80 . 1 : 10.244.1.3 . 8080 }"),
+        "{s}"
+    );
     assert!(!s.contains("delete element ip kt eps-"), "{s}");
 }
 
 #[test]
 fn node_ports_policies_and_load_balancers() {
-    let mut s = svc("10.96.0.10", vec![ep("10.244.1.2", true, true), ep("10.244.2.2", true, false)]);
+    let mut s = svc(
+        "10.96.0.10",
+        vec![ep("10.244.1.2", true, true), ep("10.244.2.2", true, false)],
+    );
     s.service_type = ServiceType::LoadBalancer;
     s.ports[0].node_port = Some(30080);
     s.ports[0].protocol = Protocol::Udp;
@@ -233,20 +283,34 @@ fn node_ports_policies_and_load_balancers() {
     // No local endpoint: external traffic is dropped, the node and pods still get through.
     s.endpoints[0].local = false;
     let (out, _) = plan(None, &table(vec![("default/lb", s.clone())]));
-    assert!(out.contains("add rule ip kt ext-default/lb/udp/80 drop"), "{out}");
+    assert!(
+        out.contains("add rule ip kt ext-default/lb/udp/80 drop"),
+        "{out}"
+    );
     // No endpoint at all: NodePort and LB ports are rejected.
     for policy in [TrafficPolicy::Local, TrafficPolicy::Cluster] {
         s.endpoints.clear();
         s.external_traffic_policy = policy;
         let (out, _) = plan(None, &table(vec![("default/lb", s.clone())]));
-        assert!(out.contains("add element ip kt no-endpoint-nodeports { udp . 30080 : goto reject-chain }"), "{out}");
-        assert!(out.contains("192.168.7.1 . udp . 80 : goto reject-chain"), "{out}");
+        assert!(
+            out.contains(
+                "add element ip kt no-endpoint-nodeports { udp . 30080 : goto reject-chain }"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("192.168.7.1 . udp . 80 : goto reject-chain"),
+            "{out}"
+        );
     }
 }
 
 #[test]
 fn affinity_uses_endpoint_chains_and_timed_sets() {
-    let mut s = svc("10.96.0.10", vec![ep("10.244.1.2", true, true), ep("10.244.1.3", true, true)]);
+    let mut s = svc(
+        "10.96.0.10",
+        vec![ep("10.244.1.2", true, true), ep("10.244.1.3", true, true)],
+    );
     s.affinity_timeout = Some(10800);
     let (out, _) = plan(None, &table(vec![("default/web", s)]));
     for want in [
@@ -266,17 +330,35 @@ fn headless_and_removed_services() {
     headless.cluster_ip = None;
     let t = table(vec![("default/h", headless)]);
     let (out, _) = plan(None, &t);
-    assert!(!out.contains("add element ip kt service-ips"), "a headless service has no VIP: {out}");
-    assert!(!out.contains("add element ip kt eps-tcp"), "nor endpoints: {out}");
+    assert!(
+        !out.contains("add element ip kt service-ips"),
+        "a headless service has no VIP: {out}"
+    );
+    assert!(
+        !out.contains("add element ip kt eps-tcp"),
+        "nor endpoints: {out}"
+    );
     let mut s = svc("10.96.0.1", vec![ep("10.244.1.2", true, false)]);
     s.affinity_timeout = Some(60);
     let t = table(vec![("default/s", s)]);
     let (out, r) = plan(Some(&t), &table(vec![]));
     assert_eq!(r.changed, vec!["default/s/tcp/80"]);
-    assert!(out.contains("delete chain ip kt svc-default/s/tcp/80"), "{out}");
-    assert!(out.contains("delete chain ip kt ep-default/s/tcp/80/10-244-1-2"), "{out}");
-    assert!(out.contains("delete set ip kt aff-default/s/tcp/80/10-244-1-2/60"), "{out}");
-    assert!(!out.contains("delete element ip kt aff-"), "the set goes whole: {out}");
+    assert!(
+        out.contains("delete chain ip kt svc-default/s/tcp/80"),
+        "{out}"
+    );
+    assert!(
+        out.contains("delete chain ip kt ep-default/s/tcp/80/10-244-1-2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("delete set ip kt aff-default/s/tcp/80/10-244-1-2/60"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("delete element ip kt aff-"),
+        "the set goes whole: {out}"
+    );
 }
 
 #[test]
@@ -300,11 +382,17 @@ fn reusing_the_previous_rules_changes_nothing_but_the_cost() {
     use std::sync::Arc;
     let db = svc("10.96.0.11", vec![ep("10.244.1.9", true, true)]);
     let a = table(vec![
-        ("default/web", svc("10.96.0.10", vec![ep("10.244.1.2", true, true)])),
+        (
+            "default/web",
+            svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]),
+        ),
         ("default/db", db.clone()),
     ]);
     let b = table(vec![
-        ("default/web", svc("10.96.0.10", vec![ep("10.244.1.3", true, true)])),
+        (
+            "default/web",
+            svc("10.96.0.10", vec![ep("10.244.1.3", true, true)]),
+        ),
         ("default/db", db),
     ]);
     let ra = render(&a.node, &a.services, 0x4000);
@@ -316,8 +404,14 @@ fn reusing_the_previous_rules_changes_nothing_but_the_cost() {
     let (rb, kept) = render_reusing(&b.node, &b.services, 0x4000, Some(prev));
     assert_eq!(rb, render(&b.node, &b.services, 0x4000));
     assert_eq!(kept, b.services);
-    assert!(Arc::ptr_eq(&ra.ports["default/db/tcp/80"], &rb.ports["default/db/tcp/80"]));
-    assert!(!Arc::ptr_eq(&ra.ports["default/web/tcp/80"], &rb.ports["default/web/tcp/80"]));
+    assert!(Arc::ptr_eq(
+        &ra.ports["default/db/tcp/80"],
+        &rb.ports["default/db/tcp/80"]
+    ));
+    assert!(!Arc::ptr_eq(
+        &ra.ports["default/web/tcp/80"],
+        &rb.ports["default/web/tcp/80"]
+    ));
     // Other node facts: nothing is reused.
     let mut c = b.clone();
     c.node.addresses.push(ip("192.168.7.2"));
@@ -327,6 +421,9 @@ fn reusing_the_previous_rules_changes_nothing_but_the_cost() {
         rules: &rb,
     };
     let (rc, _) = render_reusing(&c.node, &c.services, 0x4000, Some(prev));
-    assert!(!Arc::ptr_eq(&rb.ports["default/db/tcp/80"], &rc.ports["default/db/tcp/80"]));
+    assert!(!Arc::ptr_eq(
+        &rb.ports["default/db/tcp/80"],
+        &rc.ports["default/db/tcp/80"]
+    ));
     assert_eq!(rc, render(&c.node, &c.services, 0x4000));
 }

@@ -110,7 +110,9 @@ pub fn validate(t: &ServiceTable) -> Result<(), ProxyError> {
                 )));
             }
             if p.port == 0 || !pairs.insert((p.protocol, p.port)) {
-                return Err(invalid(format!("service {key}: port {pk} is 0 or repeated")));
+                return Err(invalid(format!(
+                    "service {key}: port {pk} is 0 or repeated"
+                )));
             }
             let mut claim = |ip: Ipv4Addr, what: &str| -> Result<(), ProxyError> {
                 if let Some(other) = claims.insert((ip, p.protocol, p.port), pk.clone()) {

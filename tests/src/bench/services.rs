@@ -104,10 +104,20 @@ fn table(node: &TestNode, n: usize, eps: usize, bump: u8) -> ServiceTable {
         let ep = |k: usize| {
             // Endpoint `k` of filler `i` on node `i % 200`; the first filler's first
             // endpoint moves with `bump`.
-            let last = if i == 1 && k == 0 { 100 + bump } else { 2 + k as u8 };
-            (Ipv4Addr::new(10, 244, (i % 200) as u8, last), k == 0 && i % 10 == 0)
+            let last = if i == 1 && k == 0 {
+                100 + bump
+            } else {
+                2 + k as u8
+            };
+            (
+                Ipv4Addr::new(10, 244, (i % 200) as u8, last),
+                k == 0 && i % 10 == 0,
+            )
         };
-        services.insert(format!("bench/s{i}"), service(vip, (0..eps).map(ep).collect()));
+        services.insert(
+            format!("bench/s{i}"),
+            service(vip, (0..eps).map(ep).collect()),
+        );
     }
     ServiceTable {
         node: t.node.clone(),
@@ -132,8 +142,9 @@ fn connects(node: &TestNode, n: usize) -> anyhow::Result<Vec<f64>> {
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let o = parse(args)?;
     let mut node = TestNode::new().map_err(anyhow::Error::msg)?;
-    for ip in node.topology.endpoints[..3].to_vec() {
-        node.serve(SocketAddrV4::new(ip, 8080))
+    let eps = node.topology.endpoints.clone();
+    for ip in &eps[..3] {
+        node.serve(SocketAddrV4::new(*ip, 8080))
             .map_err(anyhow::Error::msg)?;
     }
     let mut cfg = ProxyConfig::new("kommit-bench-services");

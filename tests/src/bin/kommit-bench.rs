@@ -6,7 +6,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        eprintln!("usage: kommit-bench <validate|schedule|runtime|push-to-running|services> [options]");
+        eprintln!(
+            "usage: kommit-bench <validate|schedule|runtime|push-to-running|services> [options]"
+        );
         return ExitCode::from(2);
     };
     let rest = &args[1..];
