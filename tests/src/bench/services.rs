@@ -180,6 +180,18 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     println!("endpoint update (ms): {update:.1?}");
+    // The same table again: validation, rendering and the diff, but no nft run.
+    let same = table(&node, o.services, o.endpoints, 20);
+    let mut noop = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let r = proxy.sync(&same)?;
+        noop.push(ms(start.elapsed()));
+        if !r.changed.is_empty() {
+            bail!("an unchanged table reported {r:?}");
+        }
+    }
+    println!("no-op sync, without nft (ms): {noop:.1?}");
 
     let (mut one, mut many) = (Vec::new(), Vec::new());
     for _ in 0..o.rounds {
