@@ -104,4 +104,46 @@ mod kernel {
         let tables = h.node.nft(&["list", "tables"]).expect("listing tables");
         assert!(!tables.contains(h.proxy.table()), "clear left {tables}");
     }
+
+    /// A table removed behind the proxy's back: the next incremental sync fails with nft's
+    /// own words, and the one after it rebuilds the table whole.
+    #[test]
+    fn a_failed_sync_is_followed_by_a_rebuild() {
+        let Some(h) = LinuxProxyHarness::new() else {
+            return;
+        };
+        let t = &h.node.topology;
+        let e = &t.endpoints;
+        let table = |ep: Ipv4Addr| ServiceTable {
+            node: t.node.clone(),
+            services: BTreeMap::from([(
+                "default/a".to_string(),
+                service(Ipv4Addr::new(10, 96, 0, 1), &[ep]),
+            )]),
+        };
+        h.proxy.sync(&table(e[0])).expect("first sync");
+        h.node
+            .nft(&["delete", "table", "ip", h.proxy.table()])
+            .expect("deleting the table");
+        let err = h
+            .proxy
+            .sync(&table(e[1]))
+            .expect_err("an incremental sync into a missing table")
+            .to_string();
+        assert!(err.contains(h.proxy.table()), "{err}");
+        let r = h
+            .proxy
+            .sync(&table(e[1]))
+            .expect("the sync after a failure");
+        assert!(r.rebuilt, "{r:?}");
+        let map = h
+            .node
+            .nft(&["list", "map", "ip", h.proxy.table(), "eps-tcp"])
+            .expect("listing the map");
+        assert!(
+            map.contains("10.96.0.1 . 80 . 0 : 10.240.0.11 . 8080"),
+            "{map}"
+        );
+        h.proxy.clear().expect("clear");
+    }
 }
