@@ -1,9 +1,10 @@
 //! kommit's node runtime: the OS contract of the node agent.
 //!
-//! The agent asks four things of a node, each a trait in [`traits`]: run pod sandboxes and
+//! The agent asks five things of a node, each a trait in [`traits`]: run pod sandboxes and
 //! their containers ([`ContainerRuntime`]), hold images ([`Images`]), wire pods to the
-//! network ([`PodNetwork`]) and keep their volumes on the host ([`Volumes`]). Each has a
-//! Linux implementation ([`linux`], [`images`], [`network`], [`volumes`]) and a fake
+//! network ([`PodNetwork`]), keep their volumes on the host ([`Volumes`]) and route Service
+//! addresses to endpoints ([`ServiceProxy`]). Each has a Linux implementation ([`linux`],
+//! [`images`], [`network`], [`volumes`], [`proxy`]) and a fake
 //! ([`fake`]); [`conformance`] is one suite both must pass, so the fake the agent's tests
 //! use cannot drift from the kernel's behaviour.
 //!
@@ -23,10 +24,11 @@ pub mod helper;
 pub mod images;
 pub mod linux;
 pub mod network;
+pub mod proxy;
 pub mod spec;
 pub mod testutil;
 pub mod tls;
 pub mod traits;
 pub mod volumes;
 
-pub use traits::{ContainerRuntime, Images, PodNetwork, RuntimeError, Volumes};
+pub use traits::{ContainerRuntime, Images, PodNetwork, RuntimeError, ServiceProxy, Volumes};

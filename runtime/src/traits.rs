@@ -56,6 +56,9 @@ pub enum RuntimeError {
     /// Volume failure.
     #[error(transparent)]
     Volume(#[from] crate::volumes::VolumeError),
+    /// Service proxy failure.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
 }
 
 /// Result alias for trait methods.
@@ -170,6 +173,18 @@ pub trait PodNetwork: Send + Sync {
     fn detach(&self, pod: &str) -> Result<()>;
     /// The IP currently allocated to the pod.
     fn ip_of(&self, pod: &str) -> Result<Option<std::net::Ipv4Addr>>;
+}
+
+/// The node's Services as packet rules (kube-proxy's job): see [`crate::proxy`].
+pub trait ServiceProxy: Send + Sync {
+    /// Make the node's rules match `table`, the complete desired Services of this node:
+    /// ClusterIPs spread over ready endpoints, NodePorts and LoadBalancer ports on the node's
+    /// addresses, a port without endpoints rejected at once. Validates the table first
+    /// ([`crate::proxy::validate`]) and applies all of it or nothing; only what differs from
+    /// the previous sync is rewritten.
+    fn sync(&self, table: &crate::proxy::ServiceTable) -> Result<crate::proxy::SyncReport>;
+    /// Remove every rule (the next sync rebuilds). Idempotent.
+    fn clear(&self) -> Result<()>;
 }
 
 /// emptyDir media.

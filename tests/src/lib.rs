@@ -5,6 +5,7 @@ pub mod agent_support;
 pub mod bench;
 pub mod fixtures;
 pub mod gen;
+pub mod proxy_support;
 pub mod runtime_support;
 pub mod sim;
 pub mod vm;

@@ -6,7 +6,9 @@
 //! Every case asserts only what is observable through the traits: logs, exit codes, reasons,
 //! exec output, timings of a stop, what `recover()` finds and what is left afterwards.
 //!
-//! An implementation joins by providing a [`Harness`] and invoking [`conformance_suite!`].
+//! An implementation joins by providing a [`Harness`] and invoking [`conformance_suite!`]; a
+//! [`crate::traits::ServiceProxy`] by providing a [`ProxyHarness`] and invoking
+//! [`proxy_conformance_suite!`](crate::proxy_conformance_suite).
 
 use crate::spec::{ContainerSpec, PodSpec};
 use crate::traits::{ContainerRuntime, PodNetwork, Volumes};
@@ -14,11 +16,13 @@ use crate::traits::{ContainerRuntime, PodNetwork, Volumes};
 mod cases;
 mod network;
 mod probe;
+mod proxy;
 mod volumes;
 
 pub use cases::*;
 pub use network::*;
 pub use probe::{Probe, DEFAULT_CAPEFF};
+pub use proxy::*;
 pub use volumes::*;
 
 /// What a test run leaves behind; equal before and after every case.

@@ -27,9 +27,11 @@ use crate::traits::{ContainerRuntime, ImageInfo, Result, RuntimeError};
 
 mod images;
 mod network;
+mod proxy;
 mod volumes;
 pub use images::FakeImages;
 pub use network::FakeNetwork;
+pub use proxy::{FakeProxy, Verdict};
 pub use volumes::FakeVolumes;
 
 #[derive(Debug, Clone)]

@@ -4,4 +4,5 @@ pub mod dns;
 pub mod push;
 pub mod runtime;
 pub mod schedule;
+pub mod services;
 pub mod validate;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        eprintln!("usage: kommit-bench <validate|schedule|runtime|push-to-running|dns> [options]");
+        eprintln!(
+            "usage: kommit-bench <validate|schedule|runtime|push-to-running|services|dns> [options]"
+        );
         return ExitCode::from(2);
     };
     let rest = &args[1..];
@@ -17,10 +19,11 @@ fn main() -> ExitCode {
         "schedule" => kommit_tests::bench::schedule::main(rest),
         "runtime" => kommit_tests::bench::runtime::main(rest),
         "push-to-running" => kommit_tests::bench::push::main(rest),
+        "services" => kommit_tests::bench::services::main(rest),
         "dns" => kommit_tests::bench::dns::main(rest),
         other => {
             eprintln!(
-                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, dns)"
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, services, dns)"
             );
             return ExitCode::from(2);
         }
