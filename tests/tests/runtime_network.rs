@@ -1,5 +1,6 @@
 //! Pod network extras beyond the conformance suite: limits in cgroup files, hostPort DNAT
-//! from the node, and IP allocation persisted across a restart of the network driver.
+//! from the node, IP allocation persisted across a restart of the network driver, and an IP
+//! handed from a removed pod to the next one reachable at once (no stale neighbour entry).
 use kommit_runtime::network::{gateway, LinuxNetwork, NetConfig};
 use kommit_runtime::spec::{ContainerSpec, PodSpec, PortMapping};
 use kommit_runtime::{ContainerRuntime, PodNetwork};
@@ -147,4 +148,72 @@ fn host_port_and_persisted_ipam() {
     h.net.detach("web").expect("detach");
     assert_eq!(h.net.ip_of("web").expect("ip_of"), None);
     h.rt.remove_pod("web").expect("remove");
+}
+
+/// The MAC of `eth0` inside a pod.
+fn pod_mac(h: &LinuxHarness, pod: &str) -> String {
+    let out =
+        h.rt.exec(
+            pod,
+            "c",
+            &["cat".into(), "/sys/class/net/eth0/address".into()],
+            Duration::from_secs(10),
+        )
+        .expect("exec");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The host's neighbour entry for `ip` on the bridge, as `ip neigh` prints it.
+fn host_neighbour(h: &LinuxHarness, ip: std::net::Ipv4Addr) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["neigh", "show", &ip.to_string(), "dev", &h.bridge])
+        .output()
+        .expect("ip neigh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_reused_ip_gets_no_stale_neighbour_entry() {
+    let Some(h) = LinuxHarness::new(Path::new(env!("CARGO_BIN_EXE_kommit-runtime-helper"))) else {
+        return;
+    };
+    let addr = h.address(3);
+    let start = |pod: &str| {
+        h.rt.create_pod(&PodSpec::new(pod)).expect("pod");
+        let ns = h.rt.pod_netns(pod).expect("netns");
+        h.net.attach(pod, &ns, addr, &[]).expect("attach");
+        let c = ContainerSpec::new("c", TEST_IMAGE, &["httpd", "-f", "-p", "8080"]);
+        h.rt.create_container(pod, &c).expect("create");
+        h.rt.start_container(pod, "c").expect("start");
+    };
+    start("old");
+    let old_mac = pod_mac(&h, "old");
+    // The host talks to the old pod: its neighbour entry becomes reachable.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect_timeout(&(addr.ip, 8080).into(), Duration::from_secs(1))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "old pod never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        host_neighbour(&h, addr.ip).contains(&old_mac),
+        "the host learnt the old pod's MAC: {}",
+        host_neighbour(&h, addr.ip)
+    );
+    h.net.detach("old").expect("detach");
+    h.rt.remove_pod("old").expect("remove");
+    // The next pod gets the same IP at once, as the replicated state hands it out.
+    start("new");
+    let new_mac = pod_mac(&h, "new");
+    assert_ne!(old_mac, new_mac);
+    assert!(
+        !host_neighbour(&h, addr.ip).contains(&old_mac),
+        "stale entry: {}",
+        host_neighbour(&h, addr.ip)
+    );
+    std::net::TcpStream::connect_timeout(&(addr.ip, 8080).into(), Duration::from_secs(2))
+        .expect("the new pod answers at once");
+    h.net.detach("new").expect("detach");
+    h.rt.remove_pod("new").expect("remove");
 }
