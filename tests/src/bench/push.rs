@@ -48,7 +48,7 @@ spec:
     )
 }
 
-/// `Rss`, `Anonymous` and file-backed kB from smaps_rollup, for the breakdown line.
+/// The resident kB from smaps_rollup: all (`Rss`), `Anonymous`, and file-backed.
 fn rss_breakdown(pid: u32) -> Option<(u64, u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let field = |name: &str| {
@@ -58,14 +58,6 @@ fn rss_breakdown(pid: u32) -> Option<(u64, u64, u64)> {
     };
     let (rss, anon) = (field("Rss:")?, field("Anonymous:")?);
     Some((rss, anon, rss.saturating_sub(anon)))
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// Runs the benchmark.
@@ -151,16 +143,14 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     });
     std::thread::sleep(Duration::from_secs(5));
     let pid = node.daemon_pid().context("the daemon's pid")?;
-    let rss = rss_kib(pid).context("reading the daemon's VmRSS")?;
-    if let Some((all, anon, file)) = rss_breakdown(pid) {
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
-        println!(
-            "footprint: rss {:.1} MiB = anonymous {:.1} MiB + file-backed {:.1} MiB; {threads} threads",
-            all as f64 / 1024.0,
-            anon as f64 / 1024.0,
-            file as f64 / 1024.0
-        );
-    }
+    let (rss, anon, file) = rss_breakdown(pid).context("reading the daemon's smaps_rollup")?;
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    println!(
+        "footprint: rss {:.1} MiB = anonymous {:.1} MiB + file-backed {:.1} MiB; {threads} threads",
+        rss as f64 / 1024.0,
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0
+    );
     let stripped = std::env::temp_dir().join(format!("kommit-stripped-{}", std::process::id()));
     std::fs::copy(kommit_bin(), &stripped)?;
     let st = std::process::Command::new("strip").arg(&stripped).status();
