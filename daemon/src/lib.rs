@@ -11,6 +11,7 @@ pub mod fstree;
 pub mod git;
 pub mod metrics;
 pub mod node_agent;
+pub mod node_services;
 pub mod static_pods;
 pub mod sync;
 #[cfg(test)]

@@ -12,14 +12,15 @@ use std::sync::Arc;
 pub struct DaemonHost {
     shared: Arc<Shared<ClusterState>>,
     handle: tokio::runtime::Handle,
-    dns: Vec<String>,
+    /// The node's /etc/resolv.conf, read at start.
+    host_resolv_conf: String,
 }
 
 impl Host for DaemonHost {
     fn view(&self) -> View {
         self.shared
             .sm
-            .read(|s| kommit_agent::view::view(s, &self.shared.name, &self.dns))
+            .read(|s| kommit_agent::view::view(s, &self.shared.name, &self.host_resolv_conf))
     }
 
     fn fenced(&self) -> bool {
@@ -32,22 +33,6 @@ impl Host for DaemonHost {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
-}
-
-/// The nameservers pods get: the node's own, except loopback ones (they would point into
-/// the pod's own network namespace). Cluster DNS replaces this when it serves pods.
-pub fn node_nameservers(resolv_conf: &str) -> Vec<String> {
-    resolv_conf
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .map(str::trim)
-        .filter(|ip| {
-            ip.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| !ip.is_loopback() && ip.is_ipv4())
-        })
-        .take(3)
-        .map(str::to_string)
-        .collect()
 }
 
 /// A running agent: its thread and the handles that wake and stop it.
@@ -76,11 +61,11 @@ pub fn start(
     runtimes: kommit_agent::Runtimes,
     creds: kommit_agent::exec::Credentials,
 ) -> std::io::Result<RunningAgent> {
-    let dns = node_nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let host_resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host = Arc::new(DaemonHost {
         shared: shared.clone(),
         handle: tokio::runtime::Handle::current(),
-        dns,
+        host_resolv_conf,
     });
     // The agent is built on its own thread: its HTTP clients (probes, hooks) are blocking
     // ones, which cannot be made on an async worker.
@@ -107,15 +92,4 @@ pub fn start(
         thread: Some(thread),
         watch,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pods_get_the_nodes_non_loopback_resolvers() {
-        let conf = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver ::1\nnameserver 2001:db8::1\nsearch example.com\nnameserver 192.0.2.2\n";
-        assert_eq!(node_nameservers(conf), vec!["192.0.2.1", "192.0.2.2"]);
-    }
 }

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 /// Upper bound on names (pod and container) the runtime accepts.
 pub const MAX_NAME_LEN: usize = 100;
+/// Upper bound on a pod's resolv.conf (3 nameservers, 2,048 characters of search domains
+/// and options fit well within it).
+pub const MAX_RESOLV_CONF: usize = 8 * 1024;
 
 /// A pod sandbox: the shared network, IPC and UTS namespaces plus a cgroup parent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,12 +19,10 @@ pub struct PodSpec {
     pub id: String,
     /// Hostname inside the pod (the pod name).
     pub hostname: String,
-    /// Nameservers for /etc/resolv.conf; empty means copy nothing but a comment.
+    /// The pod's `/etc/resolv.conf`, verbatim (the node agent makes it from the pod's
+    /// `dnsPolicy` and `dnsConfig`); at most [`MAX_RESOLV_CONF`] bytes.
     #[serde(default)]
-    pub dns_servers: Vec<String>,
-    /// Search domains for /etc/resolv.conf.
-    #[serde(default)]
-    pub dns_search: Vec<String>,
+    pub resolv_conf: String,
     /// Extra /etc/hosts lines (`ip`, names).
     #[serde(default)]
     pub extra_hosts: Vec<(String, Vec<String>)>,
@@ -199,8 +200,7 @@ impl PodSpec {
         PodSpec {
             id: id.to_string(),
             hostname: id.to_string(),
-            dns_servers: vec![],
-            dns_search: vec![],
+            resolv_conf: String::new(),
             extra_hosts: vec![],
             labels: BTreeMap::new(),
         }
@@ -346,6 +346,26 @@ pub struct PortMapping {
     pub host_port: u16,
     /// Port in the pod.
     pub container_port: u16,
+}
+
+/// Validate a sandbox spec: its id, hostname (1-63 characters) and the size of its
+/// resolv.conf.
+pub fn validate_pod_spec(spec: &PodSpec) -> Result<(), String> {
+    validate_name("pod", &spec.id)?;
+    if spec.hostname.is_empty() || spec.hostname.len() > 63 {
+        return Err(format!(
+            "hostname {:?} must be 1-63 characters",
+            spec.hostname
+        ));
+    }
+    if spec.resolv_conf.len() > MAX_RESOLV_CONF {
+        return Err(format!(
+            "pod {}: resolv.conf of {} bytes exceeds {MAX_RESOLV_CONF}",
+            spec.id,
+            spec.resolv_conf.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Validate a pod or container name: short, lowercase DNS-ish, no path separators.

@@ -96,7 +96,12 @@ impl AgentNode {
         let pod_cidr = format!("10.{octet}.0.0/16");
         let cfg = work.join("kommit.yaml");
         let text = std::fs::read_to_string(&cfg).expect("kommit.yaml");
-        std::fs::write(&cfg, text.replace("10.244.0.0/16", &pod_cidr)).expect("kommit.yaml");
+        // Its own Service CIDR too: nodes on one host each program their VIPs (and reject
+        // unknown ones in their range) in the host's network namespace.
+        let text = text
+            .replace("10.244.0.0/16", &pod_cidr)
+            .replace("10.96.0.0/16", &format!("192.168.{octet}.0/24"));
+        std::fs::write(&cfg, text).expect("kommit.yaml");
         let store = kommit_runtime::images::ImageStore::open(&data).expect("image store");
         for tag in ["busybox:1.36", "busybox:1.37"] {
             let layout = dir.path().join(format!("layout-{tag}"));
@@ -276,6 +281,11 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
 impl Drop for AgentNode {
     fn drop(&mut self) {
         self.kill9();
+        // KOMMIT_KEEP_LOGS=DIR keeps each daemon's whole log (the tests print only its tail).
+        if let Some(dir) = std::env::var_os("KOMMIT_KEEP_LOGS") {
+            let to = std::path::Path::new(&dir).join(format!("{}.log", self.bridge));
+            let _ = std::fs::copy(&self.log, to);
+        }
         if let Ok((rt, _)) = kommit_agent::node::open(&self.data, kommit_bin(), &self.bridge) {
             kommit_agent::node::remove_agent_pods(&rt, Duration::from_secs(2));
         }
@@ -290,5 +300,6 @@ impl Drop for AgentNode {
                 &kommit_agent::node::nft_table(&self.bridge),
             ])
             .output();
+        let _ = kommit_daemon::node_services::remove_proxy_rules(&self.bridge);
     }
 }

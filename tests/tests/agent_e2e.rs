@@ -42,6 +42,26 @@ fn starts(s: &ClusterState) -> BTreeMap<String, Option<u64>> {
         .collect()
 }
 
+/// One line per hello pod: what the rollout assertion shows at its low point.
+fn pod_table(s: &ClusterState) -> String {
+    hello(s)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:?} ready={} since={:?} image={} ip={:?} containers={:?}",
+                p.name,
+                p.phase,
+                p.ready,
+                p.ready_since,
+                p.spec.containers[0].image,
+                p.pod_ip,
+                p.containers
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn page(p: &PodRecord) -> Option<String> {
     http_get(SocketAddr::from((p.pod_ip?, 8080)), "/index.html")
 }
@@ -140,13 +160,17 @@ fn pushes_become_running_pods() {
     std::fs::write(&dep, text.replace("busybox:1.36", "busybox:1.37")).unwrap();
     let update = n.push("busybox 1.37");
     let mut min_ready = usize::MAX;
+    let mut low_point = String::new();
     let mut samples = 0;
     let end = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(s) = n.try_state() {
             samples += 1;
             if s.commit.as_deref() == Some(update.as_str()) {
-                min_ready = min_ready.min(ready_hello(&s));
+                if ready_hello(&s) < min_ready {
+                    min_ready = ready_hello(&s);
+                    low_point = pod_table(&s);
+                }
                 let done = hello(&s).len() == 3
                     && ready_hello(&s) == 3
                     && hello(&s)
@@ -166,7 +190,8 @@ fn pushes_become_running_pods() {
     }
     assert!(
         min_ready >= 3,
-        "ready dropped to {min_ready} during the rollout ({samples} samples)"
+        "ready dropped to {min_ready} during the rollout ({samples} samples):\n{low_point}\n{}",
+        tail(&n.log(), 80)
     );
     eprintln!("rolling update: {samples} samples, never below {min_ready} ready");
 

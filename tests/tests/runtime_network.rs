@@ -186,6 +186,12 @@ fn a_reused_ip_gets_no_stale_neighbour_entry() {
         h.rt.create_container(pod, &c).expect("create");
         h.rt.start_container(pod, "c").expect("start");
     };
+    // Another pod keeps the bridge (and its neighbour table) alive, as on a busy node.
+    h.rt.create_pod(&PodSpec::new("keeper")).expect("pod");
+    let keeper_ns = h.rt.pod_netns("keeper").expect("netns");
+    h.net
+        .attach("keeper", &keeper_ns, h.address(4), &[])
+        .expect("attach");
     start("old");
     let old_mac = pod_mac(&h, "old");
     // The host talks to the old pod: its neighbour entry becomes reachable.
@@ -216,4 +222,6 @@ fn a_reused_ip_gets_no_stale_neighbour_entry() {
         .expect("the new pod answers at once");
     h.net.detach("new").expect("detach");
     h.rt.remove_pod("new").expect("remove");
+    h.net.detach("keeper").expect("detach");
+    h.rt.remove_pod("keeper").expect("remove");
 }

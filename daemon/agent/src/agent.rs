@@ -219,6 +219,11 @@ impl Agent {
             .filter(|a| match a {
                 crate::plan::Action::RemovePod { sandbox, .. }
                 | crate::plan::Action::RemoveContainer { sandbox, .. } => !busy.contains(sandbox),
+                // A kill under way (preStop, then the grace) is not started again each pass.
+                crate::plan::Action::KillContainer { key, .. } => !view
+                    .plans
+                    .iter()
+                    .any(|p| &p.key == key && busy.contains(p.id())),
                 _ => true,
             })
             .collect();
@@ -226,6 +231,7 @@ impl Agent {
         if acted {
             tracing::debug!(
                 actions = actions.len(),
+                what = ?actions,
                 since_pass_start_ms = now_ms().saturating_sub(now),
                 "pass: acting"
             );

@@ -28,6 +28,7 @@ pub mod node;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod services;
 pub mod translate;
 pub mod view;
 

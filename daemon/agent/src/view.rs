@@ -68,8 +68,9 @@ fn deployment_of(state: &ClusterState, p: &PodRecord) -> Option<String> {
     }
 }
 
-/// This node's view of `state`. `dns_servers` are the nameservers pods get.
-pub fn view(state: &ClusterState, node: &str, dns_servers: &[String]) -> View {
+/// This node's view of `state`. `host_resolv_conf` is the node's `/etc/resolv.conf`, as
+/// text (see [`NodeContext::host_resolv_conf`]).
+pub fn view(state: &ClusterState, node: &str, host_resolv_conf: &str) -> View {
     let Some(rec) = state.nodes.get(node) else {
         return View {
             node: node.to_string(),
@@ -88,7 +89,7 @@ pub fn view(state: &ClusterState, node: &str, dns_servers: &[String]) -> View {
         name: node.to_string(),
         host_ip,
         pod_cidr: rec.pod_cidr,
-        dns_servers: dns_servers.to_vec(),
+        host_resolv_conf: host_resolv_conf.to_string(),
     };
     let mut plans = Vec::new();
     let mut converged = true;

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Forwarding.
     pub forward: ForwardConfig,
+    /// Bind `listen` even before the address exists on an interface (`IP_FREEBIND`): the
+    /// daemon serves pods on its bridge's gateway, which appears with the first pod.
+    pub freebind: bool,
 }
 
 impl ServerConfig {
@@ -77,6 +80,7 @@ impl ServerConfig {
             max_tcp_connections: 128,
             tcp_idle_timeout: Duration::from_secs(10),
             forward: ForwardConfig::default(),
+            freebind: false,
         }
     }
 }
@@ -173,17 +177,17 @@ fn bind_all(config: &ServerConfig) -> Result<(Vec<UdpSocket>, TcpListener), Serv
     let attempts = if config.listen.port() == 0 { 8 } else { 1 };
     let mut attempt = 1;
     loop {
-        let first = udp_socket(config.listen)?;
+        let first = udp_socket(config.listen, config.freebind)?;
         let addr = first.local_addr().map_err(|source| ServerError::Bind {
             proto: "udp",
             addr: config.listen,
             source,
         })?;
-        match tcp_listener(addr) {
+        match tcp_listener(addr, config.freebind) {
             Ok(tcp) => {
                 let mut udp = vec![first];
                 for _ in 1..config.udp_sockets.max(1) {
-                    udp.push(udp_socket(addr)?);
+                    udp.push(udp_socket(addr, config.freebind)?);
                 }
                 return Ok((udp, tcp));
             }
@@ -193,7 +197,7 @@ fn bind_all(config: &ServerConfig) -> Result<(Vec<UdpSocket>, TcpListener), Serv
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
+fn udp_socket(addr: SocketAddr, freebind: bool) -> Result<UdpSocket, ServerError> {
     let err = |source| ServerError::Bind {
         proto: "udp",
         addr,
@@ -202,6 +206,9 @@ fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     let s =
         Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     s.set_reuse_port(true).map_err(err)?;
+    if freebind {
+        s.set_freebind_v4(true).map_err(err)?;
+    }
     s.set_read_timeout(Some(UDP_STOP_POLL)).map_err(err)?;
     // Best effort: a larger buffer absorbs bursts; the kernel caps it.
     let _ = s.set_recv_buffer_size(4 << 20);
@@ -209,7 +216,7 @@ fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     Ok(s.into())
 }
 
-fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+fn tcp_listener(addr: SocketAddr, freebind: bool) -> Result<TcpListener, ServerError> {
     let err = |source| ServerError::Bind {
         proto: "tcp",
         addr,
@@ -218,6 +225,9 @@ fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     let s =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
+    if freebind {
+        s.set_freebind_v4(true).map_err(err)?;
+    }
     s.set_nonblocking(true).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
     s.listen(128).map_err(err)?;

@@ -86,6 +86,11 @@ pub struct Args {
     /// The pod bridge (several nodes on one host each need their own).
     #[arg(long, default_value = "kommit0")]
     pub pod_bridge: String,
+    /// Where NodePorts and LoadBalancer ports answer, as kube-proxy's flag: the node's
+    /// addresses inside these CIDRs (comma-separated). Default: every address of the node
+    /// but loopback and the pod bridge's.
+    #[arg(long, value_delimiter = ',')]
+    pub nodeport_addresses: Vec<ipnet::Ipv4Net>,
     /// Maximum pods.
     #[arg(long, default_value_t = 110)]
     pub pods: u64,
@@ -310,10 +315,21 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             .as_ref()
             .map(crate::sync::GitSide::routes)
             .unwrap_or_default();
-        let agent = if args.no_agent {
-            None
+        let (agent, services) = if args.no_agent {
+            (None, None)
         } else {
-            Some(start_agent(&cfg.data_dir, &args.pod_bridge, node.shared())?)
+            let agent = start_agent(&cfg.data_dir, &args.pod_bridge, node.shared())?;
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let services = crate::node_services::start(
+                node.shared(),
+                crate::node_services::Options {
+                    bridge: args.pod_bridge.clone(),
+                    host_resolv_conf: resolv,
+                    nodeport_addresses: args.nodeport_addresses.clone(),
+                },
+            )
+            .context("starting the Service proxy and cluster DNS")?;
+            (Some(agent), Some(services))
         };
         let statics = crate::static_pods::start(args.static_pods.clone(), node.shared())?;
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
@@ -344,6 +360,9 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         }
         local.abort();
         statics.stop();
+        if let Some(s) = services {
+            s.stop().await;
+        }
         if let Some(a) = agent {
             // The containers keep running: a restarted daemon adopts them.
             tokio::task::spawn_blocking(move || a.stop()).await.ok();

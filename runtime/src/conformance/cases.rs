@@ -23,8 +23,7 @@ pub(super) fn pod(id: &str, host: &str) -> PodSpec {
     PodSpec {
         id: id.into(),
         hostname: host.into(),
-        dns_servers: vec!["10.96.0.10".into()],
-        dns_search: vec![],
+        resolv_conf: "nameserver 10.96.0.10\noptions ndots:5\n".into(),
         extra_hosts: vec![],
         labels: Default::default(),
     }

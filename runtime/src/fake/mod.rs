@@ -213,7 +213,7 @@ fn finish(c: &mut FCtr, code: i32, reason: &str, now: u64) {
 impl ContainerRuntime for FakeRuntime {
     fn create_pod(&self, spec: &PodSpec) -> Result<()> {
         let mut g = enter(&self.world, "create_pod", spec.id.clone())?;
-        validate_name("pod", &spec.id).map_err(RuntimeError::InvalidSpec)?;
+        crate::spec::validate_pod_spec(spec).map_err(RuntimeError::InvalidSpec)?;
         if g.pods.contains_key(&spec.id) {
             return Err(RuntimeError::AlreadyExists {
                 kind: "pod",

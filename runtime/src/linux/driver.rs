@@ -11,20 +11,14 @@ use super::shim::{self, Request};
 use super::state::{write_json, InitConfig};
 use super::{effective_args, init, lerr, logs, merge_env, LinuxError, LinuxRuntime};
 use crate::spec::{
-    validate_name, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
-    LogOptions, PodSpec, PodStatus,
+    validate_name, validate_pod_spec, ContainerSpec, ContainerState, ContainerStats,
+    ContainerStatus, ExecOutput, LogOptions, PodSpec, PodStatus,
 };
 use crate::traits::{ContainerRuntime, Result, RuntimeError};
 
 impl ContainerRuntime for LinuxRuntime {
     fn create_pod(&self, spec: &PodSpec) -> Result<()> {
-        validate_name("pod", &spec.id).map_err(RuntimeError::InvalidSpec)?;
-        if spec.hostname.is_empty() || spec.hostname.len() > 63 {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "hostname {:?} must be 1-63 characters",
-                spec.hostname
-            )));
-        }
+        validate_pod_spec(spec).map_err(RuntimeError::InvalidSpec)?;
         let dir = self.pod_dir(&spec.id);
         if dir.join("pod.json").exists() {
             return Err(RuntimeError::AlreadyExists {
@@ -495,14 +489,7 @@ fn etc_files(spec: &PodSpec) -> (String, String) {
     for (ip, names) in &spec.extra_hosts {
         hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
     }
-    let mut resolv = String::new();
-    for s in &spec.dns_servers {
-        resolv.push_str(&format!("nameserver {s}\n"));
-    }
-    if !spec.dns_search.is_empty() {
-        resolv.push_str(&format!("search {}\n", spec.dns_search.join(" ")));
-    }
-    (hosts, resolv)
+    (hosts, spec.resolv_conf.clone())
 }
 
 /// `pidfd_open(2)`: a descriptor for process `pid`, or None when the kernel has none.

@@ -26,7 +26,10 @@ use crate::spec::PortMapping;
 use crate::traits::{PodAddress, PodNetwork, Result, RuntimeError};
 
 mod addr;
+mod host;
 pub use addr::{check_assignment, gateway, ipam_pick, nft_script, veth_name};
+use host::forwarding_sysctls;
+pub use host::node_addresses;
 
 /// Network errors.
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +251,7 @@ impl LinuxNetwork {
     /// attached there).
     fn ensure_bridge(&self, cidr: &Ipv4Net) -> std::result::Result<u32, NetError> {
         use rtnetlink::packet_route::address::AddressAttribute;
+        forwarding_sysctls()?;
         let br = self.cfg.bridge.clone();
         let gw =
             gateway(cidr).ok_or_else(|| NetError::Config(format!("CIDR {cidr} has no hosts")))?;
@@ -257,7 +261,11 @@ impl LinuxNetwork {
                 Some(i) => i,
                 None => {
                     h.link()
-                        .add(rtnetlink::LinkBridge::new(&br).build())
+                        .add(
+                            rtnetlink::LinkBridge::new(&br)
+                                .address(host::bridge_mac(&br))
+                                .build(),
+                        )
                         .execute()
                         .await
                         .map_err(nerr)?;
@@ -358,6 +366,14 @@ impl LinuxNetwork {
                 .execute()
                 .await
                 .map_err(nerr)?;
+            // Hairpin: a pod's packet to its own Service, DNATed back to itself, leaves by
+            // the bridge port it came in on (the kubelet's hairpin-veth mode).
+            h.link()
+                .set(rtnetlink::LinkBridgePort::new(vi).hairpin(true).build())
+                .execute()
+                .await
+                .map_err(nerr)?;
+            host::forget_neighbour(&h, br_idx, ip).await?;
             Ok(())
         })?;
         // Configure the pod side from a thread that lives in the pod's network namespace.

@@ -48,8 +48,19 @@ pub struct NodeContext {
     pub host_ip: String,
     /// The node's pod CIDR from the replicated state.
     pub pod_cidr: Option<Ipv4Net>,
-    /// Nameservers for pods (the node's own resolvers until cluster DNS serves them).
-    pub dns_servers: Vec<String>,
+    /// The node's own `/etc/resolv.conf`, as text: what `dnsPolicy: Default` pods get, and
+    /// the search domains and options cluster-first pods inherit, as the kubelet merges them.
+    pub host_resolv_conf: String,
+}
+
+impl NodeContext {
+    /// The cluster DNS server pods on this node use: the gateway of the node's pod CIDR,
+    /// where the daemon serves DNS.
+    pub fn cluster_dns(&self) -> Option<std::net::Ipv4Addr> {
+        self.pod_cidr
+            .as_ref()
+            .and_then(kommit_runtime::network::gateway)
+    }
 }
 
 /// How to run one probe or hook handler.
@@ -287,16 +298,10 @@ pub fn translate(
         .as_ref()
         .map(|h| h.as_str().to_string())
         .unwrap_or_else(|| pod.name.chars().take(63).collect());
-    let domain = &desired.config.cluster_domain;
     let sandbox = SandboxSpec {
         id: id.clone(),
         hostname,
-        dns_servers: node.dns_servers.clone(),
-        dns_search: vec![
-            format!("{}.svc.{domain}", pod.namespace),
-            format!("svc.{domain}"),
-            domain.clone(),
-        ],
+        resolv_conf: resolv_conf(pod, desired, node),
         extra_hosts: Vec::new(),
         labels,
     };
@@ -605,3 +610,31 @@ use sources::{config_map_data, config_map_value, secret_data, volume_plan};
 
 #[cfg(test)]
 mod tests;
+
+/// The pod's resolv.conf from its `dnsPolicy`, as the kubelet makes it (see
+/// [`kommit_dns::pod_resolv_conf`]). Without a pod CIDR the pod cannot start, and its
+/// cluster DNS address is unknown: it gets the node's resolvers.
+fn resolv_conf(pod: &PodRecord, desired: &DesiredState, node: &NodeContext) -> String {
+    let spec = &pod.spec;
+    let policy = spec
+        .dns_policy
+        .map(kommit_dns::DnsPolicy::from)
+        .unwrap_or_default();
+    let (policy, cluster_dns) = match node.cluster_dns() {
+        Some(ip) => (policy, ip),
+        None => (
+            kommit_dns::DnsPolicy::Default,
+            std::net::Ipv4Addr::UNSPECIFIED,
+        ),
+    };
+    kommit_dns::pod_resolv_conf(&kommit_dns::PodDns {
+        namespace: &pod.namespace,
+        policy,
+        host_network: false,
+        config: None,
+        cluster_dns: cluster_dns.into(),
+        cluster_domain: &desired.config.cluster_domain,
+        host_resolv_conf: &node.host_resolv_conf,
+    })
+    .text
+}

@@ -38,9 +38,13 @@ fn adopted(files: &[(&str, &str)]) -> (ClusterState, crate::view::View) {
         },
         2,
     );
-    let v = view(&s, "n1", &["192.0.2.53".to_string()]);
+    let v = view(&s, "n1", HOST_RESOLV);
     (s, v)
 }
+
+/// The node's resolv.conf: a systemd-resolved stub (unreachable from pods) and a search
+/// domain pods inherit.
+const HOST_RESOLV: &str = "nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n";
 
 const APP: &str = r#"
 apiVersion: v1
@@ -125,8 +129,15 @@ fn a_pod_becomes_runtime_specs() {
     assert_eq!(p.restart_policy, RestartPolicy::OnFailure);
     assert_eq!(p.sandbox.labels[LABEL_AT_MOST_ONCE], "true");
     assert_eq!(p.sandbox.labels[LABEL_OWNER_KIND], "Pod");
-    assert_eq!(p.sandbox.dns_servers, vec!["192.0.2.53"]);
-    assert_eq!(p.sandbox.dns_search[0], "default.svc.cluster.local");
+    // ClusterFirst: the cluster DNS on the node's bridge gateway, the kubelet's search path
+    // then the node's, ndots:5.
+    let gw = kommit_runtime::network::gateway(&s.nodes["n1"].pod_cidr.unwrap()).unwrap();
+    assert_eq!(
+        p.sandbox.resolv_conf,
+        format!(
+            "nameserver {gw}\nsearch default.svc.cluster.local svc.cluster.local cluster.local corp.example\noptions ndots:5\n"
+        )
+    );
     assert!(p.sandbox.id.starts_with("default_web_"), "{}", p.sandbox.id);
     assert_eq!(p.config_error, None);
     assert_eq!(p.init.len(), 1);
@@ -216,7 +227,7 @@ fn missing_references_are_config_errors_unless_optional() {
         name: "n1".into(),
         host_ip: "192.0.2.7".into(),
         pod_cidr: s.nodes["n1"].pod_cidr,
-        dns_servers: vec![],
+        host_resolv_conf: String::new(),
     };
     // (keys left in the ConfigMap, config error containing)
     let rows: [(&[&str], Option<&str>); 3] = [

@@ -1,0 +1,265 @@
+//! Services and cluster DNS end to end, as root, from inside real pods: one `kommit daemon`
+//! runs three `who` web pods (each answers with its own name), a client pod, and a
+//! ClusterIP, a NodePort and a headless Service over them. The client resolves names through
+//! the daemon's DNS on its bridge gateway (busybox `nslookup`) and fetches through the VIPs
+//! (busybox `nc`); the host fetches through the NodePort on an address the test gives the
+//! node on a link of its own.
+//!
+//! Skipped only with KOMMIT_SKIP_PRIVILEGED=1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kommit_reconcilers::{ClusterState, PodPhase, PodRecord};
+use kommit_tests::agent_support::{tail, wait_for, AgentNode};
+use kommit_tests::runtime_support::skip_privileged;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const WHO: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: who}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: who}}
+  template:
+    metadata: {labels: {app: who}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: busybox:1.36
+        command: ["sh", "-c", "hostname > /www/index.html && touch /www/ready && exec httpd -f -p 8080 -h /www"]
+        ports:
+        - {name: http, containerPort: 8080}
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 1
+          failureThreshold: 1
+        volumeMounts:
+        - {name: www, mountPath: /www}
+      volumes:
+      - {name: www, emptyDir: {}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: who}
+spec:
+  selector: {app: who}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: who-np}
+spec:
+  type: NodePort
+  selector: {app: who}
+  ports:
+  - {port: 80, targetPort: 8080, nodePort: 30080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: who-headless}
+spec:
+  clusterIP: None
+  selector: {app: who}
+  ports:
+  - {name: http, port: 8080}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sleep", "3600"]
+"#;
+
+/// The node address NodePorts answer on: on a link the test makes (and removes).
+const NODE_ADDRESS: &str = "10.215.250.1";
+const DUMMY: &str = "ktsvcd0";
+
+struct Dummy;
+
+impl Dummy {
+    fn new() -> Dummy {
+        let _ = Command::new("ip").args(["link", "del", DUMMY]).output();
+        for args in [
+            // (A veth pair: this kernel may lack the dummy module.)
+            vec![
+                "link", "add", DUMMY, "type", "veth", "peer", "name", "ktsvcd1",
+            ],
+            vec!["link", "set", "ktsvcd1", "up"],
+            vec!["addr", "add", &format!("{NODE_ADDRESS}/32"), "dev", DUMMY],
+            vec!["link", "set", DUMMY, "up"],
+        ] {
+            let o = Command::new("ip").args(&args).output().expect("ip");
+            assert!(o.status.success(), "ip {args:?}: {o:?}");
+        }
+        Dummy
+    }
+}
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", DUMMY]).output();
+    }
+}
+
+fn who(s: &ClusterState) -> Vec<&PodRecord> {
+    s.pods
+        .values()
+        .filter(|p| p.name.starts_with("who-"))
+        .collect()
+}
+
+fn ready_who(s: &ClusterState) -> usize {
+    who(s)
+        .iter()
+        .filter(|p| p.ready && p.phase == PodPhase::Running)
+        .count()
+}
+
+/// Runs `script` with `sh -c` in the client pod; (success, stdout + stderr).
+fn in_client(n: &AgentNode, script: &str) -> (bool, String) {
+    let (ok, out, err) = n.kommit(&["exec", "client", "--", "sh", "-c", script]);
+    (ok, format!("{out}{err}"))
+}
+
+/// The pod names `count` fetches of `/` on `ip:port` from the client answered with (the
+/// last line of each response), with busybox `nc`. (Busybox's `wget` is static and crashes
+/// in glibc's NSS, even on an address.)
+fn fetch_names(n: &AgentNode, target: &str, count: usize) -> Vec<String> {
+    let (ip, port) = target.split_once(':').expect("ip:port");
+    let (_, out) = in_client(
+        n,
+        &format!(
+            "for i in $(seq 1 {count}); do printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 {ip} {port} | tail -n 1 || echo FAILED; echo; done"
+        ),
+    );
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn pods_reach_services_by_name_and_vip() {
+    if skip_privileged("services end to end") {
+        return;
+    }
+    let _dummy = Dummy::new();
+    let mut n = AgentNode::new("svc", 214);
+    std::fs::remove_dir_all(n.work.join("apps/hello")).unwrap();
+    n.write("apps/who/who.yaml", WHO);
+    n.extra_args = vec!["--nodeport-addresses".into(), format!("{NODE_ADDRESS}/32")];
+    let c1 = n.push("who and a client");
+    n.start();
+    n.wait_state(
+        Duration::from_secs(90),
+        "3 who pods ready, client running",
+        |s| {
+            s.commit.as_deref() == Some(c1.as_str())
+                && ready_who(s) == 3
+                && s.pods
+                    .get("default/client")
+                    .is_some_and(|p| p.phase == PodPhase::Running)
+        },
+    );
+    let s = n.state();
+    let vip = s.service_ips["default/who"];
+    let names: BTreeSet<String> = who(&s).iter().map(|p| p.name.clone()).collect();
+    let ips: Vec<String> = who(&s)
+        .iter()
+        .map(|p| p.pod_ip.unwrap().to_string())
+        .collect();
+
+    // 1. The pod's resolv.conf points at the cluster DNS, which answers the Service's name
+    //    with its ClusterIP.
+    let (ok, resolv) = in_client(&n, "cat /etc/resolv.conf");
+    assert!(ok, "{resolv}");
+    assert!(resolv.contains("nameserver 10.214.0.1\n"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let (ok, out) = in_client(&n, "nslookup who.default.svc.cluster.local");
+    assert!(
+        ok && out.contains(&vip.to_string()),
+        "{out}\n{}",
+        tail(&n.log(), 40)
+    );
+
+    // 2. The short name resolves through the search path; through the VIP every ready
+    //    endpoint answers. (Busybox's static wget cannot resolve names itself: glibc's NSS
+    //    does not load in a static binary, so it is given the address.)
+    // (Busybox's nslookup asks every search domain and fails when any says NXDOMAIN.)
+    let (_, out) = in_client(&n, "nslookup who");
+    assert!(
+        out.contains(&format!(
+            "Name:\twho.default.svc.cluster.local\nAddress: {vip}"
+        )),
+        "{out}"
+    );
+    let url = format!("{vip}:80");
+    let got: BTreeSet<String> = fetch_names(&n, &url, 40).into_iter().collect();
+    assert_eq!(got, names, "40 fetches through {url} reach every pod");
+
+    // 3. Headless: the endpoint IPs; SRV for its named port; NXDOMAIN for what is not there.
+    let (ok, out) = in_client(&n, "nslookup who-headless.default.svc.cluster.local");
+    assert!(ok, "{out}");
+    for ip in &ips {
+        assert!(
+            out.contains(ip.as_str()),
+            "headless answer lacks {ip}: {out}"
+        );
+    }
+    assert!(!out.contains(&vip.to_string()), "{out}");
+    let (ok, out) = in_client(
+        &n,
+        "nslookup -type=SRV _http._tcp.who-headless.default.svc.cluster.local",
+    );
+    assert!(ok && out.contains("8080"), "SRV: {out}");
+    let (ok, out) = in_client(&n, "nslookup nosuch.default.svc.cluster.local");
+    assert!(!ok && out.contains("NXDOMAIN"), "{out}");
+
+    // 4. A pod whose readiness fails stops getting traffic once its status is applied, and
+    //    gets it back when it recovers.
+    let victim = who(&s)[0].name.clone();
+    let (ok, out, err) = n.kommit(&["exec", &victim, "--", "rm", "/www/ready"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        wait_for(Duration::from_secs(20), || n
+            .try_state()
+            .is_some_and(
+                |s| !s.pods[&format!("default/{victim}")].ready
+            )),
+        "{victim} reported not ready"
+    );
+    let applied = Instant::now();
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(applied.elapsed()));
+    let got = fetch_names(&n, &url, 30);
+    assert!(
+        !got.contains(&victim) && got.iter().all(|g| names.contains(g)),
+        "1 s after {victim} was not ready: {got:?}"
+    );
+    let (ok, out, err) = n.kommit(&["exec", &victim, "--", "touch", "/www/ready"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        wait_for(Duration::from_secs(20), || fetch_names(&n, &url, 10)
+            .contains(&victim)),
+        "{victim} gets traffic again"
+    );
+
+    // 5. The NodePort answers on the node's address, from the host.
+    let addr: std::net::SocketAddr = format!("{NODE_ADDRESS}:30080").parse().unwrap();
+    let body = kommit_tests::agent_support::http_get(addr, "/index.html");
+    assert!(
+        body.as_ref().is_some_and(|b| names.contains(b.trim())),
+        "NodePort {addr}: {body:?}"
+    );
+}
