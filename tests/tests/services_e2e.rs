@@ -235,9 +235,7 @@ fn pods_reach_services_by_name_and_vip() {
     assert!(
         wait_for(Duration::from_secs(20), || n
             .try_state()
-            .is_some_and(
-                |s| !s.pods[&format!("default/{victim}")].ready
-            )),
+            .is_some_and(|s| !s.pods[&format!("default/{victim}")].ready)),
         "{victim} reported not ready"
     );
     let applied = Instant::now();
@@ -255,7 +253,15 @@ fn pods_reach_services_by_name_and_vip() {
         "{victim} gets traffic again"
     );
 
-    // 5. The NodePort answers on the node's address, from the host.
+    // 5. The node itself reaches the ClusterIP too (`curl` on a kommit node works as on a
+    //    Kubernetes one).
+    let body = kommit_tests::agent_support::http_get((vip, 80).into(), "/index.html");
+    assert!(
+        body.as_ref().is_some_and(|b| names.contains(b.trim())),
+        "ClusterIP {vip} from the host: {body:?}"
+    );
+
+    // 6. The NodePort answers on the node's address, from the host.
     let addr: std::net::SocketAddr = format!("{NODE_ADDRESS}:30080").parse().unwrap();
     let body = kommit_tests::agent_support::http_get(addr, "/index.html");
     assert!(

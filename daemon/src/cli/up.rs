@@ -373,6 +373,20 @@ fn watch_until_ready(node_dir: &Path, origin: &str) {
                     _ => eprintln!("  {}/{}", p.namespace, p.name),
                 }
             }
+            // Services: their ClusterIP answers on the node too, and pods find them by name.
+            for (key, ip) in &state.service_ips {
+                let port = state
+                    .desired
+                    .services
+                    .get(key)
+                    .and_then(|s| s.spec.ports.first())
+                    .map(|p| p.port.get());
+                if let (Some(port), Some((ns, name))) = (port, key.split_once('/')) {
+                    eprintln!(
+                        "  service {key}  {ip}  reach it: wget -qO- http://{ip}:{port}/ (from pods: http://{name}.{ns}:{port}/)"
+                    );
+                }
+            }
             eprintln!(
                 "kommit up: change the cluster with: git clone {origin} work && cd work && \
                  (edit, commit) && git push origin HEAD:main\n\
