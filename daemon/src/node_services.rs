@@ -1,6 +1,7 @@
-//! The daemon's side of Services and cluster DNS on this node: after applied entries it syncs
-//! the node's Service table (`kommit_agent::services::service_table`) into the nftables
-//! proxy (`kommit_runtime::proxy`), and serves the cluster zone (`kommit_dns`) on the pod
+//! The daemon's side of Services, cluster DNS and pod routes on this node: after applied
+//! entries it syncs the node's Service table (`kommit_agent::services::service_table`) into
+//! the nftables proxy (`kommit_runtime::proxy`) and its routes to the other nodes' pod CIDRs
+//! (`pod_routes`, host-gw) into the kernel, and serves the cluster zone (`kommit_dns`) on the pod
 //! bridge's gateway, where every pod's resolv.conf points. Glue only: what the table and the
 //! zone hold are pure functions of the replicated state, tested in their crates.
 //!
@@ -34,7 +35,7 @@ pub fn proxy_table(bridge: &str) -> String {
 
 /// Removes the Service proxy's rules of `bridge`'s node (`kommit up --down`, tests).
 pub fn remove_proxy_rules(bridge: &str) -> anyhow::Result<()> {
-    LinuxProxy::new(ProxyConfig::new(&proxy_table(bridge)))?.remove()?;
+    LinuxProxy::new(ProxyConfig::new(&proxy_table(bridge)))?.clear()?;
     Ok(())
 }
 
@@ -112,6 +113,7 @@ fn proxy_loop(
     stop: &AtomicBool,
 ) {
     let mut last: Option<ServiceTable> = None;
+    let mut last_routes: Option<std::collections::BTreeMap<ipnet::Ipv4Net, Ipv4Addr>> = None;
     let mut last_sync = Instant::now();
     let mut retry: Option<Duration> = None;
     let mut last_error = String::new();
@@ -137,9 +139,27 @@ fn proxy_loop(
                 Err(e) => tracing::warn!(error = %e, "cannot list the node's addresses"),
             }
         }
-        let table = shared
-            .sm
-            .read(|s| kommit_agent::services::service_table(s, &shared.name, &addresses));
+        let (table, routes) = shared.sm.read(|s| {
+            (
+                kommit_agent::services::service_table(s, &shared.name, &addresses),
+                kommit_agent::services::pod_routes(s, &shared.name),
+            )
+        });
+        if resync || last_routes.as_ref() != Some(&routes) {
+            match kommit_runtime::network::sync_pod_routes(&routes) {
+                Ok(c) => {
+                    if !c.added.is_empty() || !c.removed.is_empty() {
+                        tracing::info!(added = ?c.added, removed = ?c.removed, "pod routes to other nodes");
+                    }
+                    last_routes = Some(routes);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot install the routes to other nodes' pods");
+                    last_routes = None;
+                    retry.get_or_insert(Duration::from_secs(1));
+                }
+            }
+        }
         wait = retry.unwrap_or(RESYNC);
         let Some(table) = table else {
             continue;

@@ -173,6 +173,13 @@ pub trait PodNetwork: Send + Sync {
     fn detach(&self, pod: &str) -> Result<()>;
     /// The IP currently allocated to the pod.
     fn ip_of(&self, pod: &str) -> Result<Option<std::net::Ipv4Addr>>;
+    /// The cluster's pod CIDR, holding every node's: pod traffic to it (pods on other nodes,
+    /// reached by [`crate::network::sync_pod_routes`]) keeps its source address; traffic
+    /// leaving it is masqueraded. `None` (the default): only the node's own CIDR is exempt.
+    fn set_cluster_cidr(&self, cidr: Option<ipnet::Ipv4Net>) -> Result<()> {
+        let _ = cidr;
+        Ok(())
+    }
 }
 
 /// The node's Services as packet rules (kube-proxy's job): see [`crate::proxy`].

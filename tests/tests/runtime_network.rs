@@ -6,7 +6,9 @@ use kommit_runtime::spec::{ContainerSpec, PodSpec, PortMapping};
 use kommit_runtime::{ContainerRuntime, PodNetwork};
 use kommit_tests::runtime_support::{LinuxHarness, TEST_IMAGE};
 use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -224,4 +226,69 @@ fn a_reused_ip_gets_no_stale_neighbour_entry() {
     h.rt.remove_pod("new").expect("remove");
     h.net.detach("keeper").expect("detach");
     h.rt.remove_pod("keeper").expect("remove");
+}
+
+/// Host-gw routes: `sync_pod_routes` makes kommit's routes (and only them) what it is given,
+/// in a network namespace of the test's own.
+#[test]
+fn pod_routes_follow_the_nodes() {
+    if kommit_tests::runtime_support::skip_privileged("pod routes") {
+        return;
+    }
+    use kommit_runtime::network::{sync_pod_routes, ROUTE_PROTOCOL};
+    use kommit_runtime::proxy::testnet::{Netns, NetnsThread};
+    use std::collections::BTreeMap;
+    let ns = Netns::create(&kommit_tests::runtime_support::unique("kommit-rt")).expect("netns");
+    // A link to the other nodes, and a route of someone else's that must survive.
+    ns.ip(&["link", "add", "lan0", "type", "bridge"]).unwrap();
+    ns.ip(&["addr", "add", "10.250.0.1/24", "dev", "lan0"])
+        .unwrap();
+    ns.ip(&["link", "set", "lan0", "up"]).unwrap();
+    ns.ip(&["route", "add", "10.99.0.0/16", "via", "10.250.0.9"])
+        .unwrap();
+    let t = NetnsThread::spawn(&ns.path()).expect("thread in the namespace");
+    let routes = |ns: &Netns| -> String {
+        let o = Command::new("ip")
+            .args(["-n", ns.name(), "-4", "route", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    let want = BTreeMap::from([
+        (net("10.244.1.0/24"), Ipv4Addr::new(10, 250, 0, 2)),
+        (net("10.244.2.0/24"), Ipv4Addr::new(10, 250, 0, 3)),
+    ]);
+    let w = want.clone();
+    let c = t.run(move || sync_pod_routes(&w)).expect("sync");
+    assert_eq!(c.added.len(), 2);
+    let r = routes(&ns);
+    assert!(
+        r.contains(&format!(
+            "10.244.1.0/24 via 10.250.0.2 dev lan0 proto {ROUTE_PROTOCOL}"
+        )),
+        "{r}"
+    );
+    assert!(r.contains("10.244.2.0/24 via 10.250.0.3 dev lan0"), "{r}");
+    // Unchanged: nothing to do.
+    let w = want.clone();
+    let c = t.run(move || sync_pod_routes(&w)).expect("sync");
+    assert!(c.added.is_empty() && c.removed.is_empty(), "{c:?}");
+    // A node moved to another address and another removed.
+    let moved = BTreeMap::from([(net("10.244.1.0/24"), Ipv4Addr::new(10, 250, 0, 7))]);
+    let c = t.run(move || sync_pod_routes(&moved)).expect("sync");
+    assert_eq!(c.removed, vec![net("10.244.2.0/24")]);
+    assert_eq!(c.added, vec![net("10.244.1.0/24")]);
+    let r = routes(&ns);
+    assert!(r.contains("10.244.1.0/24 via 10.250.0.7"), "{r}");
+    assert!(!r.contains("10.244.2.0/24"), "{r}");
+    assert!(
+        r.contains("10.99.0.0/16 via 10.250.0.9"),
+        "another's route stays: {r}"
+    );
+    t.run(move || sync_pod_routes(&BTreeMap::new()))
+        .expect("sync");
+    let r = routes(&ns);
+    assert!(!r.contains("10.244."), "{r}");
+    assert!(r.contains("10.99.0.0/16"), "{r}");
 }

@@ -133,6 +133,16 @@ impl Agent {
             return None;
         }
         let now = now_ms();
+        // Pods on other nodes are reached unmasqueraded (idempotent: a comparison unless the
+        // cluster's pod CIDR changed).
+        if let Err(e) = self
+            .exec
+            .runtimes()
+            .network
+            .set_cluster_cidr(view.cluster_cidr)
+        {
+            tracing::warn!("agent: the cluster's pod CIDR into the pod network: {e}");
+        }
         let rt = self.exec.runtimes().containers.clone();
         let pods = match rt.list() {
             Ok(p) => p,

@@ -1,4 +1,4 @@
-//! What the node's Service proxy programs, from the replicated state. Pure: the state, the
+//! What the node's Service proxy and routes program, from the replicated state. Pure: the state, the
 //! node's name and its addresses in, the runtime's [`ServiceTable`] out; the daemon syncs it
 //! into nftables after applied entries (see `daemon/src/node_services.rs`).
 //!
@@ -7,6 +7,7 @@
 //! which endpoints are local (for `externalTrafficPolicy: Local`) and the node's addresses
 //! (where NodePorts and LoadBalancer ports answer).
 
+use ipnet::Ipv4Net;
 use kommit_reconcilers::{ClusterState, PodRecord};
 use kommit_runtime::proxy::{
     Endpoint, NodeConfig, Protocol, Service, ServicePort, ServiceTable, ServiceType, TrafficPolicy,
@@ -14,6 +15,7 @@ use kommit_runtime::proxy::{
 use kommit_schemas::model::core::{self as model, SessionAffinity};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::pod::Protocol as ModelProtocol;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// `sessionAffinity: ClientIP`'s timeout when the Service gives none (Kubernetes' default,
@@ -42,6 +44,29 @@ pub fn service_table(
         },
         services,
     })
+}
+
+/// The routes this node needs to the other nodes' pod CIDRs (host-gw): each through the
+/// node's address (the host part of its advertised `host:port`). Nodes without a CIDR, or
+/// whose address is not an IPv4 address other than loopback (nodes sharing one host, as in
+/// the tests), get none. A route stays while its node is known, up or down, and goes with
+/// `NodeRemove`.
+pub fn pod_routes(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Ipv4Addr> {
+    state
+        .nodes
+        .iter()
+        .filter(|(name, _)| name.as_str() != node)
+        .filter_map(|(_, n)| {
+            let cidr = n.pod_cidr?;
+            let host = n
+                .info
+                .address
+                .rsplit_once(':')
+                .map_or(n.info.address.as_str(), |(h, _)| h);
+            let ip: Ipv4Addr = host.parse().ok()?;
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some((cidr, ip))
+        })
+        .collect()
 }
 
 fn protocol(p: Option<ModelProtocol>) -> Protocol {

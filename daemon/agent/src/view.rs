@@ -22,6 +22,8 @@ pub struct View {
     pub converged: bool,
     /// Whether the state knows this node at all.
     pub registered: bool,
+    /// The cluster's pod CIDR, once a commit is adopted.
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
 }
 
 /// The template annotations of a pod, from its owner in the desired state (a static pod's
@@ -116,5 +118,9 @@ pub fn view(state: &ClusterState, node: &str, host_resolv_conf: &str) -> View {
         acked: rec.acked.clone(),
         converged,
         registered: true,
+        cluster_cidr: state
+            .commit
+            .is_some()
+            .then_some(state.desired.config.pod_cidr),
     }
 }

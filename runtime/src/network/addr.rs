@@ -73,12 +73,16 @@ pub fn veth_name(bridge: &str, pod: &str) -> String {
     format!("vk{}", &hex::encode(h)[..10])
 }
 
-/// The nft script for a table: masquerade pod traffic leaving the CIDR, DNAT hostPorts.
+/// The nft script for a table: masquerade pod traffic of the node's `cidr` leaving the
+/// cluster's pod network (`cluster`, when it holds `cidr`; else the node's CIDR alone), so
+/// traffic to pods on other nodes keeps its pod source address; DNAT hostPorts.
 pub fn nft_script(
     table: &str,
     cidr: &Ipv4Net,
+    cluster: Option<&Ipv4Net>,
     pods: &BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)>,
 ) -> String {
+    let inside = cluster.filter(|c| c.contains(cidr)).unwrap_or(cidr);
     let mut dnat = String::new();
     for (pod, (ip, ports)) in pods {
         for p in ports {
@@ -89,7 +93,7 @@ pub fn nft_script(
         }
     }
     format!(
-        "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {cidr} ip daddr != {cidr} masquerade\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump hostports\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump hostports\n  }}\n  chain hostports {{\n{dnat}  }}\n}}\n"
+        "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {cidr} ip daddr != {inside} masquerade\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump hostports\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump hostports\n  }}\n  chain hostports {{\n{dnat}  }}\n}}\n"
     )
 }
 
@@ -174,7 +178,21 @@ mod tests {
                 }],
             ),
         );
-        let s = nft_script("kommit", &cidr, &pods);
+        let s = nft_script("kommit", &cidr, None, &pods);
+        assert!(
+            s.contains("ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 masquerade"),
+            "{s}"
+        );
+        // Pods on other nodes of the cluster's pod network are reached unmasqueraded.
+        let cluster: Ipv4Net = "10.244.0.0/16".parse().expect("cidr");
+        let s = nft_script("kommit", &cidr, Some(&cluster), &pods);
+        assert!(
+            s.contains("ip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16 masquerade"),
+            "{s}"
+        );
+        // A cluster range that does not hold the node's CIDR is ignored.
+        let other: Ipv4Net = "10.9.0.0/16".parse().expect("cidr");
+        let s = nft_script("kommit", &cidr, Some(&other), &pods);
         assert!(
             s.contains("ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 masquerade"),
             "{s}"

@@ -27,9 +27,11 @@ use crate::traits::{PodAddress, PodNetwork, Result, RuntimeError};
 
 mod addr;
 mod host;
+mod routes;
 pub use addr::{check_assignment, gateway, ipam_pick, nft_script, veth_name};
 use host::forwarding_sysctls;
 pub use host::node_addresses;
+pub use routes::{sync_pod_routes, RouteChanges, ROUTE_PROTOCOL};
 
 /// Network errors.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,8 @@ struct Memo {
     script: Option<String>,
     /// The bridge's index and the CIDR it was addressed for.
     bridge: Option<(Ipv4Net, u32)>,
+    /// The cluster's pod CIDR (traffic to it is not masqueraded).
+    cluster: Option<Ipv4Net>,
 }
 
 fn nerr(e: impl std::fmt::Display) -> NetError {
@@ -197,9 +201,10 @@ impl LinuxNetwork {
 
     fn program_nft(
         &self,
-        last: &mut Option<String>,
+        memo: &mut Memo,
         m: &BTreeMap<String, Alloc>,
     ) -> std::result::Result<(), NetError> {
+        let last = &mut memo.script;
         use std::io::Write;
         let pods: BTreeMap<String, (Ipv4Addr, Vec<PortMapping>)> = m
             .iter()
@@ -208,7 +213,7 @@ impl LinuxNetwork {
         // The CIDR in use: every allocation with one names the same (see check_assignment).
         let cidr = m.values().find_map(|a| a.cidr);
         let script = if let Some(cidr) = cidr.filter(|_| !m.is_empty()) {
-            nft_script(&self.cfg.nft_table, &cidr, &pods)
+            nft_script(&self.cfg.nft_table, &cidr, memo.cluster.as_ref(), &pods)
         } else {
             format!(
                 "table ip {t} {{}}\ndelete table ip {t}\n",
@@ -480,7 +485,7 @@ impl PodNetwork for LinuxNetwork {
         let mut memo = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let res = wired.and_then(|_| {
             let m = self.load()?;
-            self.program_nft(&mut memo.script, &m)
+            self.program_nft(&mut memo, &m)
         });
         if let Err(e) = res {
             // The bridge may be what failed (removed behind our back): look at it again next
@@ -507,7 +512,7 @@ impl PodNetwork for LinuxNetwork {
         let had = m.remove(pod).is_some();
         self.save(&m)?;
         if had || m.is_empty() {
-            self.program_nft(&mut memo.script, &m)?;
+            self.program_nft(&mut memo, &m)?;
         }
         if m.is_empty() {
             memo.bridge = None;
@@ -518,5 +523,18 @@ impl PodNetwork for LinuxNetwork {
 
     fn ip_of(&self, pod: &str) -> Result<Option<Ipv4Addr>> {
         Ok(self.load()?.get(pod).and_then(|a| a.ip))
+    }
+
+    fn set_cluster_cidr(&self, cidr: Option<Ipv4Net>) -> Result<()> {
+        let mut memo = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.cluster == cidr {
+            return Ok(());
+        }
+        memo.cluster = cidr;
+        let m = self.load()?;
+        if !m.is_empty() {
+            self.program_nft(&mut memo, &m)?;
+        }
+        Ok(())
     }
 }

@@ -103,15 +103,6 @@ impl LinuxProxy {
         ))
     }
 
-    /// Deletes the table (when a node is taken down for good: a daemon that only stops
-    /// leaves its rules in place, so Service traffic survives its restart).
-    pub fn remove(&self) -> std::result::Result<(), ProxyError> {
-        let t = &self.cfg.table;
-        self.nft(&format!("table ip {t} {{}}\ndelete table ip {t}\n"))?;
-        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(())
-    }
-
     /// Run `nft -f -` with `script` (in the configured namespace).
     fn nft(&self, script: &str) -> std::result::Result<(), ProxyError> {
         let err = |msg: String| ProxyError::Nft {

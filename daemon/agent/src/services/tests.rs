@@ -219,3 +219,26 @@ fn each_node_marks_its_own_endpoints_local() {
     };
     assert_eq!(strip(&t1), strip(&t2));
 }
+
+#[test]
+fn routes_lead_to_the_other_nodes_pod_cidrs() {
+    let mut s = state();
+    s.apply(&node("n3", "127.0.0.1:7947"), 3);
+    s.apply(&node("n4", "[2001:db8::4]:7946"), 3);
+    let cidr = |n: &str| s.nodes[n].pod_cidr.unwrap();
+    // Loopback and IPv6 node addresses carry no route; a node never routes to itself.
+    assert_eq!(
+        pod_routes(&s, "n1"),
+        BTreeMap::from([(cidr("n2"), Ipv4Addr::new(192, 0, 2, 2))])
+    );
+    assert_eq!(
+        pod_routes(&s, "n2"),
+        BTreeMap::from([(cidr("n1"), Ipv4Addr::new(192, 0, 2, 1))])
+    );
+    // Down, the route stays (its pods are being replaced, its address is unchanged);
+    // removed, it goes.
+    s.apply(&Entry::NodeDown { node: "n2".into() }, 4);
+    assert_eq!(pod_routes(&s, "n1").len(), 1);
+    s.apply(&Entry::NodeRemove { node: "n2".into() }, 5);
+    assert!(pod_routes(&s, "n1").is_empty());
+}
