@@ -56,7 +56,7 @@ fn valid_invalid_and_usage_exit_codes() {
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(
         lines[0],
-        "apps/web/pod.yaml:6:3: error: `spec.hostNetwork` is not supported"
+        "apps/web/pod.yaml:6:3: error: `spec.hostNetwork` is not supported: every kommit pod has its own network namespace; expose it with a NodePort or LoadBalancer Service, or a container's `hostPort`"
     );
     assert_eq!(
         lines[1],

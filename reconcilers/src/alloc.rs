@@ -1,4 +1,5 @@
-//! Address allocation: node pod CIDRs, pod IPs inside a node's CIDR, service ClusterIPs.
+//! Address allocation: node pod CIDRs, pod IPs inside a node's CIDR, service ClusterIPs and
+//! NodePorts.
 //! Every choice is the lowest free slot or a hash-probed slot, so it is the same on every
 //! node and never depends on map iteration order.
 
@@ -87,6 +88,24 @@ pub fn service_ip(
         .find(|ip| !used.contains(ip))
 }
 
+/// A NodePort for one service port, `key` naming it (`namespace/name/protocol/port`): a slot
+/// of `range` chosen by hashing the key and probing upward past `used`. The same key and
+/// `used` always give the same port; None when the range is full.
+pub fn node_port(
+    range: kommit_schemas::model::config::NodePortRange,
+    key: &str,
+    used: &BTreeSet<u16>,
+) -> Option<u16> {
+    let size = u64::from(range.len());
+    let start = fnv64(key.as_bytes()) % size;
+    (0..size)
+        .map(|i| {
+            let off = (start + i) % size;
+            u16::try_from(u64::from(range.first) + off).expect("inside a u16 range")
+        })
+        .find(|p| !used.contains(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +172,25 @@ mod tests {
             slot = next;
         }
         assert_eq!(used.len() as u32, pod_capacity(c));
+    }
+
+    #[test]
+    fn node_ports_hash_probe_inside_the_range() {
+        use kommit_schemas::model::config::NodePortRange;
+        let r = NodePortRange {
+            first: 30000,
+            last: 30003,
+        };
+        let mut used = BTreeSet::new();
+        let a = node_port(r, "default/web/TCP/80", &used).expect("free");
+        assert_eq!(node_port(r, "default/web/TCP/80", &used), Some(a));
+        let mut got = BTreeSet::new();
+        while let Some(p) = node_port(r, "default/web/TCP/80", &used) {
+            assert!(r.contains(p));
+            used.insert(p);
+            got.insert(p);
+        }
+        assert_eq!(got.len(), 4);
     }
 
     #[test]

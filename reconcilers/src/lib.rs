@@ -22,6 +22,7 @@ pub mod controllers;
 pub mod history;
 pub mod ids;
 pub mod scheduler;
+pub mod services;
 pub mod state;
 pub mod types;
 

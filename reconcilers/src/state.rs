@@ -66,6 +66,15 @@ pub struct ClusterState {
     /// empty, so older snapshots read and write unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub static_pods: BTreeMap<String, BTreeMap<String, Pod>>,
+    /// NodePorts by service `namespace/name`, for NodePort and LoadBalancer services only:
+    /// one number per element of `spec.ports`, in spec order, where 0 means "none" (a
+    /// LoadBalancer port without a `nodePort` while `allocateLoadBalancerNodePorts` is
+    /// false). An explicit `nodePort` is used as written; otherwise a port keeps its number
+    /// while the service keeps that port (same protocol and port number), whatever else
+    /// changes. Absent from the bytes while empty, so older snapshots read and write
+    /// unchanged. See [`crate::services::node_port`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_ports: BTreeMap<String, Vec<u16>>,
 }
 
 impl ClusterState {
@@ -104,6 +113,12 @@ impl ClusterState {
                 });
                 self.commit = Some(commit.clone());
                 self.adopted_at = Some(self.now);
+                controllers::services::carry_node_ports(
+                    &self.desired.services,
+                    &desired.services,
+                    &mut self.node_ports,
+                    &mut fx,
+                );
                 self.desired = desired.clone();
                 fx.adopted = Some(commit.clone());
                 self.realign_node_cidrs(&mut fx);

@@ -3,7 +3,7 @@
 //! snapshot unchanged.
 
 use ipnet::Ipv4Net;
-use kommit_schemas::model::pod::{PodSpec, TaintEffect};
+use kommit_schemas::model::pod::{PodSpec, Protocol, TaintEffect};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -29,7 +29,7 @@ pub struct Taint {
 pub struct NodeInfo {
     /// The node's name (also its `kubernetes.io/hostname` label).
     pub name: String,
-    /// The address peers and routes use.
+    /// The address peers and routes use, `host:port` (see [`NodeInfo::ip`]).
     pub address: String,
     /// Allocatable cpu in millicores.
     pub cpu_millis: u64,
@@ -43,6 +43,18 @@ pub struct NodeInfo {
     /// Node taints.
     #[serde(default)]
     pub taints: Vec<Taint>,
+}
+
+impl NodeInfo {
+    /// The IPv4 host part of `address` (`10.0.0.5` of `10.0.0.5:7443`), if it is one: the
+    /// node's address for NodePorts, load balancers and routes.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        let a = self.address.as_str();
+        a.parse::<std::net::SocketAddrV4>()
+            .map(|s| *s.ip())
+            .or_else(|_| a.parse::<Ipv4Addr>())
+            .ok()
+    }
 }
 
 /// A pod's phase, as Kubernetes'.
@@ -529,6 +541,25 @@ pub enum IpChange {
         service: String,
         /// The IP.
         ip: Ipv4Addr,
+    },
+    /// A service port got a NodePort (allocated, or taken from `nodePort`).
+    NodePort {
+        /// `namespace/name`.
+        service: String,
+        /// The service port's protocol.
+        protocol: Protocol,
+        /// The service port.
+        port: u16,
+        /// The NodePort.
+        node_port: u16,
+    },
+    /// A service port's NodePort was freed (the service, the port or its need went away, or
+    /// another number replaced it).
+    NodePortFreed {
+        /// `namespace/name`.
+        service: String,
+        /// The freed NodePort.
+        node_port: u16,
     },
 }
 

@@ -12,6 +12,7 @@
 pub mod checks;
 pub mod cron;
 pub mod diagnostic;
+mod hints;
 pub mod load;
 pub mod model;
 pub mod schema;

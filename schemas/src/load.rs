@@ -370,10 +370,14 @@ fn schema_errors(
             K::AdditionalProperties { unexpected } => {
                 for name in unexpected {
                     let child = format!("{ptr}/{}", yaml::escape_segment(name));
+                    let field = field_path(&child);
                     diags.push(at(
                         path,
                         spans.key_pos(&child),
-                        format!("`{}` is not supported", field_path(&child)),
+                        format!(
+                            "`{field}` is not supported{}",
+                            crate::hints::unsupported_field(kind, &field)
+                        ),
                     ));
                 }
                 continue;
@@ -462,6 +466,12 @@ fn describe_inner(root: &Value, e: &jsonschema::ValidationError<'_>) -> String {
                 "a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"
             };
             format!("`{field}`: invalid name {shown}: must be {what}")
+        }
+        K::Enum { .. } if !crate::hints::unsupported_value(field, instance).is_empty() => {
+            format!(
+                "`{field}`: {shown} is not supported{}",
+                crate::hints::unsupported_value(field, instance)
+            )
         }
         K::Enum { options } => {
             let opts: Vec<String> = options

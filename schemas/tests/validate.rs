@@ -66,7 +66,18 @@ fn valid_tree_covering_every_kind() {
     );
     assert_eq!(
         state.services.keys().collect::<Vec<_>>(),
-        ["shop/db", "shop/web", "shop/web-public"]
+        [
+            "shop/db",
+            "shop/search",
+            "shop/web",
+            "shop/web-external",
+            "shop/web-lb",
+            "shop/web-public"
+        ]
+    );
+    assert_eq!(
+        state.config.service_node_port_range.to_string(),
+        "30000-32000"
     );
     assert_eq!(state.config_maps.len(), 1);
     assert_eq!(state.secrets.len(), 1);
@@ -86,7 +97,7 @@ fn valid_tree_covering_every_kind() {
         web.resources.as_ref().unwrap().requests["memory"].units(),
         128 * 1024 * 1024
     );
-    assert_eq!(state.object_ids().len(), 13);
+    assert_eq!(state.object_ids().len(), 16);
 }
 
 #[test]
@@ -177,7 +188,7 @@ fn invalid_cases() -> Vec<Case> {
             "a.yaml:5:13: error: apiVersion `extensions/v1beta1` is not supported for Deployment; use `apps/v1`",
         ]),
         case("unsupported field", &[("a.yaml", &DEPLOY.replace("      containers:", "      hostNetwork: true\n      containers:"))], &[
-            "a.yaml:12:7: error: `spec.template.spec.hostNetwork` is not supported",
+            "a.yaml:12:7: error: `spec.template.spec.hostNetwork` is not supported: every kommit pod has its own network namespace; expose it with a NodePort or LoadBalancer Service, or a container's `hostPort`",
         ]),
         case("required field", &[("a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")], &[
             "a.yaml:1:1: error: `spec` is required",

@@ -29,7 +29,11 @@ impl From<kommit_schemas::model::pod::DnsPolicy> for DnsPolicy {
     fn from(p: kommit_schemas::model::pod::DnsPolicy) -> Self {
         match p {
             kommit_schemas::model::pod::DnsPolicy::ClusterFirst => DnsPolicy::ClusterFirst,
+            kommit_schemas::model::pod::DnsPolicy::ClusterFirstWithHostNet => {
+                DnsPolicy::ClusterFirstWithHostNet
+            }
             kommit_schemas::model::pod::DnsPolicy::Default => DnsPolicy::Default,
+            kommit_schemas::model::pod::DnsPolicy::None => DnsPolicy::None,
         }
     }
 }
@@ -75,6 +79,23 @@ pub struct DnsConfig {
     pub searches: Vec<String>,
     /// Options.
     pub options: Vec<DnsOption>,
+}
+
+impl From<&kommit_schemas::model::pod::PodDnsConfig> for DnsConfig {
+    fn from(c: &kommit_schemas::model::pod::PodDnsConfig) -> Self {
+        DnsConfig {
+            nameservers: c.nameservers.clone(),
+            searches: c.searches.clone(),
+            options: c
+                .options
+                .iter()
+                .map(|o| DnsOption {
+                    name: o.name.clone(),
+                    value: o.value.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Reads a resolv.conf the way the kubelet does: `nameserver` lines in order, the last

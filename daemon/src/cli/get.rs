@@ -146,6 +146,60 @@ fn split(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
+/// One `kommit get services` row, as kubectl prints it (`80:30080/TCP` for a port with a
+/// NodePort; EXTERNAL-IP the load balancer's ingress, `<pending>` while it has none, or an
+/// ExternalName's target), plus the count of ready endpoints.
+fn service_row(state: &ClusterState, key: &str, v: &Value, ns_col: bool) -> Vec<String> {
+    let (ns, n) = split(key);
+    let spec = &v["spec"];
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+    let ports: Vec<String> = spec["ports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let proto = p["protocol"].as_str().unwrap_or("TCP");
+                    match p["nodePort"].as_u64() {
+                        Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                        None => format!("{}/{proto}", p["port"]),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ingress: Vec<&str> = v["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["ip"].as_str()).collect())
+        .unwrap_or_default();
+    let external = match ty {
+        "LoadBalancer" if ingress.is_empty() => "<pending>".to_string(),
+        "LoadBalancer" => ingress.join(","),
+        "ExternalName" => spec["externalName"].as_str().unwrap_or("").to_string(),
+        _ => "<none>".to_string(),
+    };
+    let ready = state
+        .endpoints
+        .get(key)
+        .map_or(0, |e| e.iter().filter(|e| e.ready).count());
+    let mut r = Vec::new();
+    if ns_col {
+        r.push(ns.to_string());
+    }
+    r.extend([
+        n.to_string(),
+        ty.to_string(),
+        spec["clusterIP"].as_str().unwrap_or("<none>").to_string(),
+        external,
+        if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        },
+        ready.to_string(),
+    ]);
+    r
+}
+
 /// The objects and the table for `args` over `state` at `now` (ms). Pure.
 pub fn render(args: &Args, state: &ClusterState, now: u64) -> (Vec<Value>, Vec<Vec<String>>) {
     let wide = args.output == Some(Output::Wide);
@@ -274,6 +328,7 @@ pub fn render(args: &Args, state: &ClusterState, now: u64) -> (Vec<Value>, Vec<V
                 "NAME",
                 "TYPE",
                 "CLUSTER-IP",
+                "EXTERNAL-IP",
                 "PORT(S)",
                 "ENDPOINTS",
             ]));
@@ -285,33 +340,7 @@ pub fn render(args: &Args, state: &ClusterState, now: u64) -> (Vec<Value>, Vec<V
                 let Some(v) = kube::service(state, key) else {
                     continue;
                 };
-                let spec = &v["spec"];
-                let ports: Vec<String> = spec["ports"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|p| {
-                                format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let ready = state
-                    .endpoints
-                    .get(key)
-                    .map_or(0, |e| e.iter().filter(|e| e.ready).count());
-                let mut r = Vec::new();
-                if ns_col {
-                    r.push(ns.to_string());
-                }
-                r.extend([
-                    n.to_string(),
-                    spec["type"].as_str().unwrap_or("ClusterIP").to_string(),
-                    spec["clusterIP"].as_str().unwrap_or("None").to_string(),
-                    ports.join(","),
-                    ready.to_string(),
-                ]);
-                rows.push(r);
+                rows.push(service_row(state, key, &v, ns_col));
                 items.push(v);
             }
         }
@@ -415,5 +444,96 @@ pub fn print_out(text: &str) -> std::io::Result<()> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kommit_reconcilers::{Entry, NodeInfo};
+    use kommit_schemas::{Limits, SourceTree};
+
+    #[test]
+    fn services_show_node_ports_and_load_balancer_ingress() {
+        let mut tree = SourceTree::default();
+        tree.add(
+            "s.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80, nodePort: 30080}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec:\n  type: ExternalName\n  externalName: db.example.com\n---\napiVersion: v1\nkind: Service\nmetadata: {name: hl}\nspec:\n  clusterIP: None\n  ports: [{port: 53, protocol: UDP}]\n"
+                .as_bytes(),
+        );
+        let desired = kommit_schemas::validate(&tree, &Limits::default()).expect("valid");
+        let mut s = ClusterState::new();
+        for (name, addr) in [("a", "10.0.0.2:7443"), ("b", "10.0.0.1:7443")] {
+            let info = NodeInfo {
+                name: name.into(),
+                address: addr.into(),
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+                pods: 10,
+                labels: Default::default(),
+                taints: vec![],
+            };
+            s.apply(&Entry::NodeUp { info }, 1);
+        }
+        let digest = desired.digest();
+        s.apply(
+            &Entry::Adopt {
+                commit: "c1".into(),
+                parent: None,
+                desired,
+                digest,
+                by: None,
+            },
+            2,
+        );
+        let args = Args {
+            kind: Type::Services,
+            name: None,
+            namespace: "default".into(),
+            all_namespaces: false,
+            output: None,
+            selector: None,
+            data_dir: PathBuf::new(),
+        };
+        let (items, rows) = render(&args, &s, 3);
+        let ip = s.service_ips["default/lb"];
+        assert_eq!(
+            rows,
+            [
+                vec![
+                    "NAME",
+                    "TYPE",
+                    "CLUSTER-IP",
+                    "EXTERNAL-IP",
+                    "PORT(S)",
+                    "ENDPOINTS"
+                ],
+                vec![
+                    "ext",
+                    "ExternalName",
+                    "<none>",
+                    "db.example.com",
+                    "<none>",
+                    "0"
+                ],
+                vec!["hl", "ClusterIP", "None", "<none>", "53/UDP", "0"],
+                vec![
+                    "lb",
+                    "LoadBalancer",
+                    &ip.to_string(),
+                    "10.0.0.1,10.0.0.2",
+                    "80:30080/TCP",
+                    "0"
+                ],
+            ]
+            .map(|r| r.into_iter().map(String::from).collect::<Vec<_>>())
+        );
+        let lb = &items[2];
+        assert_eq!(
+            lb["status"]["loadBalancer"]["ingress"],
+            serde_json::json!([{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}])
+        );
+        assert_eq!(lb["spec"]["ports"][0]["nodePort"], 30080);
+        assert_eq!(items[0]["status"]["loadBalancer"], serde_json::json!({}));
     }
 }

@@ -4,9 +4,11 @@
 //! state in, JSON values out.
 
 use crate::git::time::Timestamp;
+use kommit_reconcilers::services;
 use kommit_reconcilers::{
     ClusterState, ContainerState, ContainerStatus, Owner, PodPhase, PodRecord, RolloutPhase,
 };
+use kommit_schemas::model::core::ServiceType;
 use serde_json::{json, Map, Value};
 
 /// RFC 3339 of a millisecond timestamp.
@@ -224,21 +226,40 @@ pub fn daemon_set(state: &ClusterState, key: &str) -> Option<Value> {
     }))
 }
 
-/// A Service with its ClusterIP and endpoints count.
+/// A Service as v1 Service: its spec with the ClusterIP and NodePorts the state gave it, and
+/// `status.loadBalancer.ingress[].ip` for a LoadBalancer Service kommit serves (the ready
+/// nodes' addresses, as k3s's ServiceLB reports them).
 pub fn service(state: &ClusterState, key: &str) -> Option<Value> {
     let s = state.desired.services.get(key)?;
     let (ns, name) = key.split_once('/').unwrap_or(("default", key));
     let mut spec = serde_json::to_value(&s.spec).unwrap_or(Value::Null);
     if let Some(ip) = state.service_ips.get(key) {
         spec["clusterIP"] = json!(ip.to_string());
-    } else if spec.get("clusterIP").is_none() {
+    } else if s.spec.service_type() != ServiceType::ExternalName && spec.get("clusterIP").is_none()
+    {
         spec["clusterIP"] = json!("None");
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for (i, p) in ports.iter_mut().enumerate() {
+            if let Some(n) = services::node_port(state, key, i) {
+                p["nodePort"] = json!(n);
+            }
+        }
+    }
+    let mut load_balancer = json!({});
+    let ingress = services::load_balancer_ingress(state, key);
+    if !ingress.is_empty() {
+        load_balancer["ingress"] = ingress
+            .iter()
+            .map(|ip| json!({"ip": ip.to_string()}))
+            .collect();
     }
     Some(json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "labels": s.metadata.labels},
         "spec": spec,
+        "status": {"loadBalancer": load_balancer},
     }))
 }
 

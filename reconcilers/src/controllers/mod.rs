@@ -7,7 +7,8 @@
 //! 2. bare pods (create, replace on spec change, prune);
 //! 3. Deployments -> ReplicaSets -> pods ([`deployment`]);
 //! 4. DaemonSets ([`daemonset`]), then nodes' static pods ([`static_pods`]: bound at once);
-//! 5. services (ClusterIPs), the scheduler for every Pending pod, then endpoints.
+//! 5. services (ClusterIPs and NodePorts, [`services`]), the scheduler for every Pending
+//!    pod, then endpoints.
 //!
 //! Pruning is the same rule everywhere: a pod whose owner is absent from the adopted commit
 //! is deleted, so deleting a whole file removes everything it declared. Static pods are not
@@ -15,6 +16,7 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod services;
 pub mod static_pods;
 
 use crate::alloc;
@@ -136,7 +138,7 @@ pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
     }
     daemonset::reconcile(state, &mut index);
     static_pods::reconcile(state, &index, fx);
-    services(state, fx);
+    services::reconcile(state, fx);
     schedule_pending(state, fx);
     endpoints(state, fx);
 }
@@ -268,58 +270,6 @@ fn bare_pods(state: &mut ClusterState) {
 /// The restart policy a controller pod runs with (Always for Deployments and DaemonSets).
 pub fn restart_policy(spec: &PodSpec) -> RestartPolicy {
     spec.restart_policy.unwrap_or(RestartPolicy::Always)
-}
-
-fn services(state: &mut ClusterState, fx: &mut Effects) {
-    let gone: Vec<String> = state
-        .service_ips
-        .keys()
-        .filter(|k| {
-            state
-                .desired
-                .services
-                .get(*k)
-                .is_none_or(|s| s.spec.cluster_ip.as_deref() == Some("None"))
-        })
-        .cloned()
-        .collect();
-    for k in gone {
-        if let Some(ip) = state.service_ips.remove(&k) {
-            fx.ips.push(IpChange::ServiceFreed { service: k, ip });
-        }
-    }
-    let range = state.desired.config.service_cidr;
-    let mut used: BTreeSet<Ipv4Addr> = state.service_ips.values().copied().collect();
-    // Services asking for a fixed IP go first, so a hashed pick never takes it.
-    let mut order: Vec<(&String, Option<Ipv4Addr>)> = state
-        .desired
-        .services
-        .iter()
-        .filter(|(k, s)| {
-            s.spec.cluster_ip.as_deref() != Some("None") && !state.service_ips.contains_key(*k)
-        })
-        .map(|(k, s)| {
-            (
-                k,
-                s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()),
-            )
-        })
-        .collect();
-    order.sort_by_key(|(k, ip)| (ip.is_none(), (*k).clone()));
-    let mut new = Vec::new();
-    for (k, requested) in order {
-        if let Some(ip) = alloc::service_ip(range, k, requested, &used) {
-            used.insert(ip);
-            new.push((k.clone(), ip));
-        }
-    }
-    for (k, ip) in new {
-        fx.ips.push(IpChange::Service {
-            service: k.clone(),
-            ip,
-        });
-        state.service_ips.insert(k, ip);
-    }
 }
 
 /// Runs the scheduler over every Pending pod and binds the ones it places, allocating each

@@ -11,14 +11,13 @@ use base64::Engine;
 use std::collections::{BTreeMap, BTreeSet};
 
 mod pod;
+mod service;
 pub use pod::host_path_allowed;
 use pod::pod;
+use service::service;
 
 /// Namespaces that exist without a manifest.
 pub const IMPLICIT_NAMESPACES: &[&str] = &["default", "kube-system"];
-
-/// The NodePort range.
-pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
 
 /// Where a pod spec sits in an object, and the labels its pods get.
 struct PodSite<'a> {
@@ -69,7 +68,7 @@ pub(crate) fn check_all(objs: &[Loaded], diags: &mut Vec<Diagnostic>) -> Cluster
     let settings = cluster_settings(objs, diags);
     duplicates(objs, diags);
     let index = Index::new(objs);
-    let mut node_ports: BTreeMap<i64, String> = BTreeMap::new();
+    let mut node_ports = service::NodePorts::new();
     for l in objs {
         namespace_exists(l, &index, diags);
         match &l.object {
@@ -235,73 +234,6 @@ fn namespace_exists(l: &Loaded, ix: &Index<'_>, diags: &mut Vec<Diagnostic>) {
                 l.namespace
             ),
         ));
-    }
-}
-
-fn service(
-    l: &Loaded,
-    s: &crate::model::core::Service,
-    settings: &ClusterSettings,
-    node_ports: &mut BTreeMap<i64, String>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    use crate::model::core::ServiceType;
-    if !is_dns1123_label(&l.name) {
-        diags.push(l.at(
-            "/metadata/name",
-            format!(
-                "Service name `{}` must be a DNS-1123 label (no dots, at most 63 characters)",
-                l.name
-            ),
-        ));
-    }
-    match s.spec.cluster_ip.as_deref() {
-        None | Some("") | Some("None") => {}
-        Some(ip) => match ip.parse::<std::net::Ipv4Addr>() {
-            Ok(a) if settings.service_cidr.contains(&a) => {}
-            Ok(_) => diags.push(l.at(
-                "/spec/clusterIP",
-                format!(
-                    "clusterIP {ip} is outside the service CIDR {}",
-                    settings.service_cidr
-                ),
-            )),
-            Err(_) => diags.push(l.at(
-                "/spec/clusterIP",
-                format!("clusterIP \"{ip}\" is not an IPv4 address or \"None\""),
-            )),
-        },
-    }
-    if s.spec.ports.len() > 1 {
-        for (i, p) in s.spec.ports.iter().enumerate() {
-            if p.name.is_none() {
-                diags.push(l.at(
-                    &format!("/spec/ports/{i}"),
-                    format!("`spec.ports[{i}].name` is required when a Service has several ports"),
-                ));
-            }
-        }
-    }
-    let is_node_port = s.spec.kind == Some(ServiceType::NodePort);
-    for (i, p) in s.spec.ports.iter().enumerate() {
-        let Some(np) = p.node_port else { continue };
-        let ptr = format!("/spec/ports/{i}/nodePort");
-        if !is_node_port {
-            diags.push(l.at(
-                &ptr,
-                "`nodePort` is only allowed on a Service of type NodePort",
-            ));
-        } else if !NODE_PORT_RANGE.contains(&np.get()) {
-            diags.push(l.at(
-                &ptr,
-                format!("nodePort {} is outside the range 30000-32767", np.get()),
-            ));
-        } else if let Some(other) = node_ports.insert(np.get(), l.display()) {
-            diags.push(l.at(
-                &ptr,
-                format!("nodePort {} is already used by {other}", np.get()),
-            ));
-        }
     }
 }
 

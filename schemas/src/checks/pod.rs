@@ -42,6 +42,7 @@ pub(super) fn pod(
         }
         _ => {}
     }
+    dns(l, spec, p, diags);
     let ns = l.namespace.as_str();
     // Volumes: sources, references, hostPath policy.
     let mut volume_names: BTreeSet<&str> = BTreeSet::new();
@@ -226,6 +227,91 @@ pub(super) fn pod(
                 )),
                 _ => {}
             }
+        }
+    }
+}
+
+/// `dnsPolicy` and `dnsConfig` with Kubernetes' limits (`validatePodDNSConfig`).
+fn dns(l: &Loaded, spec: &PodSpec, p: &str, diags: &mut Vec<Diagnostic>) {
+    use crate::model::pod::{
+        DnsPolicy, MAX_DNS_NAMESERVERS, MAX_DNS_SEARCHES, MAX_DNS_SEARCH_CHARS,
+    };
+    let base = crate::load::field_path(&format!("{p}/dnsConfig"));
+    let field = |rest: &str| format!("{base}{rest}");
+    let config = spec.dns_config.as_ref();
+    if spec.dns_policy == Some(DnsPolicy::None) && config.is_none_or(|c| c.nameservers.is_empty()) {
+        diags.push(l.at(
+            &format!("{p}/dnsPolicy"),
+            format!(
+                "`dnsPolicy: None` needs at least one nameserver in `{}`",
+                field(".nameservers")
+            ),
+        ));
+    }
+    let Some(c) = config else { return };
+    let cp = format!("{p}/dnsConfig");
+    if c.nameservers.len() > MAX_DNS_NAMESERVERS {
+        diags.push(l.at(
+            &format!("{cp}/nameservers"),
+            format!(
+                "`{}` lists {} nameservers; at most {MAX_DNS_NAMESERVERS} are allowed",
+                field(".nameservers"),
+                c.nameservers.len()
+            ),
+        ));
+    }
+    for (i, ns) in c.nameservers.iter().enumerate() {
+        if ns.parse::<std::net::IpAddr>().is_err() {
+            diags.push(l.at(
+                &format!("{cp}/nameservers/{i}"),
+                format!(
+                    "`{}`: \"{ns}\" is not an IP address",
+                    field(&format!(".nameservers[{i}]"))
+                ),
+            ));
+        }
+    }
+    if c.searches.len() > MAX_DNS_SEARCHES {
+        diags.push(l.at(
+            &format!("{cp}/searches"),
+            format!(
+                "`{}` lists {} search domains; at most {MAX_DNS_SEARCHES} are allowed",
+                field(".searches"),
+                c.searches.len()
+            ),
+        ));
+    }
+    let chars =
+        c.searches.iter().map(|s| s.len()).sum::<usize>() + c.searches.len().saturating_sub(1);
+    if chars > MAX_DNS_SEARCH_CHARS {
+        diags.push(l.at(
+            &format!("{cp}/searches"),
+            format!(
+                "`{}` is {chars} characters long (joined by spaces); at most {MAX_DNS_SEARCH_CHARS} are allowed",
+                field(".searches")
+            ),
+        ));
+    }
+    for (i, s) in c.searches.iter().enumerate() {
+        if !crate::model::meta::is_dns1123_subdomain(s.strip_suffix('.').unwrap_or(s)) {
+            diags.push(l.at(
+                &format!("{cp}/searches/{i}"),
+                format!(
+                    "`{}`: \"{s}\" must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), optionally ending with '.'",
+                    field(&format!(".searches[{i}]"))
+                ),
+            ));
+        }
+    }
+    for (i, o) in c.options.iter().enumerate() {
+        if o.name.is_empty() {
+            diags.push(l.at(
+                &format!("{cp}/options/{i}/name"),
+                format!(
+                    "`{}` must not be empty",
+                    field(&format!(".options[{i}].name"))
+                ),
+            ));
         }
     }
 }

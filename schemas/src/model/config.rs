@@ -55,6 +55,10 @@ pub struct ClusterConfigSpec {
     /// The DNS domain of services (default `cluster.local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_domain: Option<super::meta::Name>,
+    /// The range NodePorts come from, `first-last` as kube-apiserver's
+    /// `--service-node-port-range` (default `30000-32767`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_node_port_range: Option<PortRangeText>,
     /// Node directories (and everything below them) pods may mount as hostPath.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_path_allowlist: Vec<String>,
@@ -81,6 +85,10 @@ pub struct ClusterSettings {
     pub service_cidr: ipnet::Ipv4Net,
     /// The services' DNS domain.
     pub cluster_domain: String,
+    /// The NodePort range. Absent from the bytes while it is the default, so older states
+    /// read and write unchanged.
+    #[serde(default, skip_serializing_if = "NodePortRange::is_default")]
+    pub service_node_port_range: NodePortRange,
     /// Allowed hostPath prefixes.
     pub host_path_allowlist: Vec<String>,
     /// Whether privileged containers are allowed.
@@ -100,6 +108,7 @@ impl Default for ClusterSettings {
             service_cidr: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 96, 0, 0), 16)
                 .expect("16 is a valid prefix length"),
             cluster_domain: "cluster.local".into(),
+            service_node_port_range: NodePortRange::default(),
             host_path_allowlist: Vec::new(),
             allow_privileged: false,
             allow_history_rewrite: false,
@@ -137,6 +146,10 @@ impl ClusterConfig {
                 format!("serviceCIDR {service_cidr} overlaps podCIDR {pod_cidr}"),
             ));
         }
+        let service_node_port_range = match &s.service_node_port_range {
+            None => d.service_node_port_range,
+            Some(t) => NodePortRange::parse(t.as_str()).map_err(|e| ("serviceNodePortRange", e))?,
+        };
         Ok(ClusterSettings {
             name: self.metadata.name.to_string(),
             branch: s
@@ -152,9 +165,114 @@ impl ClusterConfig {
                 .as_ref()
                 .map(|n| n.to_string())
                 .unwrap_or(d.cluster_domain),
+            service_node_port_range,
             host_path_allowlist: s.host_path_allowlist.clone(),
             allow_privileged: s.allow_privileged.unwrap_or(false),
             allow_history_rewrite: s.allow_history_rewrite.unwrap_or(false),
         })
+    }
+}
+
+/// The pattern of `serviceNodePortRange`: two port numbers joined by `-`.
+pub const PORT_RANGE: &str = r"^[0-9]{1,5}-[0-9]{1,5}$";
+
+/// `serviceNodePortRange` as written (`30000-32767`); its bounds are checked by
+/// [`NodePortRange::parse`] when the settings are resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PortRangeText(String);
+
+impl PortRangeText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRangeText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s.split_once('-').is_some_and(|(a, b)| {
+            [a, b]
+                .iter()
+                .all(|p| (1..=5).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()))
+        });
+        if ok {
+            Ok(PortRangeText(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid port range \"{s}\": expected e.g. 30000-32767"
+            )))
+        }
+    }
+}
+
+impl JsonSchema for PortRangeText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PortRange".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": PORT_RANGE, "description": "first-last, such as 30000-32767"})
+    }
+}
+
+/// The NodePort range, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePortRange {
+    /// The first port.
+    pub first: u16,
+    /// The last port.
+    pub last: u16,
+}
+
+impl Default for NodePortRange {
+    /// Kubernetes' default, 30000-32767.
+    fn default() -> Self {
+        NodePortRange {
+            first: 30000,
+            last: 32767,
+        }
+    }
+}
+
+impl NodePortRange {
+    /// Whether this is the default range.
+    pub fn is_default(&self) -> bool {
+        *self == NodePortRange::default()
+    }
+
+    /// Whether `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+
+    /// How many ports the range holds.
+    pub fn len(&self) -> u32 {
+        u32::from(self.last) - u32::from(self.first) + 1
+    }
+
+    /// Never true: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Reads `first-last`: ports 1 to 65535, first not after last.
+    pub fn parse(s: &str) -> Result<NodePortRange, String> {
+        let bad = || {
+            format!("serviceNodePortRange \"{s}\" must be `first-last` with ports 1-65535, first not after last (e.g. 30000-32767)")
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.parse().map_err(|_| bad())?;
+        let last: u16 = b.parse().map_err(|_| bad())?;
+        if first == 0 || first > last {
+            return Err(bad());
+        }
+        Ok(NodePortRange { first, last })
+    }
+}
+
+impl std::fmt::Display for NodePortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
     }
 }

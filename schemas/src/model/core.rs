@@ -1,8 +1,9 @@
-//! Core (v1) kinds other than Pod: Namespace, Service, ConfigMap, Secret,
-//! PersistentVolumeClaim. Pod itself is here too, its spec lives in `pod`.
+//! Core (v1) kinds: Namespace, Pod, Service, ConfigMap, Secret, PersistentVolumeClaim. The
+//! pod spec lives in `pod`, the Service spec in `service` (re-exported here).
 
-use super::meta::{IntOrString, Label, ObjectMeta, Port, Quantity};
-use super::pod::{PodSpec, Protocol};
+use super::meta::{ObjectMeta, Quantity};
+use super::pod::PodSpec;
+pub use super::service::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,70 +52,6 @@ pub struct Service {
     pub metadata: ObjectMeta,
     /// The service.
     pub spec: ServiceSpec,
-}
-
-/// A Service's spec.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServiceSpec {
-    /// ClusterIP (default) or NodePort.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<ServiceType>,
-    /// Pods whose labels match are endpoints. Without a selector the service has none.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
-    /// The ports.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<ServicePort>,
-    /// "None" for a headless service; otherwise allocated by kommit when absent.
-    #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
-    pub cluster_ip: Option<String>,
-    /// None (default) or ClientIP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_affinity: Option<SessionAffinity>,
-    /// Publish endpoints of pods that are not ready (StatefulSet peer discovery).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish_not_ready_addresses: Option<bool>,
-}
-
-/// Service types kommit implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum ServiceType {
-    /// A virtual IP inside the cluster.
-    #[serde(rename = "ClusterIP")]
-    ClusterIp,
-    /// A virtual IP plus a port on every node.
-    NodePort,
-}
-
-/// Session affinity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum SessionAffinity {
-    /// Balance every connection.
-    None,
-    /// Keep a client on one endpoint.
-    #[serde(rename = "ClientIP")]
-    ClientIp,
-}
-
-/// One service port.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServicePort {
-    /// Required when there are several ports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<Label>,
-    /// TCP (default) or UDP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<Protocol>,
-    /// The service port.
-    pub port: Port,
-    /// The pods' port, by number or container port name (default: `port`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_port: Option<IntOrString>,
-    /// The node port for NodePort services (allocated when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_port: Option<Port>,
 }
 
 /// v1 ConfigMap.

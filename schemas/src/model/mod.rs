@@ -7,6 +7,7 @@ pub mod placement;
 pub mod pod;
 pub mod probe;
 pub mod scalars;
+pub mod service;
 mod strict;
 pub mod volume;
 pub mod workloads;

@@ -70,9 +70,13 @@ pub struct PodSpec {
     /// Pod-level security settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
-    /// ClusterFirst (default) or Default.
+    /// ClusterFirst (default), ClusterFirstWithHostNet, Default or None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_policy: Option<DnsPolicy>,
+    /// Nameservers, search domains and options merged into the pod's resolv.conf (with
+    /// `dnsPolicy: None`, all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<PodDnsConfig>,
     /// The pod's hostname (defaults to the pod name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<Label>,
@@ -109,8 +113,46 @@ pub enum RestartPolicy {
 pub enum DnsPolicy {
     /// The cluster resolver, then upstream.
     ClusterFirst,
+    /// As ClusterFirst (kommit pods never use the host's network).
+    ClusterFirstWithHostNet,
     /// The node's resolver.
     Default,
+    /// Only `dnsConfig`, which must then name at least one nameserver.
+    None,
+}
+
+/// Most nameservers in `dnsConfig` (Kubernetes' `MaxDNSNameservers`, glibc's MAXNS).
+pub const MAX_DNS_NAMESERVERS: usize = 3;
+/// Most search domains in `dnsConfig` (Kubernetes' `MaxDNSSearchPaths`).
+pub const MAX_DNS_SEARCHES: usize = 32;
+/// Longest search list, domains joined by spaces (Kubernetes' `MaxDNSSearchListChars`).
+pub const MAX_DNS_SEARCH_CHARS: usize = 2048;
+
+/// A pod's `dnsConfig`: merged into its resolv.conf as the kubelet does. Bounds and
+/// address syntax are checked in `checks` with Kubernetes' limits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodDnsConfig {
+    /// Nameserver IP addresses (at most 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// Search domains (at most 32, 2048 characters together).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub searches: Vec<String>,
+    /// Resolver options such as `ndots: "2"` or `edns0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<PodDnsConfigOption>,
+}
+
+/// One resolver option of `dnsConfig`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodDnsConfigOption {
+    /// The option's name (required).
+    pub name: String,
+    /// Its value, if it takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// One container.

@@ -13,8 +13,8 @@
 //! - `<a-b-c-d>.<ns>.pod.<domain>` A for every pod with an IP (CoreDNS's `pods verified`).
 //! - PTR for each ClusterIP (to the Service's name) and each pod IP (to its headless name
 //!   when it has one, else its `.pod` name), under the pod and service ranges.
-//! - An ExternalName Service is a CNAME ([`external_name`]); the schema does not model
-//!   `type: ExternalName` yet, so the state never holds one.
+//! - An ExternalName Service (`type: ExternalName`) is a CNAME to its `externalName`, for
+//!   every query type, as CoreDNS answers it.
 
 use super::{Zone, ZoneBuilder, ZoneError};
 use kommit_reconcilers::{ClusterState, Effects, Endpoint, PodRecord};
@@ -43,7 +43,9 @@ pub fn from_state(state: &ClusterState, cluster_domain: &str) -> Result<Zone, Zo
             tracing::debug!(service = key, "service name does not fit DNS");
             continue;
         };
-        if svc.spec.cluster_ip.as_deref() == Some("None") {
+        if let Some(target) = svc.spec.external_name() {
+            b.add_cname(svc_name, target);
+        } else if svc.spec.cluster_ip.as_deref() == Some("None") {
             let endpoints = state.endpoints.get(key).map(Vec::as_slice).unwrap_or(&[]);
             headless(
                 &mut b,
@@ -165,8 +167,8 @@ fn dashed(ip: Ipv4Addr) -> String {
     format!("{a}-{b}-{c}-{d}")
 }
 
-/// Adds an ExternalName Service `<name>.<ns>.svc.<domain>` as a CNAME to `target`, for when
-/// the model carries `type: ExternalName`.
+/// Adds an ExternalName Service `<name>.<ns>.svc.<domain>` as a CNAME to `target` (what
+/// [`from_state`] does for each Service of `type: ExternalName`).
 pub fn external_name(b: &mut ZoneBuilder, ns: &str, name: &str, target: &str) {
     if let Some(n) = b.name(&[name, ns, "svc"]) {
         b.add_cname(n, target);

@@ -327,6 +327,27 @@ fn external_name_is_a_cname() {
 }
 
 #[test]
+fn external_name_services_of_the_state_are_cnames() {
+    let mut s = cluster();
+    let svc: kommit_schemas::model::core::Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "search", "namespace": "default"},
+        "spec": {"type": "ExternalName", "externalName": "search.example.com."},
+    }))
+    .unwrap();
+    s.state
+        .desired
+        .services
+        .insert("default/search".into(), svc);
+    let zone = from_state(&s.state, "cluster.local").unwrap();
+    let (rc, got, _) = ask(&zone, "search.default.svc.cluster.local", rtype::A);
+    assert_eq!(
+        (rc, got),
+        (OK, vec!["CNAME search.example.com.".to_string()])
+    );
+}
+
+#[test]
 fn a_pruned_service_disappears() {
     let mut s = cluster();
     let before = from_state(&s.state, "cluster.local").unwrap();
