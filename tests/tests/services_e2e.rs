@@ -3,14 +3,16 @@
 //! ClusterIP, a NodePort and a headless Service over them. The client resolves names through
 //! the daemon's DNS on its bridge gateway (busybox `nslookup`) and fetches through the VIPs
 //! (busybox `nc`); the host fetches through the NodePort on an address the test gives the
-//! node on a link of its own.
+//! node on a link of its own, and a client in a network namespace behind that link through a
+//! LoadBalancer port.
 //!
 //! Skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kommit_reconcilers::{ClusterState, PodPhase, PodRecord};
+use kommit_runtime::proxy::testnet::{Netns, NetnsThread};
 use kommit_tests::agent_support::{tail, wait_for, AgentNode};
-use kommit_tests::runtime_support::skip_privileged;
+use kommit_tests::runtime_support::{skip_privileged, unique};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ spec:
       containers:
       - name: web
         image: busybox:1.36
-        command: ["sh", "-c", "hostname > /www/index.html && touch /www/ready && exec httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "hostname > /www/index.html && touch /www/ready && exec httpd -f -v -p 8080 -h /www"]
         ports:
         - {name: http, containerPort: 8080}
         readinessProbe:
@@ -59,6 +61,16 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: who-lb}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: who}
+  ports:
+  - {port: 8088, targetPort: http}
+---
+apiVersion: v1
+kind: Service
 metadata: {name: who-headless}
 spec:
   clusterIP: None
@@ -81,24 +93,32 @@ spec:
 const NODE_ADDRESS: &str = "10.215.250.1";
 const DUMMY: &str = "ktsvcd0";
 
-struct Dummy;
+/// An external client: a network namespace of the test's own at 10.215.250.2, linked to the
+/// node's `NODE_ADDRESS` by a veth pair (both removed when dropped).
+struct Dummy {
+    ns: Netns,
+}
 
 impl Dummy {
     fn new() -> Dummy {
         let _ = Command::new("ip").args(["link", "del", DUMMY]).output();
+        let ns = Netns::create(&unique("kommit-svc-ext")).expect("netns");
+        let node_cidr = format!("{NODE_ADDRESS}/24");
         for args in [
-            // (A veth pair: this kernel may lack the dummy module.)
             vec![
                 "link", "add", DUMMY, "type", "veth", "peer", "name", "ktsvcd1",
             ],
-            vec!["link", "set", "ktsvcd1", "up"],
-            vec!["addr", "add", &format!("{NODE_ADDRESS}/32"), "dev", DUMMY],
+            vec!["link", "set", "ktsvcd1", "netns", ns.name()],
+            vec!["addr", "add", &node_cidr, "dev", DUMMY],
             vec!["link", "set", DUMMY, "up"],
         ] {
             let o = Command::new("ip").args(&args).output().expect("ip");
             assert!(o.status.success(), "ip {args:?}: {o:?}");
         }
-        Dummy
+        ns.ip(&["addr", "add", "10.215.250.2/24", "dev", "ktsvcd1"])
+            .unwrap();
+        ns.ip(&["link", "set", "ktsvcd1", "up"]).unwrap();
+        Dummy { ns }
     }
 }
 
@@ -151,7 +171,7 @@ fn pods_reach_services_by_name_and_vip() {
     if skip_privileged("services end to end") {
         return;
     }
-    let _dummy = Dummy::new();
+    let external = Dummy::new();
     let mut n = AgentNode::new("svc", 214);
     std::fs::remove_dir_all(n.work.join("apps/hello")).unwrap();
     n.write("apps/who/who.yaml", WHO);
@@ -268,4 +288,36 @@ fn pods_reach_services_by_name_and_vip() {
         body.as_ref().is_some_and(|b| names.contains(b.trim())),
         "NodePort {addr}: {body:?}"
     );
+    // Under the Cluster policy the client is masqueraded: the pod's log (httpd -v logs each
+    // client) shows the node's bridge address.
+    let served = body.unwrap().trim().to_string();
+    let last_client = |pod: &str| -> String {
+        let (_, log, _) = n.kommit(&["logs", pod, "--tail", "1"]);
+        log.trim().to_string()
+    };
+    let seen = last_client(&served);
+    assert!(
+        seen.contains("10.214.0.1]:"),
+        "NodePort client in {served}'s log: {seen}"
+    );
+
+    // 7. A LoadBalancer answers on its own port on the node's address, and reports that
+    //    address as its ingress; `externalTrafficPolicy: Local` keeps the client's address.
+    let lb: std::net::SocketAddr = format!("{NODE_ADDRESS}:8088").parse().unwrap();
+    let client = NetnsThread::spawn(&external.ns.path()).expect("a thread in the client's netns");
+    let body = client.run(move || kommit_tests::agent_support::http_get(lb, "/index.html"));
+    let served = body
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| names.contains(*b))
+        .unwrap_or_else(|| panic!("LoadBalancer {lb}: {body:?}"))
+        .to_string();
+    let seen = last_client(&served);
+    assert!(
+        seen.contains("10.215.250.2]:"),
+        "LoadBalancer client kept in {served}'s log: {seen}"
+    );
+    let (ok, out, err) = n.kommit(&["get", "services", "who-lb", "-o", "json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"loadBalancer\""), "{out}");
 }

@@ -8,19 +8,14 @@
 //! (where NodePorts and LoadBalancer ports answer).
 
 use ipnet::Ipv4Net;
-use kommit_reconcilers::{ClusterState, PodRecord};
+use kommit_reconcilers::ClusterState;
 use kommit_runtime::proxy::{
     Endpoint, NodeConfig, Protocol, Service, ServicePort, ServiceTable, ServiceType, TrafficPolicy,
 };
-use kommit_schemas::model::core::{self as model, SessionAffinity};
-use kommit_schemas::model::meta::IntOrString;
+use kommit_schemas::model::core as model;
 use kommit_schemas::model::pod::Protocol as ModelProtocol;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-
-/// `sessionAffinity: ClientIP`'s timeout when the Service gives none (Kubernetes' default,
-/// three hours).
-pub const DEFAULT_AFFINITY_SECONDS: u32 = 10_800;
 
 /// The Service table of `node` (known to the state, with a pod CIDR), answering NodePorts on
 /// `addresses`; `None` until the node has a pod CIDR.
@@ -69,33 +64,44 @@ pub fn pod_routes(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Ipv4Add
         .collect()
 }
 
-fn protocol(p: Option<ModelProtocol>) -> Protocol {
-    match p {
-        Some(ModelProtocol::Udp) => Protocol::Udp,
-        _ => Protocol::Tcp,
-    }
-}
-
-/// One Service as the proxy sees it; `None` for one the proxy has nothing to do with.
+/// One Service as the proxy sees it; `None` for one the proxy has nothing to do with
+/// (headless and ExternalName Services are DNS only).
 fn service(state: &ClusterState, node: &str, key: &str, svc: &model::Service) -> Option<Service> {
     let spec = &svc.spec;
-    let service_type = match spec.kind {
-        Some(model::ServiceType::NodePort) => ServiceType::NodePort,
-        _ => ServiceType::ClusterIp,
+    let service_type = match spec.service_type() {
+        model::ServiceType::ExternalName => return None,
+        model::ServiceType::ClusterIp => ServiceType::ClusterIp,
+        model::ServiceType::NodePort => ServiceType::NodePort,
+        // Served like k3s's ServiceLB on the nodes that serve load balancers; elsewhere, and
+        // for another `loadBalancerClass`, its NodePorts still answer.
+        model::ServiceType::LoadBalancer
+            if spec.uses_kommit_load_balancer()
+                && kommit_reconcilers::services::serves_load_balancers(state, node) =>
+        {
+            ServiceType::LoadBalancer
+        }
+        model::ServiceType::LoadBalancer => ServiceType::NodePort,
     };
     let cluster_ip = state.service_ips.get(key).copied();
     if cluster_ip.is_none() && service_type == ServiceType::ClusterIp {
-        // Headless: DNS only.
         return None;
     }
     let ports: Vec<ServicePort> = spec
         .ports
         .iter()
-        .map(|p| ServicePort {
-            name: port_name(p),
-            protocol: protocol(p.protocol),
-            port: p.port.get() as u16,
-            node_port: p.node_port.map(|n| n.get() as u16),
+        .enumerate()
+        .map(|(i, p)| ServicePort {
+            name: p
+                .name
+                .as_ref()
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default(),
+            protocol: match p.protocol() {
+                ModelProtocol::Udp => Protocol::Udp,
+                ModelProtocol::Tcp => Protocol::Tcp,
+            },
+            port: p.number(),
+            node_port: kommit_reconcilers::services::node_port(state, key, i),
         })
         .collect();
     let endpoints = state
@@ -103,20 +109,16 @@ fn service(state: &ClusterState, node: &str, key: &str, svc: &model::Service) ->
         .get(key)
         .into_iter()
         .flatten()
-        .map(|ep| {
-            let pod = state.pods.get(&ep.pod);
-            let ports = spec
-                .ports
-                .iter()
-                .filter_map(|p| Some((port_name(p), target_port(p, pod?)?)))
-                .collect();
-            Endpoint {
-                ip: ep.ip,
-                ready: ep.ready,
-                terminating: false,
-                local: ep.node == node,
-                ports,
-            }
+        .map(|ep| Endpoint {
+            ip: ep.ip,
+            ready: ep.ready,
+            terminating: false,
+            local: ep.node == node,
+            ports: state
+                .pods
+                .get(&ep.pod)
+                .map(|p| kommit_reconcilers::services::endpoint_ports(spec, &p.spec))
+                .unwrap_or_default(),
         })
         .collect();
     Some(Service {
@@ -124,45 +126,13 @@ fn service(state: &ClusterState, node: &str, key: &str, svc: &model::Service) ->
         service_type,
         ports,
         endpoints,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        affinity_timeout: match spec.session_affinity {
-            Some(SessionAffinity::ClientIp) => Some(DEFAULT_AFFINITY_SECONDS),
-            _ => None,
+        external_traffic_policy: match spec.external_traffic_policy() {
+            Some(model::TrafficPolicy::Local) => TrafficPolicy::Local,
+            _ => TrafficPolicy::Cluster,
         },
+        affinity_timeout: spec.affinity_timeout_seconds(),
         publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
     })
-}
-
-/// The name endpoints give a port's target under: the port's name, or empty for an unnamed
-/// (single) port.
-fn port_name(p: &model::ServicePort) -> String {
-    p.name
-        .as_ref()
-        .map(|n| n.as_str().to_string())
-        .unwrap_or_default()
-}
-
-/// Where a Service port goes on one pod: `targetPort` by number, or by the name of one of the
-/// pod's container ports with the same protocol (a pod without that name is no endpoint of
-/// the port, as in Kubernetes); without `targetPort`, the Service port itself.
-fn target_port(p: &model::ServicePort, pod: &PodRecord) -> Option<u16> {
-    match &p.target_port {
-        None => Some(p.port.get() as u16),
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok().filter(|n| *n > 0),
-        Some(IntOrString::String(s)) => match s.parse::<u16>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => pod
-                .spec
-                .containers
-                .iter()
-                .flat_map(|c| &c.ports)
-                .find(|cp| {
-                    cp.name.as_ref().is_some_and(|n| n.as_str() == s)
-                        && protocol(cp.protocol) == protocol(p.protocol)
-                })
-                .map(|cp| cp.container_port.get() as u16),
-        },
-    }
 }
 
 #[cfg(test)]

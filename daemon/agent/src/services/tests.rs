@@ -46,6 +46,35 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  selector: {app: web}
+  ports:
+  - {name: http, port: 8081, targetPort: http}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb-other}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: example.com/metallb
+  selector: {app: web}
+  ports:
+  - {port: 8082, targetPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: docs}
+spec:
+  type: ExternalName
+  externalName: docs.example.com
+---
+apiVersion: v1
+kind: Service
 metadata: {name: web-headless}
 spec:
   clusterIP: None
@@ -134,17 +163,35 @@ fn services_become_the_proxys_table() {
     }
     report(&mut s, &pods[2], false);
     let t = service_table(&s, "n1", &NODE_IPS).unwrap();
-    // The headless Service has no VIP: DNS only.
+    // Headless and ExternalName Services are DNS only.
     assert_eq!(
         t.services.keys().collect::<Vec<_>>(),
-        ["default/web", "default/web-np"]
+        [
+            "default/web",
+            "default/web-lb",
+            "default/web-lb-other",
+            "default/web-np"
+        ]
     );
+    // LoadBalancer: served here (no node limits load balancers by label), with its
+    // allocated NodePort, the Local policy and the affinity timeout it asks for.
+    let lb = &t.services["default/web-lb"];
+    assert_eq!(lb.service_type, ServiceType::LoadBalancer);
+    assert_eq!(lb.external_traffic_policy, TrafficPolicy::Local);
+    assert_eq!(lb.affinity_timeout, Some(60));
+    let np = lb.ports[0].node_port.expect("a NodePort is allocated");
+    assert_eq!(Some(np), s.node_ports["default/web-lb"].first().copied());
+    assert!((30000..=32767).contains(&np), "{np}");
+    // Another implementation's class: only its NodePort answers here.
+    let other = &t.services["default/web-lb-other"];
+    assert_eq!(other.service_type, ServiceType::NodePort);
+    assert!(other.ports[0].node_port.is_some());
 
     let web = &t.services["default/web"];
     assert_eq!(web.cluster_ip, s.service_ips.get("default/web").copied());
     assert!(web.cluster_ip.is_some());
     assert_eq!(web.service_type, ServiceType::ClusterIp);
-    assert_eq!(web.affinity_timeout, Some(DEFAULT_AFFINITY_SECONDS));
+    assert_eq!(web.affinity_timeout, Some(10_800), "Kubernetes' default");
     assert!(!web.publish_not_ready);
     let ports: Vec<(&str, Protocol, u16)> = web
         .ports

@@ -627,11 +627,12 @@ fn resolv_conf(pod: &PodRecord, desired: &DesiredState, node: &NodeContext) -> S
             std::net::Ipv4Addr::UNSPECIFIED,
         ),
     };
+    let config = spec.dns_config.as_ref().map(kommit_dns::DnsConfig::from);
     kommit_dns::pod_resolv_conf(&kommit_dns::PodDns {
         namespace: &pod.namespace,
         policy,
         host_network: false,
-        config: None,
+        config: config.as_ref(),
         cluster_dns: cluster_dns.into(),
         cluster_domain: &desired.config.cluster_domain,
         host_resolv_conf: &node.host_resolv_conf,

@@ -139,6 +139,22 @@ fn a_pod_becomes_runtime_specs() {
         )
     );
     assert!(p.sandbox.id.starts_with("default_web_"), "{}", p.sandbox.id);
+    // dnsPolicy None: only the pod's dnsConfig; with ClusterFirst, dnsConfig is merged in.
+    for (policy, want) in [
+        (
+            "None",
+            "nameserver 192.0.2.53\nsearch corp.internal\noptions ndots:2\n",
+        ),
+        (
+            "ClusterFirst",
+            "search default.svc.cluster.local svc.cluster.local cluster.local corp.example corp.internal\noptions ndots:2\n",
+        ),
+    ] {
+        let pod = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: d}}\nspec:\n  dnsPolicy: {policy}\n  dnsConfig:\n    nameservers: [192.0.2.53]\n    searches: [corp.internal]\n    options: [{{name: ndots, value: \"2\"}}]\n  containers:\n  - {{name: c, image: busybox:1.36}}\n");
+        let (_, v) = adopted(&[("d.yaml", &pod)]);
+        let conf = &v.plans[0].sandbox.resolv_conf;
+        assert!(conf.ends_with(want), "{policy}: {conf}");
+    }
     assert_eq!(p.config_error, None);
     assert_eq!(p.init.len(), 1);
     let c = &p.containers[0];
