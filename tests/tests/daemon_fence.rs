@@ -28,10 +28,17 @@ use std::time::Duration;
 /// Kills the child daemon however the test ends.
 struct Daemon(Child);
 
+/// The daemon's pod bridge: its own, so the Service proxy table its node programs (even with
+/// no Service) is this test's to remove.
+const BRIDGE: &str = "ktfence0";
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Err(e) = kommit_daemon::node_services::remove_proxy_rules(BRIDGE) {
+            eprintln!("teardown: the daemon's proxy rules: {e:#}");
+        }
     }
 }
 
@@ -76,6 +83,7 @@ async fn fence_through_the_daemon(h: &LinuxHarness) {
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen", &listen, "--node-name", "f0", "--bootstrap"])
+            .args(["--pod-bridge", BRIDGE])
             .args(["--heartbeat-ms", "200", "--lease-ms", "1000"])
             .args(["--down-after-ms", "1600"])
             .env("RUST_LOG", "info")
