@@ -42,7 +42,7 @@ fn adopted(files: &[(&str, &str)]) -> (ClusterState, crate::view::View) {
     (s, v)
 }
 
-/// The node's resolv.conf: a systemd-resolved stub (unreachable from pods) and a search
+/// The node's resolv.conf: systemd-resolved's loopback resolver (unreachable from pods) and a search
 /// domain pods inherit.
 const HOST_RESOLV: &str = "nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n";
 
