@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use super::render::{render, render_reusing, Previous, Ruleset};
-use super::script::script;
+use super::render::{render, Ruleset};
+use super::script::{diff_rulesets, script};
 use super::{validate, ProxyError, ServiceTable, SyncReport};
 use crate::traits::{Result, ServiceProxy};
 
@@ -37,8 +37,6 @@ impl ProxyConfig {
 
 /// What the kernel holds after a successful sync.
 struct Applied {
-    node: super::NodeConfig,
-    services: std::collections::BTreeMap<String, super::Service>,
     rules: Ruleset,
 }
 
@@ -166,28 +164,13 @@ impl ServiceProxy for LinuxProxy {
         validate(table)?;
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         // Whatever happens, the kernel's state is unknown until this sync succeeds.
-        let (old_node, old_services, old_rules) = match applied.take() {
-            Some(a) => (Some(a.node), a.services, Some(a.rules)),
-            None => (None, Default::default(), None),
-        };
-        let prev = old_node
-            .as_ref()
-            .zip(old_rules.as_ref())
-            .map(|(node, rules)| Previous {
-                node,
-                services: old_services,
-                rules,
-            });
-        let (rules, services) = render_reusing(&table.node, &table.services, self.cfg.mark, prev);
-        let (text, report) = script(&self.cfg.table, old_rules.as_ref(), &rules);
-        if !text.is_empty() {
-            self.nft(&text)?;
+        let old = applied.take().map(|a| a.rules);
+        let rules = render(&table.node, &table.services, self.cfg.mark);
+        let (tx, report) = diff_rulesets(old.as_ref(), &rules);
+        if !tx.is_empty() {
+            self.nft(&tx.script(&self.cfg.table))?;
         }
-        *applied = Some(Applied {
-            node: table.node.clone(),
-            services,
-            rules,
-        });
+        *applied = Some(Applied { rules });
         Ok(report)
     }
 

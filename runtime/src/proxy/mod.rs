@@ -13,9 +13,10 @@
 //!   of two rules that DNATs through `numgen random mod N` into a map of endpoints. A packet
 //!   walks a constant number of rules whatever the table holds.
 //! - An endpoint change must cost what it changes, not what the table holds. The pure
-//!   [`render`] turns a table into per-service-port fragments (chains, maps, elements), and
-//!   [`script`] diffs the previously applied fragments against the new ones into one
-//!   `nft -f -` transaction: an endpoint replaced is one map element deleted and one added.
+//!   [`render`] turns a table into per-service-port fragments (chains, maps, elements, as the
+//!   typed objects of [`nft`]), and [`script`] diffs the previously applied fragments
+//!   against the new ones into one [`script::Transaction`], run as an `nft -f -` script: an
+//!   endpoint replaced is one map element deleted and one added.
 //!   The first sync (or the one after a failure) deletes and rebuilds the table in one
 //!   transaction, so the kernel never shows half a table.
 //! - A full sync of thousands of Services must be quick, and the kernel's cost of committing
@@ -38,6 +39,7 @@ use std::net::Ipv4Addr;
 
 mod base;
 pub mod linux;
+pub mod nft;
 pub mod render;
 pub mod script;
 pub mod testnet;

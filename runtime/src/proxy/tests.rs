@@ -363,67 +363,20 @@ fn headless_and_removed_services() {
 
 #[test]
 fn a_changed_base_declaration_forces_a_rebuild() {
+    use super::nft::{Hook, HookPoint};
     let t = table(vec![]);
     let mut old = render(&t.node, &t.services, 0x4000);
     old.base
         .chains
         .get_mut("nat-output")
         .expect("base chain")
-        .hook = Some("{ type nat hook output priority 0 ; policy accept ; }".into());
+        .hook = Some(Hook {
+        nat: true,
+        point: HookPoint::Output,
+        priority: 0,
+    });
     let new = render(&t.node, &t.services, 0x4000);
     let (s, r) = script("kt", Some(&old), &new);
     assert!(r.rebuilt);
     assert!(s.starts_with("table ip kt {}\ndelete table ip kt\n"), "{s}");
-}
-
-#[test]
-fn reusing_the_previous_rules_changes_nothing_but_the_cost() {
-    use super::render::{render_reusing, Previous};
-    use std::sync::Arc;
-    let db = svc("10.96.0.11", vec![ep("10.244.1.9", true, true)]);
-    let a = table(vec![
-        (
-            "default/web",
-            svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]),
-        ),
-        ("default/db", db.clone()),
-    ]);
-    let b = table(vec![
-        (
-            "default/web",
-            svc("10.96.0.10", vec![ep("10.244.1.3", true, true)]),
-        ),
-        ("default/db", db),
-    ]);
-    let ra = render(&a.node, &a.services, 0x4000);
-    let prev = Previous {
-        node: &a.node,
-        services: a.services.clone(),
-        rules: &ra,
-    };
-    let (rb, kept) = render_reusing(&b.node, &b.services, 0x4000, Some(prev));
-    assert_eq!(rb, render(&b.node, &b.services, 0x4000));
-    assert_eq!(kept, b.services);
-    assert!(Arc::ptr_eq(
-        &ra.ports["default/db/tcp/80"],
-        &rb.ports["default/db/tcp/80"]
-    ));
-    assert!(!Arc::ptr_eq(
-        &ra.ports["default/web/tcp/80"],
-        &rb.ports["default/web/tcp/80"]
-    ));
-    // Other node facts: nothing is reused.
-    let mut c = b.clone();
-    c.node.addresses.push(ip("192.168.7.2"));
-    let prev = Previous {
-        node: &b.node,
-        services: b.services.clone(),
-        rules: &rb,
-    };
-    let (rc, _) = render_reusing(&c.node, &c.services, 0x4000, Some(prev));
-    assert!(!Arc::ptr_eq(
-        &rb.ports["default/db/tcp/80"],
-        &rc.ports["default/db/tcp/80"]
-    ));
-    assert_eq!(rc, render(&c.node, &c.services, 0x4000));
 }
