@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use super::render::{render, Ruleset};
-use super::script::{diff_rulesets, script};
-use super::{validate, ProxyError, ServiceTable, SyncReport};
+use super::state::State;
+use super::{ProxyError, ServiceTable, SyncReport};
 use crate::traits::{Result, ServiceProxy};
 
 /// Configuration of the Linux proxy.
@@ -35,16 +34,11 @@ impl ProxyConfig {
     }
 }
 
-/// What the kernel holds after a successful sync.
-struct Applied {
-    rules: Ruleset,
-}
-
 /// The Linux Service proxy.
 pub struct LinuxProxy {
     cfg: ProxyConfig,
     /// What the kernel holds, as far as we know; `None` forces a rebuild.
-    applied: Mutex<Option<Applied>>,
+    applied: Mutex<Option<State>>,
 }
 
 /// The longest nft error text kept in an error.
@@ -91,14 +85,12 @@ impl LinuxProxy {
         &self,
         table: &ServiceTable,
     ) -> std::result::Result<(String, SyncReport), ProxyError> {
-        validate(table)?;
-        let new = render(&table.node, &table.services, self.cfg.mark);
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(script(
-            &self.cfg.table,
-            applied.as_ref().map(|a| &a.rules),
-            &new,
-        ))
+        let step = match applied.as_ref() {
+            Some(st) => st.step(table)?,
+            None => State::build(table, self.cfg.mark)?,
+        };
+        Ok((step.tx.script(&self.cfg.table), step.report))
     }
 
     /// Run `nft -f -` with `script` (in the configured namespace).
@@ -161,16 +153,20 @@ impl LinuxProxy {
 
 impl ServiceProxy for LinuxProxy {
     fn sync(&self, table: &ServiceTable) -> Result<SyncReport> {
-        validate(table)?;
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        // Whatever happens, the kernel's state is unknown until this sync succeeds.
-        let old = applied.take().map(|a| a.rules);
-        let rules = render(&table.node, &table.services, self.cfg.mark);
-        let (tx, report) = diff_rulesets(old.as_ref(), &rules);
-        if !tx.is_empty() {
-            self.nft(&tx.script(&self.cfg.table))?;
+        // Validation comes first: an invalid table leaves everything as it was.
+        let step = match applied.as_ref() {
+            Some(st) => st.step(table)?,
+            None => State::build(table, self.cfg.mark)?,
+        };
+        let report = step.report.clone();
+        if step.tx.is_empty() {
+            return Ok(report);
         }
-        *applied = Some(Applied { rules });
+        // Whatever happens now, the kernel's state is unknown until this sync succeeds.
+        let known = applied.take();
+        self.nft(&step.tx.script(&self.cfg.table))?;
+        *applied = State::commit(known, step);
         Ok(report)
     }
 

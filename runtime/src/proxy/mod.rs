@@ -13,10 +13,11 @@
 //!   of two rules that DNATs through `numgen random mod N` into a map of endpoints. A packet
 //!   walks a constant number of rules whatever the table holds.
 //! - An endpoint change must cost what it changes, not what the table holds. The pure
-//!   [`render`] turns a table into per-service-port fragments (chains, maps, elements, as the
-//!   typed objects of [`nft`]), and [`script`] diffs the previously applied fragments
-//!   against the new ones into one [`script::Transaction`], run as an `nft -f -` script: an
-//!   endpoint replaced is one map element deleted and one added.
+//!   [`render`] turns each Service into per-service-port fragments (chains, maps, elements,
+//!   as the typed objects of [`nft`]); [`state`] keeps the applied fragments per Service,
+//!   so a sync compares each Service once and validates, renders and diffs only the changed
+//!   ones; and [`script`] turns the difference into one [`script::Transaction`], run as an
+//!   `nft -f -` script: an endpoint replaced is one map element deleted and one added.
 //!   The first sync (or the one after a failure) deletes and rebuilds the table in one
 //!   transaction, so the kernel never shows half a table.
 //! - A full sync of thousands of Services must be quick, and the kernel's cost of committing
@@ -42,6 +43,7 @@ pub mod linux;
 pub mod nft;
 pub mod render;
 pub mod script;
+pub mod state;
 pub mod testnet;
 mod validate;
 
