@@ -259,6 +259,78 @@ mod kernel {
         }
     }
 
+    /// Changes inside the table behind the proxy's back (an element deleted, one added, a
+    /// chain flushed): the handle check cannot see them, the periodic full sync repairs them
+    /// without deleting the table, and keeps the kernel's affinity entries.
+    #[test]
+    fn the_periodic_full_sync_repairs_changes_inside_the_table() {
+        use kommit_runtime::proxy::{LinuxProxy, ProxyConfig};
+        use std::time::{Duration, Instant};
+        let Some(h) = LinuxProxyHarness::new() else {
+            return;
+        };
+        let t = &h.node.topology;
+        let e = &t.endpoints;
+        let period = Duration::from_secs(3);
+        let mut cfg = ProxyConfig::new(&format!("{}-p", h.proxy.table()));
+        cfg.netns = Some(h.node.node_netns());
+        cfg.full_sync_period = Some(period);
+        let proxy = LinuxProxy::new(cfg).expect("proxy config");
+        let name = proxy.table().to_string();
+        let mut sticky = service(Ipv4Addr::new(10, 96, 0, 2), &e[..2]);
+        sticky.affinity_timeout = Some(600);
+        let table = ServiceTable {
+            node: t.node.clone(),
+            services: BTreeMap::from([
+                (
+                    "default/a".to_string(),
+                    service(Ipv4Addr::new(10, 96, 0, 1), &e[..2]),
+                ),
+                ("default/sticky".to_string(), sticky),
+            ]),
+        };
+        let built = Instant::now();
+        proxy.sync(&table).expect("first sync");
+        let before = listing(&h, &name);
+        let aff = "aff-default/sticky/tcp/80/10-240-0-10/600";
+        for change in [
+            "delete element ip T eps-tcp { 10.96.0.1 . 80 . 0 }",
+            "add element ip T service-ips { 10.96.0.77 . tcp . 80 : goto reject-chain }",
+            "flush chain ip T spread-tcp-2",
+            "add element ip T AFF { 10.240.0.50 }",
+        ] {
+            let cmd = change
+                .replace(" T ", &format!(" {name} "))
+                .replace("AFF", aff);
+            h.node
+                .nft(&cmd.split(' ').collect::<Vec<_>>())
+                .expect("changing the table");
+        }
+        let changed = listing(&h, &name);
+        assert_ne!(before, changed);
+        let r = proxy.sync(&table).expect("a sync with nothing new");
+        assert!(r.changed.is_empty() && !r.rebuilt, "{r:?}");
+        if built.elapsed() < period {
+            assert_same(&listing(&h, &name), &changed, "repaired before the period");
+        }
+        std::thread::sleep(period.saturating_sub(built.elapsed()) + Duration::from_millis(100));
+        let r = proxy.sync(&table).expect("the sync after the period");
+        assert!(r.changed.is_empty() && !r.rebuilt, "{r:?}");
+        let set = h
+            .node
+            .nft(&["list", "set", "ip", &name, aff])
+            .expect("listing the affinity set");
+        assert!(
+            set.contains("10.240.0.50"),
+            "the affinity entry is gone: {set}"
+        );
+        h.node
+            .nft(&["delete", "element", "ip", &name, aff, "{ 10.240.0.50 }"])
+            .expect("deleting the affinity entry");
+        assert_same(&listing(&h, &name), &before, "not repaired");
+        proxy.clear().expect("clear");
+    }
+
     /// `nft list table`, for comparing two tables: without the table's name, handles or the
     /// order of elements.
     fn listing(h: &LinuxProxyHarness, table: &str) -> Vec<String> {

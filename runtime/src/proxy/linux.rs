@@ -7,10 +7,14 @@
 //! `nft flush ruleset`, a firewall reload) is rebuilt whole by that sync. A refused
 //! transaction leaves the kernel as it was (nf_tables applies all of a batch or nothing);
 //! the proxy then forgets its account, so the next sync rebuilds, as kube-proxy resyncs
-//! fully after any error.
+//! fully after any error. And like kube-proxy it resyncs fully now and then
+//! ([`ProxyConfig::full_sync_period`]): everything it holds is put in the table again (chains
+//! and sets emptied and refilled in one transaction), which repairs a rule or element
+//! changed behind its back without deleting the table or the affinity entries.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::netlink::{self, Socket};
 use super::state::State;
@@ -28,15 +32,20 @@ pub struct ProxyConfig {
     /// Program the table in this network namespace (a path such as `/run/netns/NAME`)
     /// instead of the caller's: tests program a node that lives in a namespace of their own.
     pub netns: Option<PathBuf>,
+    /// How often a sync also refreshes the whole table ([`super::state::State::refresh`]);
+    /// `None` never does. kube-proxy's period is an hour.
+    pub full_sync_period: Option<Duration>,
 }
 
 impl ProxyConfig {
-    /// The node's proxy: table `table`, mark `0x4000`, the caller's network namespace.
+    /// The node's proxy: table `table`, mark `0x4000`, the caller's network namespace, a
+    /// full sync every hour.
     pub fn new(table: &str) -> Self {
         ProxyConfig {
             table: table.to_string(),
             mark: 0x4000,
             netns: None,
+            full_sync_period: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -50,6 +59,8 @@ struct Inner {
     state: Option<State>,
     /// The table's handle when `state` was applied: another handle is another table.
     handle: Option<u64>,
+    /// When the whole table was last written (rebuilt or refreshed).
+    last_full: Option<Instant>,
 }
 
 /// The Linux Service proxy.
@@ -172,6 +183,18 @@ impl LinuxProxy {
         if !step.tx.is_empty() {
             self.apply(inner, &step.tx)?;
             inner.state = State::commit(inner.state.take(), step);
+            if report.rebuilt {
+                inner.last_full = Some(Instant::now());
+            }
+        }
+        let due = match (self.cfg.full_sync_period, inner.last_full) {
+            (Some(period), Some(last)) => last.elapsed() >= period,
+            _ => false,
+        };
+        if let Some(tx) = inner.state.as_ref().filter(|_| due).map(State::refresh) {
+            tracing::debug!(table = t, "periodic full sync of the proxy's nft table");
+            self.apply(inner, &tx)?;
+            inner.last_full = Some(Instant::now());
         }
         Ok(report)
     }
@@ -202,6 +225,7 @@ impl ServiceProxy for LinuxProxy {
         let mut inner = self.lock();
         inner.state = None;
         inner.handle = None;
+        inner.last_full = None;
         let t = self.cfg.table.clone();
         let done = self.socket(&mut inner)?.delete_table(&t);
         done.map_err(|e| self.failed(&mut inner, e))?;
