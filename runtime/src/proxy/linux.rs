@@ -1,14 +1,24 @@
-//! The Linux Service proxy: the rendered table applied with `nft -f -`, one transaction per
-//! sync, remembering what was applied so the next sync sends only the difference.
+//! The Linux Service proxy: each sync is one nf_tables transaction sent over netlink
+//! ([`super::netlink`]), holding only what changed since the last one ([`super::state`]).
+//!
+//! The proxy's account of the table is only trusted while the kernel's table is the one it
+//! built: before each sync it asks the kernel for the table's handle (one netlink round
+//! trip), and a table deleted or replaced behind its back (`nft delete table`,
+//! `nft flush ruleset`, a firewall reload) is rebuilt whole by that sync. A refused
+//! transaction leaves the kernel as it was (nf_tables applies all of a batch or nothing);
+//! the proxy then forgets its account, so the next sync rebuilds, as kube-proxy resyncs
+//! fully after any error. And like kube-proxy it resyncs fully now and then
+//! ([`ProxyConfig::full_sync_period`]): everything it holds is put in the table again (chains
+//! and sets emptied and refilled in one transaction), which repairs a rule or element
+//! changed behind its back without deleting the table or the affinity entries.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use super::render::{render, render_reusing, Previous, Ruleset};
-use super::script::script;
-use super::{validate, ProxyError, ServiceTable, SyncReport};
+use super::netlink::{self, Socket};
+use super::state::State;
+use super::{ProxyError, ServiceTable, SyncReport};
 use crate::traits::{Result, ServiceProxy};
 
 /// Configuration of the Linux proxy.
@@ -19,38 +29,45 @@ pub struct ProxyConfig {
     pub table: String,
     /// The packet mark bit that asks for masquerade (kube-proxy uses `0x4000`).
     pub mark: u32,
-    /// Run `nft` in this network namespace (a path such as `/run/netns/NAME`) instead of the
-    /// caller's: tests program a node that lives in a namespace of their own.
+    /// Program the table in this network namespace (a path such as `/run/netns/NAME`)
+    /// instead of the caller's: tests program a node that lives in a namespace of their own.
     pub netns: Option<PathBuf>,
+    /// How often a sync also refreshes the whole table ([`super::state::State::refresh`]);
+    /// `None` never does. kube-proxy's period is an hour.
+    pub full_sync_period: Option<Duration>,
 }
 
 impl ProxyConfig {
-    /// The node's proxy: table `table`, mark `0x4000`, the caller's network namespace.
+    /// The node's proxy: table `table`, mark `0x4000`, the caller's network namespace, a
+    /// full sync every hour.
     pub fn new(table: &str) -> Self {
         ProxyConfig {
             table: table.to_string(),
             mark: 0x4000,
             netns: None,
+            full_sync_period: Some(Duration::from_secs(3600)),
         }
     }
 }
 
-/// What the kernel holds after a successful sync.
-struct Applied {
-    node: super::NodeConfig,
-    services: std::collections::BTreeMap<String, super::Service>,
-    rules: Ruleset,
+/// What the proxy knows of the kernel.
+#[derive(Default)]
+struct Inner {
+    /// The netlink socket, opened by the first sync (and again after a socket error).
+    socket: Option<Socket>,
+    /// What the table holds, as far as we know; `None` forces a rebuild.
+    state: Option<State>,
+    /// The table's handle when `state` was applied: another handle is another table.
+    handle: Option<u64>,
+    /// When the whole table was last written (rebuilt or refreshed).
+    last_full: Option<Instant>,
 }
 
 /// The Linux Service proxy.
 pub struct LinuxProxy {
     cfg: ProxyConfig,
-    /// What the kernel holds, as far as we know; `None` forces a rebuild.
-    applied: Mutex<Option<Applied>>,
+    inner: Mutex<Inner>,
 }
-
-/// The longest nft error text kept in an error.
-const MAX_ERR: usize = 4000;
 
 fn valid_table(name: &str) -> bool {
     !name.is_empty()
@@ -78,7 +95,7 @@ impl LinuxProxy {
         }
         Ok(LinuxProxy {
             cfg,
-            applied: Mutex::new(None),
+            inner: Mutex::new(Inner::default()),
         })
     }
 
@@ -87,115 +104,131 @@ impl LinuxProxy {
         &self.cfg.table
     }
 
-    /// The script the next [`ServiceProxy::sync`] of `table` would run, and its report;
-    /// changes nothing.
+    /// The transaction the next [`ServiceProxy::sync`] of `table` would send, as an
+    /// `nft -f` script, and its report, assuming the kernel still holds what the proxy
+    /// applied; changes nothing and asks the kernel nothing.
     pub fn plan(
         &self,
         table: &ServiceTable,
     ) -> std::result::Result<(String, SyncReport), ProxyError> {
-        validate(table)?;
-        let new = render(&table.node, &table.services, self.cfg.mark);
-        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(script(
-            &self.cfg.table,
-            applied.as_ref().map(|a| &a.rules),
-            &new,
-        ))
+        let inner = self.lock();
+        let step = match &inner.state {
+            Some(st) => st.step(table)?,
+            None => State::build(table, self.cfg.mark)?,
+        };
+        Ok((step.tx.script(&self.cfg.table), step.report))
     }
 
-    /// Run `nft -f -` with `script` (in the configured namespace).
-    fn nft(&self, script: &str) -> std::result::Result<(), ProxyError> {
-        let err = |msg: String| ProxyError::Nft {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> ProxyError {
+        ProxyError::Nft {
             table: self.cfg.table.clone(),
-            msg,
-        };
-        let run = |script: &str| -> std::result::Result<(), ProxyError> {
-            let mut child = Command::new("nft")
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| err(format!("running nft (apt-get install -y nftables): {e}")))?;
-            let mut stdin = child
-                .stdin
-                .take()
-                .ok_or_else(|| err("nft has no stdin".into()))?;
-            let written = stdin.write_all(script.as_bytes());
-            drop(stdin);
-            let out = child
-                .wait_with_output()
-                .map_err(|e| err(format!("waiting for nft: {e}")))?;
-            if !out.status.success() {
-                let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                if msg.len() > MAX_ERR {
-                    let mut cut = MAX_ERR;
-                    while !msg.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    msg.truncate(cut);
-                    msg.push_str(" ...");
+            msg: e.to_string(),
+        }
+    }
+
+    /// The socket, opened if need be.
+    fn socket<'a>(&self, inner: &'a mut Inner) -> std::result::Result<&'a mut Socket, ProxyError> {
+        if inner.socket.is_none() {
+            inner.socket = Some(Socket::open(self.cfg.netns.as_deref()).map_err(|e| self.err(e))?);
+        }
+        inner
+            .socket
+            .as_mut()
+            .ok_or_else(|| self.err("no netlink socket"))
+    }
+
+    /// After a socket error the socket may hold stale answers: the next call opens another.
+    fn failed(&self, inner: &mut Inner, e: netlink::Error) -> ProxyError {
+        if let netlink::Error::Io(_) = e {
+            inner.socket = None;
+        }
+        self.err(e)
+    }
+
+    fn sync_locked(
+        &self,
+        inner: &mut Inner,
+        table: &ServiceTable,
+    ) -> std::result::Result<SyncReport, ProxyError> {
+        let t = self.cfg.table.as_str();
+        // Is the kernel's table still the one the proxy built?
+        let known_handle = inner.state.is_some().then_some(inner.handle).flatten();
+        let intact = match known_handle {
+            Some(h) => {
+                let now = self.socket(inner)?.table_handle(t);
+                let now = now.map_err(|e| {
+                    inner.state = None;
+                    self.failed(inner, e)
+                })?;
+                if now != Some(h) {
+                    tracing::warn!(
+                        table = t,
+                        "the proxy's nft table was deleted or replaced behind its back: rebuilding it"
+                    );
                 }
-                return Err(err(format!("{} ({msg})", out.status)));
+                now == Some(h)
             }
-            written.map_err(|e| err(format!("writing the script to nft: {e}")))
+            None => false,
         };
-        match &self.cfg.netns {
-            None => run(script),
-            Some(ns) => {
-                // Network namespaces are per thread, and a child inherits its forking
-                // thread's: enter the namespace on a thread of our own and spawn from it.
-                let f = std::fs::File::open(ns)
-                    .map_err(|e| err(format!("opening netns {}: {e}", ns.display())))?;
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| err(format!("entering netns {}: {e}", ns.display())))?;
-                        run(script)
-                    })
-                    .join()
-                    .unwrap_or_else(|_| Err(err("the nft thread panicked".into())))
-                })
+        // Validation comes first: an invalid table leaves everything as it was.
+        let step = match inner.state.as_ref().filter(|_| intact) {
+            Some(st) => st.step(table)?,
+            None => State::build(table, self.cfg.mark)?,
+        };
+        let report = step.report.clone();
+        if !step.tx.is_empty() {
+            self.apply(inner, &step.tx)?;
+            inner.state = State::commit(inner.state.take(), step);
+            if report.rebuilt {
+                inner.last_full = Some(Instant::now());
             }
         }
+        let due = match (self.cfg.full_sync_period, inner.last_full) {
+            (Some(period), Some(last)) => last.elapsed() >= period,
+            _ => false,
+        };
+        if let Some(tx) = inner.state.as_ref().filter(|_| due).map(State::refresh) {
+            tracing::debug!(table = t, "periodic full sync of the proxy's nft table");
+            self.apply(inner, &tx)?;
+            inner.last_full = Some(Instant::now());
+        }
+        Ok(report)
+    }
+
+    /// Send `tx`. Until it is in, the kernel's state is unknown: on failure the proxy's
+    /// account stays forgotten, so the next sync rebuilds.
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        tx: &super::script::Transaction,
+    ) -> std::result::Result<(), ProxyError> {
+        inner.handle = None;
+        let known = inner.state.take();
+        let applied = self.socket(inner)?.apply(tx, &self.cfg.table);
+        inner.handle = applied.map_err(|e| self.failed(inner, e))?;
+        inner.state = known;
+        Ok(())
     }
 }
 
 impl ServiceProxy for LinuxProxy {
     fn sync(&self, table: &ServiceTable) -> Result<SyncReport> {
-        validate(table)?;
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        // Whatever happens, the kernel's state is unknown until this sync succeeds.
-        let (old_node, old_services, old_rules) = match applied.take() {
-            Some(a) => (Some(a.node), a.services, Some(a.rules)),
-            None => (None, Default::default(), None),
-        };
-        let prev = old_node
-            .as_ref()
-            .zip(old_rules.as_ref())
-            .map(|(node, rules)| Previous {
-                node,
-                services: old_services,
-                rules,
-            });
-        let (rules, services) = render_reusing(&table.node, &table.services, self.cfg.mark, prev);
-        let (text, report) = script(&self.cfg.table, old_rules.as_ref(), &rules);
-        if !text.is_empty() {
-            self.nft(&text)?;
-        }
-        *applied = Some(Applied {
-            node: table.node.clone(),
-            services,
-            rules,
-        });
-        Ok(report)
+        let mut inner = self.lock();
+        Ok(self.sync_locked(&mut inner, table)?)
     }
 
     fn clear(&self) -> Result<()> {
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        *applied = None;
-        let t = &self.cfg.table;
-        self.nft(&format!("table ip {t} {{}}\ndelete table ip {t}\n"))?;
+        let mut inner = self.lock();
+        inner.state = None;
+        inner.handle = None;
+        inner.last_full = None;
+        let t = self.cfg.table.clone();
+        let done = self.socket(&mut inner)?.delete_table(&t);
+        done.map_err(|e| self.failed(&mut inner, e))?;
         Ok(())
     }
 }

@@ -13,11 +13,13 @@
 //!   of two rules that DNATs through `numgen random mod N` into a map of endpoints. A packet
 //!   walks a constant number of rules whatever the table holds.
 //! - An endpoint change must cost what it changes, not what the table holds. The pure
-//!   [`render`] turns a table into per-service-port fragments (chains, maps, elements), and
-//!   [`script`] diffs the previously applied fragments against the new ones into one
-//!   `nft -f -` transaction: an endpoint replaced is one map element deleted and one added.
-//!   The first sync (or the one after a failure) deletes and rebuilds the table in one
-//!   transaction, so the kernel never shows half a table.
+//!   [`render`] turns each Service into per-service-port fragments (chains, maps, elements,
+//!   as the typed objects of [`nft`]); [`state`] keeps the applied fragments per Service, so
+//!   a sync compares each Service once and renders and diffs only the changed ones; and
+//!   [`script`] turns the difference into one [`script::Transaction`]: an endpoint replaced
+//!   is one map element deleted and one added. The first sync (or one after a failure, or
+//!   after the table was removed behind the proxy's back) deletes and rebuilds the table in
+//!   one transaction, so the kernel never shows half a table.
 //! - A full sync of thousands of Services must be quick, and the kernel's cost of committing
 //!   a chain is far above that of a map element (and grows faster than linearly in chains).
 //!   So, unlike kube-proxy, a service port without session affinity and without the Local
@@ -27,8 +29,12 @@
 //!   (`spread-<proto>-<N>`). Ports with `ClientIP` affinity (per-endpoint timed sets and
 //!   chains, as kube-proxy) or the Local policy (separate local endpoints) get chains of
 //!   their own.
+//! - A sync must not start a process or parse text: [`netlink`] encodes the transaction as
+//!   one nf_tables netlink batch (the bytes `nft -f` would send for the same script) over a
+//!   socket the proxy keeps. nft's own parser costs some 20 µs per map element, which alone
+//!   would exceed the budget of a full sync of 1,000 Services.
 //!
-//! [`linux::LinuxProxy`] applies scripts with the `nft` binary; [`crate::fake::FakeProxy`]
+//! [`linux::LinuxProxy`] applies transactions over netlink; [`crate::fake::FakeProxy`]
 //! models the same semantics (which endpoint a packet reaches) for the agent's tests, and
 //! [`crate::conformance`] holds both to one suite.
 
@@ -38,8 +44,11 @@ use std::net::Ipv4Addr;
 
 mod base;
 pub mod linux;
+pub mod netlink;
+pub mod nft;
 pub mod render;
 pub mod script;
+pub mod state;
 pub mod testnet;
 mod validate;
 

@@ -1,7 +1,8 @@
 //! Pure: a [`ServiceTable`] becomes a [`Ruleset`]: a base fragment (hook chains, the verdict
-//! maps, node addresses) and one [`Fragment`] per service port (its chains, its endpoint
-//! maps, and the elements it adds to the shared maps). The diff in [`super::script`] works
-//! fragment by fragment, so an unchanged service port costs one comparison.
+//! maps, node addresses, and the shared chains and hairpin elements the ports need) and one
+//! [`Fragment`] per service port (its chains, its endpoint maps, and the elements it adds to
+//! the shared maps). The diff in [`super::script`] works fragment by fragment, so an
+//! unchanged service port costs one comparison.
 //!
 //! Most service ports are "simple" (no affinity, no Local policy on external traffic): they
 //! own only elements, of `@eps-<proto>` (`daddr . dport . index : endpoint . port`) and the
@@ -15,35 +16,48 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use super::base::base;
+use super::base::{base, names};
+use super::nft::{Key, Name, Rule, SetDecl, Value, Verdict};
 use super::{port_key, NodeConfig, Protocol, Service, ServicePort, ServiceType, TrafficPolicy};
 
-/// One chain: its hook declaration (base chains only) and its rules.
+pub use super::nft::Hook;
+
+/// One chain: its hook (base chains only) and its rules.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Chain {
-    /// `type nat hook prerouting priority dstnat ; policy accept ;` for base chains.
-    pub hook: Option<String>,
+    /// The hook of a base chain.
+    pub hook: Option<Hook>,
     /// The rules, in order.
-    pub rules: Vec<String>,
+    pub rules: Vec<Rule>,
 }
-
-/// A set or map declaration: `("map", "{ type ... ; }")`.
-pub type SetDecl = (&'static str, String);
 
 /// Objects that appear and disappear together.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fragment {
     /// Chains by name.
-    pub chains: BTreeMap<String, Chain>,
+    pub chains: BTreeMap<Name, Chain>,
     /// Sets and maps by name.
-    pub sets: BTreeMap<String, SetDecl>,
-    /// Elements by (set, key), with their value (empty for a plain set).
-    pub elements: BTreeMap<(String, String), String>,
+    pub sets: BTreeMap<Name, SetDecl>,
+    /// Elements by (set, key), with their value.
+    pub elements: BTreeMap<(Name, Key), Value>,
     /// What it needs of the base: local endpoints that may hairpin, and the shared spread
-    /// chains it jumps to (protocol, endpoint count, external).
+    /// chains it jumps to.
     pub needs: Needs,
+}
+
+/// A chain shared by the simple service ports with the same protocol and endpoint count:
+/// `spread-<proto>-<n>`, or `ext-spread-<proto>-<n>` (external traffic, which jumps to the
+/// former).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Spread {
+    /// The protocol.
+    pub proto: Protocol,
+    /// The endpoint count.
+    pub n: usize,
+    /// The `ext-` chain.
+    pub external: bool,
 }
 
 /// What a port fragment needs of the base fragment.
@@ -51,28 +65,17 @@ pub struct Fragment {
 pub struct Needs {
     /// Local endpoints it sends to (each gets a `hairpin` element).
     pub hairpin: BTreeSet<Ipv4Addr>,
-    /// Shared chains it jumps to: (protocol, endpoint count, external).
-    pub spreads: BTreeSet<(Protocol, usize, bool)>,
+    /// Shared chains it jumps to.
+    pub spreads: BTreeSet<Spread>,
 }
 
 /// A whole table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ruleset {
-    /// What every table has.
+    /// What every table has, plus the shared chains and hairpin elements the ports need.
     pub base: Fragment,
-    /// One fragment per service port key, shared with the previous ruleset when its
-    /// Service did not change.
+    /// One fragment per service port key.
     pub ports: BTreeMap<String, Arc<Fragment>>,
-}
-
-/// What the previous sync applied, for [`render_reusing`].
-pub struct Previous<'a> {
-    /// Its node facts.
-    pub node: &'a NodeConfig,
-    /// Its Services (moved into the result when unchanged).
-    pub services: BTreeMap<String, Service>,
-    /// Its rules.
-    pub rules: &'a Ruleset,
 }
 
 /// The endpoints one service port uses, each with its target port, sorted by address.
@@ -126,168 +129,172 @@ fn dashed(ip: Ipv4Addr) -> String {
     ip.to_string().replace('.', "-")
 }
 
-/// The table for `services` on `node`, masquerading with `mark`.
-pub fn render(node: &NodeConfig, services: &BTreeMap<String, Service>, mark: u32) -> Ruleset {
-    render_reusing(node, services, mark, None).0
+fn name(s: String) -> Name {
+    Name::from(s)
 }
 
-/// Like [`render`], but the fragments of every Service equal to the previous sync's are
-/// taken from `prev` (shared, not rebuilt), so a sync costs what changed plus one comparison
-/// per Service. Also returns the Services to remember for the next sync.
-pub fn render_reusing(
-    node: &NodeConfig,
-    services: &BTreeMap<String, Service>,
-    mark: u32,
-    prev: Option<Previous<'_>>,
-) -> (Ruleset, BTreeMap<String, Service>) {
+/// The table for `services` on `node`, masquerading with `mark`.
+pub fn render(node: &NodeConfig, services: &BTreeMap<String, Service>, mark: u32) -> Ruleset {
     let mut rs = Ruleset {
         base: base(node, mark),
         ports: BTreeMap::new(),
     };
-    let (mut old_services, old_rules) = match prev {
-        Some(p) if p.node == node => (p.services, Some(p.rules)),
-        _ => (BTreeMap::new(), None),
-    };
-    let mut kept = BTreeMap::new();
+    let mut needs = Needs::default();
     for (key, svc) in services {
-        let reused = old_rules
-            .filter(|_| old_services.get(key) == Some(svc))
-            .and_then(|old| {
-                svc.ports
-                    .iter()
-                    .map(|p| {
-                        let pk = port_key(key, p);
-                        old.ports.get(&pk).map(|f| (pk, f.clone()))
-                    })
-                    .collect::<Option<Vec<_>>>()
-            });
-        match reused {
-            Some(frags) => {
-                rs.ports.extend(frags);
-                if let Some(s) = old_services.remove(key) {
-                    kept.insert(key.clone(), s);
-                }
-            }
-            None => {
-                for p in &svc.ports {
-                    let eps = port_endpoints(svc, p);
-                    let frag = port_fragment(node, key, svc, p, &eps);
-                    rs.ports.insert(port_key(key, p), Arc::new(frag));
-                }
-                kept.insert(key.clone(), svc.clone());
+        for (pk, frag) in service_fragments(node, key, svc) {
+            needs.hairpin.extend(&frag.needs.hairpin);
+            needs.spreads.extend(&frag.needs.spreads);
+            rs.ports.insert(pk, frag);
+        }
+    }
+    for s in needs.spreads {
+        shared_spread(&mut rs.base, node, s);
+    }
+    for ip in needs.hairpin {
+        hairpin(&mut rs.base, ip);
+    }
+    rs
+}
+
+/// The fragments of one Service, by port key.
+pub fn service_fragments(
+    node: &NodeConfig,
+    key: &str,
+    svc: &Service,
+) -> Vec<(String, Arc<Fragment>)> {
+    svc.ports
+        .iter()
+        .map(|p| {
+            let eps = port_endpoints(svc, p);
+            (
+                port_key(key, p),
+                Arc::new(port_fragment(node, key, svc, p, &eps)),
+            )
+        })
+        .collect()
+}
+
+/// The `hairpin` element of local endpoint `ip`, added to `f`.
+pub fn hairpin(f: &mut Fragment, ip: Ipv4Addr) {
+    f.elements.insert(
+        (names().hairpin.clone(), Key::AddrPair(ip, ip)),
+        Value::None,
+    );
+}
+
+static SPREAD_NAMES: LazyLock<BTreeMap<Spread, Name>> = LazyLock::new(|| {
+    // The common endpoint counts, named once: most Services share them.
+    let mut m = BTreeMap::new();
+    for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+        for n in 1..=64 {
+            for external in [false, true] {
+                let s = Spread { proto, n, external };
+                m.insert(s, name(spread_name(s)));
             }
         }
     }
-    let mut needs = Needs::default();
-    for f in rs.ports.values() {
-        needs.hairpin.extend(&f.needs.hairpin);
-        needs.spreads.extend(&f.needs.spreads);
-    }
-    for (proto, n, external) in needs.spreads {
-        shared_spread(&mut rs.base, node, proto, n, external);
-    }
-    for ip in needs.hairpin {
-        rs.base
-            .elements
-            .insert(("hairpin".into(), format!("{ip} . {ip}")), String::new());
-    }
-    (rs, kept)
+    m
+});
+
+fn spread_name(s: Spread) -> String {
+    let ext = if s.external { "ext-" } else { "" };
+    format!("{ext}spread-{}-{}", s.proto.nft(), s.n)
 }
 
-/// The rules that spread over `eps` (non-empty) from chain `chain_name`, with `map` as the
-/// endpoint map (no affinity) or per-endpoint chains (affinity).
+/// The name of a shared spread chain.
+pub fn spread_chain(s: Spread) -> Name {
+    SPREAD_NAMES
+        .get(&s)
+        .cloned()
+        .unwrap_or_else(|| name(spread_name(s)))
+}
+
+/// The chain shared by every simple service port with the same protocol and endpoint count,
+/// added to `f`: `spread-<proto>-<n>` DNATs through `@eps-<proto>`, keyed by the packet's own
+/// destination and a random index; `ext-spread-<proto>-<n>` first asks for masquerade
+/// (external traffic, Cluster policy).
+pub fn shared_spread(f: &mut Fragment, node: &NodeConfig, s: Spread) {
+    let nm = names();
+    let rules = if s.external {
+        vec![
+            Rule::Verdict(Verdict::Jump(nm.mark_for_masquerade.clone())),
+            Rule::Verdict(Verdict::Goto(spread_chain(Spread {
+                external: false,
+                ..s
+            }))),
+        ]
+    } else {
+        vec![
+            Rule::Saddr {
+                cidr: node.pod_cidr,
+                negate: true,
+                verdict: Verdict::Jump(nm.mark_for_masquerade.clone()),
+            },
+            Rule::DnatByDest {
+                proto: s.proto,
+                n: s.n as u32,
+                map: nm.eps(s.proto).clone(),
+            },
+        ]
+    };
+    f.chains
+        .insert(spread_chain(s), Chain { hook: None, rules });
+}
+
+/// The rules that spread over `eps` (non-empty), with `map` as the endpoint map (no
+/// affinity) or per-endpoint chains (affinity).
 fn spread(
     f: &mut Fragment,
     key: &str,
     p: &ServicePort,
     affinity: Option<u32>,
-    map: &str,
+    map: Name,
     eps: &[(Ipv4Addr, u16)],
-) -> Vec<String> {
-    let proto = p.protocol.nft();
+) -> Vec<Rule> {
     let n = eps.len();
     match affinity {
         None => {
-            f.sets.insert(
-                map.into(),
-                (
-                    "map",
-                    // The data's protocol must be the rule's own: nft checks it against
-                    // `meta l4proto` when it reads the map back from the kernel.
-                    format!("{{ typeof numgen random mod 1 : ip daddr . {proto} dport ; }}"),
-                ),
-            );
+            f.sets
+                .insert(map.clone(), SetDecl::EndpointsByIndex(p.protocol));
             for (i, (ip, port)) in eps.iter().enumerate() {
-                f.elements
-                    .insert((map.into(), i.to_string()), format!("{ip} . {port}"));
+                f.elements.insert(
+                    (map.clone(), Key::Index(i as u32)),
+                    Value::Endpoint(*ip, *port),
+                );
             }
-            vec![format!(
-                "meta l4proto {proto} dnat ip addr . port to numgen random mod {n} map @{map}"
-            )]
+            vec![Rule::DnatByIndex {
+                proto: p.protocol,
+                n: n as u32,
+                map,
+            }]
         }
         Some(secs) => {
             let mut rules = Vec::new();
             let mut vmap = Vec::new();
-            for (i, (ip, port)) in eps.iter().enumerate() {
-                let ep = format!("ep-{key}/{}", dashed(*ip));
-                let aff = format!("aff-{key}/{}/{secs}", dashed(*ip));
-                f.sets.insert(
-                    aff.clone(),
-                    (
-                        "set",
-                        format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {secs}s ; }}"),
-                    ),
-                );
+            for (ip, port) in eps {
+                let ep = name(format!("ep-{key}/{}", dashed(*ip)));
+                let aff = name(format!("aff-{key}/{}/{secs}", dashed(*ip)));
+                f.sets.insert(aff.clone(), SetDecl::Affinity(secs));
                 f.chains.insert(
                     ep.clone(),
                     Chain {
                         hook: None,
                         rules: vec![
-                            format!("update @{aff} {{ ip saddr }}"),
-                            format!("meta l4proto {proto} dnat to {ip}:{port}"),
+                            Rule::UpdateSaddr(aff.clone()),
+                            Rule::DnatTo {
+                                proto: p.protocol,
+                                addr: *ip,
+                                port: *port,
+                            },
                         ],
                     },
                 );
-                rules.push(format!("ip saddr @{aff} goto {ep}"));
-                vmap.push(format!("{i} : goto {ep}"));
+                rules.push(Rule::SaddrIn(aff, Verdict::Goto(ep.clone())));
+                vmap.push(Verdict::Goto(ep));
             }
-            rules.push(format!(
-                "numgen random mod {n} vmap {{ {} }}",
-                vmap.join(", ")
-            ));
+            rules.push(Rule::NumgenVmap(vmap));
             rules
         }
-    }
-}
-
-/// The chains every simple service port with `n` endpoints shares: `spread-<proto>-<n>`
-/// DNATs through `@eps-<proto>`, keyed by the packet's own destination and a random index;
-/// `ext-spread-<proto>-<n>` first asks for masquerade (external traffic, Cluster policy).
-fn shared_spread(f: &mut Fragment, node: &NodeConfig, proto: Protocol, n: usize, external: bool) {
-    let p = proto.nft();
-    f.chains.insert(
-        format!("spread-{p}-{n}"),
-        Chain {
-            hook: None,
-            rules: vec![
-                format!("ip saddr != {} jump mark-for-masquerade", node.pod_cidr),
-                format!(
-                    "meta l4proto {p} dnat ip addr . port to ip daddr . {p} dport . numgen random mod {n} map @eps-{p}"
-                ),
-            ],
-        },
-    );
-    if external {
-        f.chains.insert(
-            format!("ext-spread-{p}-{n}"),
-            Chain {
-                hook: None,
-                rules: vec![
-                    "jump mark-for-masquerade".into(),
-                    format!("goto spread-{p}-{n}"),
-                ],
-            },
-        );
     }
 }
 
@@ -303,61 +310,78 @@ fn simple_fragment(
     eps: &[(Ipv4Addr, u16)],
     external: bool,
 ) -> Fragment {
-    let proto = p.protocol.nft();
+    let nm = names();
+    let proto = p.protocol;
     let n = eps.len();
     let mut f = Fragment::default();
     let mut dests = Vec::new();
     let lb = svc.service_type == ServiceType::LoadBalancer;
+    let internal = Spread {
+        proto,
+        n,
+        external: false,
+    };
+    let ext = Spread {
+        external: true,
+        ..internal
+    };
     if let Some(vip) = svc.cluster_ip {
         dests.push((vip, p.port));
         let (map, verdict) = if n > 0 {
-            ("service-ips", format!("goto spread-{proto}-{n}"))
+            (&nm.service_ips, Verdict::Goto(spread_chain(internal)))
         } else {
-            ("no-endpoint-services", "goto reject-chain".into())
+            (
+                &nm.no_endpoint_services,
+                Verdict::Goto(nm.reject_chain.clone()),
+            )
         };
         f.elements.insert(
-            (map.into(), format!("{vip} . {proto} . {}", p.port)),
-            verdict,
+            (map.clone(), Key::Dest(vip, proto, p.port)),
+            Value::Verdict(verdict),
         );
     }
     if external {
-        let verdict = if n > 0 {
-            format!("goto ext-spread-{proto}-{n}")
+        let (ips_map, ports_map, verdict) = if n > 0 {
+            (
+                &nm.service_ips,
+                &nm.service_nodeports,
+                Verdict::Goto(spread_chain(ext)),
+            )
         } else {
-            "goto reject-chain".into()
-        };
-        let (ips_map, ports_map) = if n > 0 {
-            ("service-ips", "service-nodeports")
-        } else {
-            ("no-endpoint-services", "no-endpoint-nodeports")
+            (
+                &nm.no_endpoint_services,
+                &nm.no_endpoint_nodeports,
+                Verdict::Goto(nm.reject_chain.clone()),
+            )
         };
         if let Some(np) = p.node_port {
             f.elements.insert(
-                (ports_map.into(), format!("{proto} . {np}")),
-                verdict.clone(),
+                (ports_map.clone(), Key::Port(proto, np)),
+                Value::Verdict(verdict.clone()),
             );
             dests.extend(node.addresses.iter().map(|a| (*a, np)));
         }
         if lb {
             for a in &node.addresses {
                 f.elements.insert(
-                    (ips_map.into(), format!("{a} . {proto} . {}", p.port)),
-                    verdict.clone(),
+                    (ips_map.clone(), Key::Dest(*a, proto, p.port)),
+                    Value::Verdict(verdict.clone()),
                 );
                 dests.push((*a, p.port));
             }
         }
     }
     if n > 0 {
-        f.needs.spreads.insert((p.protocol, n, external));
+        f.needs.spreads.insert(internal);
         if external {
-            f.needs.spreads.insert((p.protocol, n, false));
+            f.needs.spreads.insert(ext);
         }
+        let map = nm.eps(proto);
         for (daddr, dport) in dests {
             for (i, (ip, port)) in eps.iter().enumerate() {
                 f.elements.insert(
-                    (format!("eps-{proto}"), format!("{daddr} . {dport} . {i}")),
-                    format!("{ip} . {port}"),
+                    (map.clone(), Key::DestIndex(daddr, dport, i as u32)),
+                    Value::Endpoint(*ip, *port),
                 );
             }
         }
@@ -372,12 +396,10 @@ fn port_fragment(
     p: &ServicePort,
     eps: &PortEndpoints,
 ) -> Fragment {
+    let nm = names();
     let key = port_key(svc_key, p);
-    let proto = p.protocol.nft();
+    let proto = p.protocol;
     let mut f = Fragment::default();
-    let svc_chain = format!("svc-{key}");
-    let ext_chain = format!("ext-{key}");
-    let reject = "goto reject-chain".to_string();
     let has_eps = !eps.cluster.is_empty();
     let lb = svc.service_type == ServiceType::LoadBalancer;
     let external = svc.service_type != ServiceType::ClusterIp && (p.node_port.is_some() || lb);
@@ -405,17 +427,22 @@ fn port_fragment(
         return f;
     }
     f.needs.hairpin = hairpin;
+    let svc_chain = name(format!("svc-{key}"));
+    let ext_chain = name(format!("ext-{key}"));
+    let reject = Verdict::Goto(nm.reject_chain.clone());
+    let masquerade = || Verdict::Jump(nm.mark_for_masquerade.clone());
     if has_eps {
-        let mut rules = vec![format!(
-            "ip saddr != {} jump mark-for-masquerade",
-            node.pod_cidr
-        )];
+        let mut rules = vec![Rule::Saddr {
+            cidr: node.pod_cidr,
+            negate: true,
+            verdict: masquerade(),
+        }];
         rules.extend(spread(
             &mut f,
             &key,
             p,
             svc.affinity_timeout,
-            &format!("eps-{key}"),
+            name(format!("eps-{key}")),
             &eps.cluster,
         ));
         f.chains
@@ -423,13 +450,13 @@ fn port_fragment(
     }
     if let Some(vip) = svc.cluster_ip {
         let (map, verdict) = if has_eps {
-            ("service-ips", format!("goto {svc_chain}"))
+            (&nm.service_ips, Verdict::Goto(svc_chain.clone()))
         } else {
-            ("no-endpoint-services", reject.clone())
+            (&nm.no_endpoint_services, reject.clone())
         };
         f.elements.insert(
-            (map.into(), format!("{vip} . {proto} . {}", p.port)),
-            verdict,
+            (map.clone(), Key::Dest(vip, proto, p.port)),
+            Value::Verdict(verdict),
         );
     }
     if !external {
@@ -438,26 +465,30 @@ fn port_fragment(
     if has_eps {
         let rules = match svc.external_traffic_policy {
             TrafficPolicy::Cluster => vec![
-                "jump mark-for-masquerade".to_string(),
-                format!("goto {svc_chain}"),
+                Rule::Verdict(masquerade()),
+                Rule::Verdict(Verdict::Goto(svc_chain.clone())),
             ],
             TrafficPolicy::Local => {
                 let mut r = vec![
                     // The node itself and its pods are not external clients: they use
                     // every endpoint, as for the ClusterIP.
-                    "fib saddr type local jump mark-for-masquerade".to_string(),
-                    format!("fib saddr type local goto {svc_chain}"),
-                    format!("ip saddr {} goto {svc_chain}", node.pod_cidr),
+                    Rule::FibSaddrLocal(masquerade()),
+                    Rule::FibSaddrLocal(Verdict::Goto(svc_chain.clone())),
+                    Rule::Saddr {
+                        cidr: node.pod_cidr,
+                        negate: false,
+                        verdict: Verdict::Goto(svc_chain.clone()),
+                    },
                 ];
                 if eps.local.is_empty() {
-                    r.push("drop".into());
+                    r.push(Rule::Verdict(Verdict::Drop));
                 } else {
                     r.extend(spread(
                         &mut f,
                         &key,
                         p,
                         svc.affinity_timeout,
-                        &format!("leps-{key}"),
+                        name(format!("leps-{key}")),
                         &eps.local,
                     ));
                 }
@@ -469,24 +500,24 @@ fn port_fragment(
     }
     let (ips_map, ports_map, verdict) = if has_eps {
         (
-            "service-ips",
-            "service-nodeports",
-            format!("goto {ext_chain}"),
+            &nm.service_ips,
+            &nm.service_nodeports,
+            Verdict::Goto(ext_chain),
         )
     } else {
-        ("no-endpoint-services", "no-endpoint-nodeports", reject)
+        (&nm.no_endpoint_services, &nm.no_endpoint_nodeports, reject)
     };
     if let Some(np) = p.node_port {
         f.elements.insert(
-            (ports_map.into(), format!("{proto} . {np}")),
-            verdict.clone(),
+            (ports_map.clone(), Key::Port(proto, np)),
+            Value::Verdict(verdict.clone()),
         );
     }
     if lb {
         for a in &node.addresses {
             f.elements.insert(
-                (ips_map.into(), format!("{a} . {proto} . {}", p.port)),
-                verdict.clone(),
+                (ips_map.clone(), Key::Dest(*a, proto, p.port)),
+                Value::Verdict(verdict.clone()),
             );
         }
     }

@@ -363,23 +363,177 @@ fn headless_and_removed_services() {
 
 #[test]
 fn a_changed_base_declaration_forces_a_rebuild() {
+    use super::nft::{Hook, HookPoint};
     let t = table(vec![]);
     let mut old = render(&t.node, &t.services, 0x4000);
     old.base
         .chains
         .get_mut("nat-output")
         .expect("base chain")
-        .hook = Some("{ type nat hook output priority 0 ; policy accept ; }".into());
+        .hook = Some(Hook {
+        nat: true,
+        point: HookPoint::Output,
+        priority: 0,
+    });
     let new = render(&t.node, &t.services, 0x4000);
     let (s, r) = script("kt", Some(&old), &new);
     assert!(r.rebuilt);
     assert!(s.starts_with("table ip kt {}\ndelete table ip kt\n"), "{s}");
 }
 
+/// A small deterministic generator (no dependency for one test).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// A random table over a few addresses, so that changes collide and share objects.
+fn random_table(rng: &mut Lcg, extra_address: bool) -> ServiceTable {
+    let mut t = table(vec![]);
+    if extra_address {
+        t.node.addresses.push(ip("192.168.7.2"));
+    }
+    let mut next_np = 30001;
+    for i in 0..rng.next(8) {
+        let eps = (0..rng.next(5))
+            .map(|k| {
+                let mut e = ep(
+                    &format!("10.244.{}.{}", 1 + rng.next(2), 2 + k),
+                    rng.next(4) > 0,
+                    rng.next(2) == 0,
+                );
+                e.terminating = rng.next(6) == 0;
+                e
+            })
+            .collect();
+        // Now and then a Service claims what another may have: a VIP, a NodePort, a
+        // LoadBalancer port that is another's NodePort.
+        let vip = if rng.next(12) == 0 {
+            10 + rng.next(8)
+        } else {
+            10 + i
+        };
+        let mut s = svc(&format!("10.96.0.{vip}"), eps);
+        s.publish_not_ready = rng.next(8) == 0;
+        if rng.next(4) == 0 {
+            s.affinity_timeout = Some(60 + rng.next(2) as u32);
+        }
+        match rng.next(4) {
+            0 => {
+                s.service_type = ServiceType::NodePort;
+                s.ports[0].node_port = Some(if rng.next(12) == 0 { 30000 } else { next_np });
+                next_np += 1;
+            }
+            1 => {
+                s.service_type = ServiceType::LoadBalancer;
+                s.ports[0].node_port = Some(next_np);
+                s.ports[0].port = if rng.next(12) == 0 {
+                    30000
+                } else {
+                    8000 + i as u16
+                };
+                next_np += 1;
+            }
+            _ => {}
+        }
+        if rng.next(3) == 0 {
+            s.external_traffic_policy = TrafficPolicy::Local;
+        }
+        if rng.next(5) == 0 {
+            s.ports.push(ServicePort {
+                name: "udp".into(),
+                protocol: Protocol::Udp,
+                port: 53,
+                node_port: None,
+            });
+            for e in &mut s.endpoints {
+                e.ports.insert("udp".into(), 5353);
+            }
+        }
+        if rng.next(10) == 0 {
+            s.cluster_ip = None;
+        }
+        t.services.insert(format!("ns/s{}", rng.next(10)), s);
+    }
+    t
+}
+
 #[test]
-fn reusing_the_previous_rules_changes_nothing_but_the_cost() {
-    use super::render::{render_reusing, Previous};
-    use std::sync::Arc;
+fn the_incremental_state_makes_the_same_transactions_as_whole_renders() {
+    use super::script::diff_rulesets;
+    use super::state::State;
+    let mut rng = Lcg(7);
+    let (mut checked, mut invalid) = (0, 0);
+    for round in 0..800 {
+        let mut a = random_table(&mut rng, false);
+        let b = random_table(&mut rng, round % 10 == 0);
+        if round % 3 == 0 {
+            // Mostly small changes: keep a's Services but one.
+            for (k, s) in &b.services {
+                if rng.next(4) == 0 {
+                    a.services.insert(k.clone(), s.clone());
+                }
+            }
+        }
+        if validate(&a).is_err() {
+            continue;
+        }
+        let first = State::build(&a, 0x4000).expect("a valid table");
+        let (whole, report) = diff_rulesets(None, &render(&a.node, &a.services, 0x4000));
+        assert_eq!(first.tx, whole, "round {round}: the builds differ");
+        assert_eq!(first.report, report);
+        let st = State::commit(None, first).expect("a built state");
+        // Checking only what changed refuses what checking everything refuses.
+        if let Err(e) = validate(&b) {
+            // (Not always with the same words: the conflict is seen from the other side.)
+            let refused = st.step(&b).map(|_| ());
+            assert!(refused.is_err(), "round {round}: {e} but accepted {b:#?}");
+            invalid += 1;
+            continue;
+        }
+        let step = st.step(&b).expect("a valid table");
+        let (want, report) = diff_rulesets(
+            Some(&render(&a.node, &a.services, 0x4000)),
+            &render(&b.node, &b.services, 0x4000),
+        );
+        assert_eq!(
+            step.tx.script("kt"),
+            want.script("kt"),
+            "round {round}: from {a:#?}\nto {b:#?}"
+        );
+        assert_eq!(step.report, report, "round {round}");
+        // The state after the step is the state of b: stepping back gives the reverse.
+        let st = State::commit(Some(st), step).expect("a state");
+        let back = st.step(&a).expect("a valid table");
+        let (want, _) = diff_rulesets(
+            Some(&render(&b.node, &b.services, 0x4000)),
+            &render(&a.node, &a.services, 0x4000),
+        );
+        assert_eq!(
+            back.tx.script("kt"),
+            want.script("kt"),
+            "round {round}: back"
+        );
+        let same = st.step(&b).expect("a valid table");
+        assert!(same.tx.is_empty() && same.report.changed.is_empty());
+        checked += 1;
+    }
+    assert!(
+        checked > 100 && invalid > 10,
+        "{checked} steps, {invalid} invalid"
+    );
+}
+
+#[test]
+fn an_unchanged_service_is_compared_not_rendered() {
+    use super::state::State;
     let db = svc("10.96.0.11", vec![ep("10.244.1.9", true, true)]);
     let a = table(vec![
         (
@@ -395,35 +549,56 @@ fn reusing_the_previous_rules_changes_nothing_but_the_cost() {
         ),
         ("default/db", db),
     ]);
-    let ra = render(&a.node, &a.services, 0x4000);
-    let prev = Previous {
-        node: &a.node,
-        services: a.services.clone(),
-        rules: &ra,
-    };
-    let (rb, kept) = render_reusing(&b.node, &b.services, 0x4000, Some(prev));
-    assert_eq!(rb, render(&b.node, &b.services, 0x4000));
-    assert_eq!(kept, b.services);
-    assert!(Arc::ptr_eq(
-        &ra.ports["default/db/tcp/80"],
-        &rb.ports["default/db/tcp/80"]
-    ));
-    assert!(!Arc::ptr_eq(
-        &ra.ports["default/web/tcp/80"],
-        &rb.ports["default/web/tcp/80"]
-    ));
-    // Other node facts: nothing is reused.
+    let st = State::commit(None, State::build(&a, 0x4000).expect("valid")).expect("state");
+    let step = st.step(&b).expect("step");
+    assert_eq!(step.report.changed, vec!["default/web/tcp/80"]);
+    assert_eq!(
+        step.tx.script("kt"),
+        "delete element ip kt eps-tcp { 10.96.0.10 . 80 . 0 }\n\
+         delete element ip kt hairpin { 10.244.1.2 . 10.244.1.2 }\n\
+         add element ip kt eps-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.3 . 8080 }\n\
+         add element ip kt hairpin { 10.244.1.3 . 10.244.1.3 }\n"
+    );
+    // Other node facts: every Service is rendered again, and the base diffed.
     let mut c = b.clone();
     c.node.addresses.push(ip("192.168.7.2"));
-    let prev = Previous {
-        node: &b.node,
-        services: b.services.clone(),
-        rules: &rb,
-    };
-    let (rc, _) = render_reusing(&c.node, &c.services, 0x4000, Some(prev));
-    assert!(!Arc::ptr_eq(
-        &rb.ports["default/db/tcp/80"],
-        &rc.ports["default/db/tcp/80"]
-    ));
-    assert_eq!(rc, render(&c.node, &c.services, 0x4000));
+    let st = State::commit(Some(st), step).expect("state");
+    let step = st.step(&c).expect("step");
+    assert!(!step.report.rebuilt);
+    assert_eq!(
+        step.tx.script("kt"),
+        "add element ip kt node-ips { 192.168.7.2 }\n"
+    );
+}
+
+#[test]
+fn a_refresh_empties_and_refills_everything_but_affinity_entries() {
+    use super::state::State;
+    let mut web = svc("10.96.0.10", vec![ep("10.244.1.2", true, true)]);
+    web.affinity_timeout = Some(60);
+    let t = table(vec![
+        ("default/web", web),
+        (
+            "default/db",
+            svc("10.96.0.11", vec![ep("10.244.1.9", true, true)]),
+        ),
+    ]);
+    let st = State::commit(None, State::build(&t, 0x4000).expect("valid")).expect("state");
+    let s = st.refresh().script("kt");
+    assert!(s.starts_with("add table ip kt\n"), "{s}");
+    for want in [
+        "add map ip kt service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }\nflush map ip kt service-ips\n",
+        "add chain ip kt services\nflush chain ip kt services\n",
+        "add chain ip kt nat-prerouting { type nat hook prerouting priority dstnat ; policy accept ; }\nflush chain ip kt nat-prerouting\n",
+        "add rule ip kt services ip daddr . meta l4proto . th dport vmap @service-ips\n",
+        "add element ip kt eps-tcp { 10.96.0.11 . 80 . 0 : 10.244.1.9 . 8080 }\n",
+        "add set ip kt aff-default/web/tcp/80/10-244-1-2/60 { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }\n",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+    assert!(
+        !s.contains("flush set ip kt aff-"),
+        "affinity entries are kept: {s}"
+    );
+    assert!(!s.contains("delete "), "a refresh deletes nothing: {s}");
 }

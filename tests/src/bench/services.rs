@@ -180,7 +180,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     println!("endpoint update (ms): {update:.1?}");
-    // The same table again: validation, rendering and the diff, but no nft run.
+    // The same table again: one comparison per Service and one question to the kernel (is
+    // the table still there?), but no transaction.
     let same = table(&node, o.services, o.endpoints, 20);
     let mut noop = Vec::new();
     for _ in 0..5 {
@@ -191,7 +192,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             bail!("an unchanged table reported {r:?}");
         }
     }
-    println!("no-op sync, without nft (ms): {noop:.1?}");
+    println!("no-op sync, no transaction (ms): {noop:.1?}");
 
     let (mut one, mut many) = (Vec::new(), Vec::new());
     for _ in 0..o.rounds {
