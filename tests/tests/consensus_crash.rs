@@ -50,6 +50,9 @@ fn spawn(bin: &Path, dir: &Path, listen: &str, bootstrap: bool) -> Child {
             "1600",
         ])
         .args(["--snapshot-every", "40"])
+        // Consensus only: an agent would open the node's default pod bridge and Service
+        // proxy table, which a SIGKILLed process cannot remove.
+        .arg("--no-agent")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if bootstrap {

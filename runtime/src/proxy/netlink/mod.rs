@@ -27,13 +27,16 @@ use nix::sys::time::TimeVal;
 
 use super::script::Transaction;
 
+mod abi;
+mod buf;
 mod encode;
 
-pub use encode::Batch;
-use encode::{
-    Buf, NETLINK_CAP_ACK, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NFTA_TABLE_HANDLE, NFTA_TABLE_NAME,
+use abi::{
+    NETLINK_CAP_ACK, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NFTA_TABLE_HANDLE, NFTA_TABLE_NAME,
     NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE, NLA_F_NESTED, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
+use buf::Buf;
+pub use encode::Batch;
 
 /// How long to wait for the kernel's answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
