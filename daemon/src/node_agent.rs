@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub struct DaemonHost {
     shared: Arc<Shared<ClusterState>>,
     handle: tokio::runtime::Handle,
-    /// The node's /etc/resolv.conf, read at start.
+    /// The node's resolver configuration (`--resolv-conf`), read at start.
     host_resolv_conf: String,
 }
 
@@ -60,8 +60,8 @@ pub fn start(
     shared: Arc<Shared<ClusterState>>,
     runtimes: kommit_agent::Runtimes,
     creds: kommit_agent::exec::Credentials,
+    host_resolv_conf: String,
 ) -> std::io::Result<RunningAgent> {
-    let host_resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host = Arc::new(DaemonHost {
         shared: shared.clone(),
         handle: tokio::runtime::Handle::current(),

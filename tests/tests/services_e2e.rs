@@ -4,7 +4,8 @@
 //! the daemon's DNS on its bridge gateway (busybox `nslookup`) and fetches through the VIPs
 //! (busybox `nc`); the host fetches through the NodePort on an address the test gives the
 //! node on a link of its own, and a client in a network namespace behind that link through a
-//! LoadBalancer port.
+//! LoadBalancer port. Names outside the cluster go to the upstream resolver of the node's
+//! `--resolv-conf`, a fake answering on a loopback address of the test's own.
 //!
 //! Skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -166,6 +167,83 @@ fn fetch_names(n: &AgentNode, target: &str, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// The node's upstream resolver: `OUTSIDE_NAME` is `OUTSIDE_ADDRESS` (a documentation
+/// address, only ever an answer), every other name NXDOMAIN. Keeps the names it is asked.
+const UPSTREAM: &str = "127.0.215.53";
+const OUTSIDE_NAME: &str = "outside.example.";
+const OUTSIDE_ADDRESS: [u8; 4] = [192, 0, 2, 10];
+
+struct Upstream {
+    questions: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+        use hickory_proto::rr::{rdata::A, RData, Record};
+        use std::sync::atomic::Ordering;
+        let sock = std::net::UdpSocket::bind((UPSTREAM, 53)).expect("bind the fake upstream");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let questions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (q, st) = (questions.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !st.load(Ordering::SeqCst) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(req) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+                m.metadata.recursion_desired = req.metadata.recursion_desired;
+                m.metadata.recursion_available = true;
+                for query in req.queries.iter() {
+                    q.lock()
+                        .unwrap()
+                        .push(query.name().to_ascii().to_lowercase());
+                    m.add_query(query.clone());
+                    if query.name().to_ascii().eq_ignore_ascii_case(OUTSIDE_NAME) {
+                        let [a, b, c, d] = OUTSIDE_ADDRESS;
+                        m.add_answer(Record::from_rdata(
+                            query.name().clone(),
+                            60,
+                            RData::A(A::new(a, b, c, d)),
+                        ));
+                    } else {
+                        m.metadata.response_code = ResponseCode::NXDomain;
+                    }
+                }
+                if let Ok(bytes) = m.to_vec() {
+                    let _ = sock.send_to(&bytes, from);
+                }
+            }
+        });
+        Upstream {
+            questions,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn questions(&self) -> Vec<String> {
+        self.questions.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn pods_reach_services_by_name_and_vip() {
     if skip_privileged("services end to end") {
@@ -175,7 +253,19 @@ fn pods_reach_services_by_name_and_vip() {
     let mut n = AgentNode::new("svc", 214);
     std::fs::remove_dir_all(n.work.join("apps/hello")).unwrap();
     n.write("apps/who/who.yaml", WHO);
-    n.extra_args = vec!["--nodeport-addresses".into(), format!("{NODE_ADDRESS}/32")];
+    let upstream = Upstream::start();
+    let resolv = n.dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver {UPSTREAM}\nsearch example.org\n"),
+    )
+    .unwrap();
+    n.extra_args = vec![
+        "--nodeport-addresses".into(),
+        format!("{NODE_ADDRESS}/32"),
+        "--resolv-conf".into(),
+        resolv.display().to_string(),
+    ];
     let c1 = n.push("who and a client");
     n.start();
     n.wait_state(
@@ -202,8 +292,11 @@ fn pods_reach_services_by_name_and_vip() {
     let (ok, resolv) = in_client(&n, "cat /etc/resolv.conf");
     assert!(ok, "{resolv}");
     assert!(resolv.contains("nameserver 10.214.0.1\n"), "{resolv}");
+    // The node's own search domains follow the cluster's, as the kubelet writes them.
     assert!(
-        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        resolv.contains(
+            "search default.svc.cluster.local svc.cluster.local cluster.local example.org\n"
+        ),
         "{resolv}"
     );
     assert!(resolv.contains("options ndots:5"), "{resolv}");
@@ -246,6 +339,21 @@ fn pods_reach_services_by_name_and_vip() {
     assert!(ok && out.contains("8080"), "SRV: {out}");
     let (ok, out) = in_client(&n, "nslookup nosuch.default.svc.cluster.local");
     assert!(!ok && out.contains("NXDOMAIN"), "{out}");
+    // A name outside the cluster is forwarded to the node's upstream resolver; the cluster's
+    // own names never are.
+    let (_, out) = in_client(&n, &format!("nslookup {OUTSIDE_NAME}"));
+    let [a, b, c, d] = OUTSIDE_ADDRESS;
+    assert!(
+        out.contains(&format!("Address: {a}.{b}.{c}.{d}")),
+        "{OUTSIDE_NAME} through the cluster DNS: {out}\n{}",
+        tail(&n.log(), 20)
+    );
+    let asked = upstream.questions();
+    assert!(asked.iter().any(|q| q == OUTSIDE_NAME), "{asked:?}");
+    assert!(
+        !asked.iter().any(|q| q.ends_with("cluster.local.")),
+        "cluster names reached the upstream: {asked:?}"
+    );
 
     // 4. A pod whose readiness fails stops getting traffic once its status is applied, and
     //    gets it back when it recovers.

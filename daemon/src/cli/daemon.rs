@@ -140,6 +140,27 @@ pub struct Args {
     /// scheduled elsewhere.
     #[arg(long, value_name = "DIR", conflicts_with = "no_agent")]
     pub static_pods: Option<PathBuf>,
+    /// The resolver configuration of the node, as the kubelet's flag: pods with
+    /// `dnsPolicy: Default` get it, and the cluster DNS forwards names outside the cluster to
+    /// its nameservers. Read at start.
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+}
+
+/// The node's resolver configuration: a missing default file means no upstream resolver
+/// (a warning); an unreadable file given on purpose is an error.
+fn host_resolv_conf(path: &std::path::Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && path == std::path::Path::new("/etc/resolv.conf") =>
+        {
+            tracing::warn!("no /etc/resolv.conf: names outside the cluster will not resolve");
+            Ok(String::new())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read --resolv-conf {}", path.display())),
+    }
 }
 
 fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
@@ -318,8 +339,8 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         let (agent, services) = if args.no_agent {
             (None, None)
         } else {
-            let agent = start_agent(&cfg.data_dir, &args.pod_bridge, node.shared())?;
-            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let resolv = host_resolv_conf(&args.resolv_conf)?;
+            let agent = start_agent(&cfg.data_dir, &args.pod_bridge, &resolv, node.shared())?;
             let services = crate::node_services::start(
                 node.shared(),
                 crate::node_services::Options {
@@ -382,6 +403,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
 fn start_agent(
     data_dir: &std::path::Path,
     bridge: &str,
+    host_resolv_conf: &str,
     shared: std::sync::Arc<crate::consensus::node::Shared<ClusterState>>,
 ) -> anyhow::Result<crate::node_agent::RunningAgent> {
     kommit_runtime::linux::check_root()
@@ -392,7 +414,12 @@ fn start_agent(
     let creds: kommit_agent::exec::Credentials = std::sync::Arc::new(move |image: &str| {
         creds.get(kommit_agent::node::registry_of(image)).cloned()
     });
-    Ok(crate::node_agent::start(shared, runtimes, creds)?)
+    Ok(crate::node_agent::start(
+        shared,
+        runtimes,
+        creds,
+        host_resolv_conf.to_string(),
+    )?)
 }
 
 /// The fence over this node's runtime (`DATA_DIR/pods`, shared with `kommit ctr` and the
