@@ -4,7 +4,7 @@
 //!
 //! Every node computes the table for the whole cluster, as kube-proxy does: a ClusterIP must
 //! answer on every node, whichever node its endpoints run on. What differs per node is
-//! which endpoints are local (for `externalTrafficPolicy: Local`) and the node's addresses
+//! which endpoints are local (for the Local traffic policies) and the node's addresses
 //! (where NodePorts and LoadBalancer ports answer).
 
 use ipnet::Ipv4Net;
@@ -129,6 +129,10 @@ fn service(state: &ClusterState, node: &str, key: &str, svc: &model::Service) ->
         external_traffic_policy: match spec.external_traffic_policy() {
             Some(model::TrafficPolicy::Local) => TrafficPolicy::Local,
             _ => TrafficPolicy::Cluster,
+        },
+        internal_traffic_policy: match spec.internal_traffic_policy() {
+            model::TrafficPolicy::Local => TrafficPolicy::Local,
+            model::TrafficPolicy::Cluster => TrafficPolicy::Cluster,
         },
         affinity_timeout: spec.affinity_timeout_seconds(),
         publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),

@@ -61,7 +61,7 @@ pub trait ProxyHarness {
 pub type ProxyCase = fn(&mut dyn ProxyHarness) -> CaseResult;
 
 /// Every proxy case, by name.
-pub const PROXY_CASES: [(&str, ProxyCase); 7] = [
+pub const PROXY_CASES: [(&str, ProxyCase); 8] = [
     (
         "proxy_spreads_over_ready_endpoints",
         proxy_spreads_over_ready_endpoints,
@@ -73,6 +73,10 @@ pub const PROXY_CASES: [(&str, ProxyCase); 7] = [
     (
         "proxy_node_ports_and_policies",
         proxy_node_ports_and_policies,
+    ),
+    (
+        "proxy_internal_traffic_policy",
+        proxy_internal_traffic_policy,
     ),
     ("proxy_hairpin", proxy_hairpin),
     ("proxy_session_affinity", proxy_session_affinity),
@@ -98,6 +102,7 @@ macro_rules! proxy_conformance_suite {
         $crate::proxy_conformance_suite!(@case $make, proxy_spreads_over_ready_endpoints);
         $crate::proxy_conformance_suite!(@case $make, proxy_rejects_without_endpoints);
         $crate::proxy_conformance_suite!(@case $make, proxy_node_ports_and_policies);
+        $crate::proxy_conformance_suite!(@case $make, proxy_internal_traffic_policy);
         $crate::proxy_conformance_suite!(@case $make, proxy_hairpin);
         $crate::proxy_conformance_suite!(@case $make, proxy_session_affinity);
         $crate::proxy_conformance_suite!(@case $make, proxy_incremental_updates);
@@ -333,6 +338,50 @@ pub fn proxy_node_ports_and_policies(h: &mut dyn ProxyHarness) -> CaseResult {
     s.endpoints.clear();
     sync(h, &table(&t, vec![("default/lb", s)]))?;
     refused_at_once(h, Client::External, SocketAddrV4::new(node_ip, NODE_PORT))
+}
+
+/// `internalTrafficPolicy: Local`: the ClusterIP reaches only this node's endpoints, from a
+/// pod (whose address is kept) and from the node; with endpoints on other nodes only, its
+/// connections are dropped (not refused: the Service has endpoints, just none here).
+pub fn proxy_internal_traffic_policy(h: &mut dyn ProxyHarness) -> CaseResult {
+    let t = h.topology().clone();
+    serve_all(h, &[t.endpoints[0], t.endpoints[1], t.remote_endpoint])?;
+    let to = SocketAddrV4::new(vip(&t, 9)?, PORT);
+    let mut s = service(
+        Some(*to.ip()),
+        vec![
+            endpoint(t.endpoints[0], true, true),
+            endpoint(t.endpoints[1], true, true),
+            endpoint(t.remote_endpoint, true, false),
+        ],
+    );
+    s.internal_traffic_policy = TrafficPolicy::Local;
+    sync(h, &table(&t, vec![("default/near", s.clone())]))?;
+    let local: BTreeSet<_> = [t.endpoints[0], t.endpoints[1]].into();
+    let (servers, peers) = answers(h, Client::Pod(t.pod_client), to, 30)?;
+    check(
+        servers.keys().copied().collect::<BTreeSet<_>>() == local,
+        || format!("internal Local policy from a pod reached {servers:?}, want only {local:?}"),
+    )?;
+    check(peers == BTreeSet::from([t.pod_client]), || {
+        format!("a pod's address was not kept: {peers:?}")
+    })?;
+    let (servers, _) = answers(h, Client::Node, to, 10)?;
+    check(servers.keys().all(|s| local.contains(s)), || {
+        format!("internal Local policy from the node reached {servers:?}")
+    })?;
+    s.endpoints = vec![endpoint(t.remote_endpoint, true, false)];
+    sync(h, &table(&t, vec![("default/near", s.clone())]))?;
+    let got = h.connect(Client::Pod(t.pod_client), to);
+    check(got == Connect::TimedOut, || {
+        format!("no endpoint on this node: want the connection dropped, got {got:?}")
+    })?;
+    s.internal_traffic_policy = TrafficPolicy::Cluster;
+    sync(h, &table(&t, vec![("default/near", s)]))?;
+    let (servers, _) = answers(h, Client::Pod(t.pod_client), to, 3)?;
+    check(servers.keys().eq([&t.remote_endpoint]), || {
+        format!("back under the Cluster policy: reached {servers:?}")
+    })
 }
 
 /// A pod reaching itself through its Service's ClusterIP is answered (by itself, seeing the

@@ -26,7 +26,7 @@ pub enum Verdict {
     },
     /// Refused at once (a Service port without endpoints, or an unknown Service address).
     Reject,
-    /// Silently dropped (Local policy without local endpoints).
+    /// Silently dropped (a Local policy without local endpoints).
     Drop,
     /// Not a Service: routed as usual.
     Pass,
@@ -41,6 +41,7 @@ struct PortModel {
     load_balancer: bool,
     external: bool,
     policy: TrafficPolicy,
+    internal_policy: TrafficPolicy,
     affinity: Option<u32>,
     eps: PortEndpoints,
 }
@@ -79,6 +80,7 @@ fn models(t: &ServiceTable) -> BTreeMap<String, PortModel> {
                     external: s.service_type != ServiceType::ClusterIp
                         && (lb || p.node_port.is_some()),
                     policy: s.external_traffic_policy,
+                    internal_policy: s.internal_traffic_policy,
                     affinity: s.affinity_timeout,
                     eps: port_endpoints(s, p),
                 },
@@ -142,6 +144,7 @@ impl FakeProxy {
         }
         let in_pods = node.pod_cidr.contains(&client) && !from_node;
         let (eps, mut masquerade) = match (external, m.policy) {
+            (false, _) if m.internal_policy == TrafficPolicy::Local => (&m.eps.local, !in_pods),
             (false, _) => (&m.eps.cluster, !in_pods),
             (true, TrafficPolicy::Cluster) => (&m.eps.cluster, true),
             (true, TrafficPolicy::Local) if from_node => (&m.eps.cluster, true),

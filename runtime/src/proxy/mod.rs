@@ -181,6 +181,9 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// `externalTrafficPolicy`.
     pub external_traffic_policy: TrafficPolicy,
+    /// `internalTrafficPolicy`: under Local, ClusterIP traffic goes only to this node's
+    /// endpoints, and is dropped when there are endpoints but none here.
+    pub internal_traffic_policy: TrafficPolicy,
     /// `sessionAffinity: ClientIP` with its timeout in seconds (1 to one day); `None` for no
     /// affinity.
     pub affinity_timeout: Option<u32>,

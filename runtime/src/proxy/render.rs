@@ -4,13 +4,14 @@
 //! the shared maps). The diff in [`super::script`] works fragment by fragment, so an
 //! unchanged service port costs one comparison.
 //!
-//! Most service ports are "simple" (no affinity, no Local policy on external traffic): they
+//! Most service ports are "simple" (no affinity, no Local traffic policy): they
 //! own only elements, of `@eps-<proto>` (`daddr . dport . index : endpoint . port`) and the
 //! verdict maps, which jump to the chains shared per endpoint count, `spread-<proto>-<N>`
 //! and `ext-spread-<proto>-<N>` (external traffic, masqueraded), kept in the base fragment.
 //! The others have chains named from the port key `namespace/name/protocol/port`:
 //! `svc-<key>` with its endpoint map `eps-<key>`, `ext-<key>` and `leps-<key>` (the local
-//! endpoints under `externalTrafficPolicy: Local`), and with `ClientIP` affinity
+//! endpoints under `externalTrafficPolicy: Local`), `int-<key>` and `ieps-<key>` (the ClusterIP
+//! under `internalTrafficPolicy: Local`: this node's endpoints only), and with `ClientIP` affinity
 //! `ep-<key>/<ip>` and `aff-<key>/<ip>/<timeout>` per endpoint (the timeout is in the name,
 //! so a set's definition never changes under the same name).
 
@@ -298,7 +299,7 @@ fn spread(
     }
 }
 
-/// A service port without affinity and without the Local policy on external traffic: no
+/// A service port without affinity and without a Local traffic policy: no
 /// chain of its own, only elements. Its endpoints go into `@eps-<proto>` under each
 /// destination it answers on (ClusterIP and port, node address and NodePort, node address
 /// and LoadBalancer port), and the verdict maps send it to the shared chains for its
@@ -408,6 +409,8 @@ fn port_fragment(
         return f;
     }
     let local_external = external && svc.external_traffic_policy == TrafficPolicy::Local;
+    let local_internal =
+        svc.cluster_ip.is_some() && svc.internal_traffic_policy == TrafficPolicy::Local;
     let locals: BTreeSet<Ipv4Addr> = svc
         .endpoints
         .iter()
@@ -421,7 +424,7 @@ fn port_fragment(
         .map(|(ip, _)| *ip)
         .filter(|ip| locals.contains(ip))
         .collect();
-    if svc.affinity_timeout.is_none() && !local_external {
+    if svc.affinity_timeout.is_none() && !local_external && !local_internal {
         let mut f = simple_fragment(node, svc, p, &eps.cluster, external);
         f.needs.hairpin = hairpin;
         return f;
@@ -449,10 +452,32 @@ fn port_fragment(
             .insert(svc_chain.clone(), Chain { hook: None, rules });
     }
     if let Some(vip) = svc.cluster_ip {
-        let (map, verdict) = if has_eps {
-            (&nm.service_ips, Verdict::Goto(svc_chain.clone()))
-        } else {
+        let (map, verdict) = if !has_eps {
             (&nm.no_endpoint_services, reject.clone())
+        } else if !local_internal {
+            (&nm.service_ips, Verdict::Goto(svc_chain.clone()))
+        } else if eps.local.is_empty() {
+            // `internalTrafficPolicy: Local` without an endpoint on this node: dropped, as
+            // kube-proxy does (there are endpoints, just none here).
+            (&nm.no_endpoint_services, Verdict::Drop)
+        } else {
+            let int_chain = name(format!("int-{key}"));
+            let mut rules = vec![Rule::Saddr {
+                cidr: node.pod_cidr,
+                negate: true,
+                verdict: masquerade(),
+            }];
+            rules.extend(spread(
+                &mut f,
+                &key,
+                p,
+                svc.affinity_timeout,
+                name(format!("ieps-{key}")),
+                &eps.local,
+            ));
+            f.chains
+                .insert(int_chain.clone(), Chain { hook: None, rules });
+            (&nm.service_ips, Verdict::Goto(int_chain))
         };
         f.elements.insert(
             (map.clone(), Key::Dest(vip, proto, p.port)),

@@ -287,6 +287,25 @@ fn node_ports_policies_and_load_balancers() {
         out.contains("add rule ip kt ext-default/lb/udp/80 drop"),
         "{out}"
     );
+    // internalTrafficPolicy: Local: the ClusterIP spreads over this node's endpoints alone,
+    // and drops when there are endpoints but none here.
+    s.endpoints[0].local = true;
+    s.internal_traffic_policy = TrafficPolicy::Local;
+    let (out, _) = plan(None, &table(vec![("default/lb", s.clone())]));
+    for want in [
+        "add element ip kt service-ips { 10.96.0.10 . udp . 80 : goto int-default/lb/udp/80",
+        "add rule ip kt int-default/lb/udp/80 meta l4proto udp dnat ip addr . port to numgen random mod 1 map @ieps-default/lb/udp/80",
+        "add element ip kt ieps-default/lb/udp/80 { 0 : 10.244.1.2 . 8080 }",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    s.endpoints[0].local = false;
+    let (out, _) = plan(None, &table(vec![("default/lb", s.clone())]));
+    assert!(
+        out.contains("add element ip kt no-endpoint-services { 10.96.0.10 . udp . 80 : drop }"),
+        "{out}"
+    );
+    s.internal_traffic_policy = TrafficPolicy::Cluster;
     // No endpoint at all: NodePort and LB ports are rejected.
     for policy in [TrafficPolicy::Local, TrafficPolicy::Cluster] {
         s.endpoints.clear();
@@ -445,6 +464,9 @@ fn random_table(rng: &mut Lcg, extra_address: bool) -> ServiceTable {
         }
         if rng.next(3) == 0 {
             s.external_traffic_policy = TrafficPolicy::Local;
+        }
+        if rng.next(6) == 0 {
+            s.internal_traffic_policy = TrafficPolicy::Local;
         }
         if rng.next(5) == 0 {
             s.ports.push(ServicePort {

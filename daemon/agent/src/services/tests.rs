@@ -40,6 +40,7 @@ kind: Service
 metadata: {name: web-np}
 spec:
   type: NodePort
+  internalTrafficPolicy: Local
   selector: {app: web}
   ports:
   - {port: 80, targetPort: 8080, nodePort: 30080}
@@ -178,6 +179,11 @@ fn services_become_the_proxys_table() {
     let lb = &t.services["default/web-lb"];
     assert_eq!(lb.service_type, ServiceType::LoadBalancer);
     assert_eq!(lb.external_traffic_policy, TrafficPolicy::Local);
+    assert_eq!(lb.internal_traffic_policy, TrafficPolicy::Cluster);
+    assert_eq!(
+        t.services["default/web-np"].internal_traffic_policy,
+        TrafficPolicy::Local
+    );
     assert_eq!(lb.affinity_timeout, Some(60));
     let np = lb.ports[0].node_port.expect("a NodePort is allocated");
     assert_eq!(Some(np), s.node_ports["default/web-lb"].first().copied());
