@@ -127,10 +127,8 @@ pub fn watch_local_remote(
     use notify::Watcher;
     let dir = local_repo_dir(url).ok_or_else(|| TriggerError::NotLocal(url.to_owned()))?;
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
-            if !ev.kind.is_access() {
-                trigger.fire();
-            }
+        if ev.is_ok_and(|ev| moves_a_ref(&ev)) {
+            trigger.fire();
         }
     })
     .map_err(|source| TriggerError::Watch {
@@ -146,6 +144,19 @@ pub fn watch_local_remote(
             .map_err(|source| TriggerError::Watch { path, source })?;
     }
     Ok(watcher)
+}
+
+/// Whether a watch event can have moved a ref. Git updates a ref by writing `<ref>.lock` and
+/// renaming it over the ref: a fetch woken by the lock file's creation would run before the
+/// rename and find the old head (and the rename would wake a second one), so events on lock
+/// files alone are ignored. Reads are too. An event without paths counts.
+fn moves_a_ref(ev: &notify::Event) -> bool {
+    !ev.kind.is_access()
+        && (ev.paths.is_empty()
+            || ev
+                .paths
+                .iter()
+                .any(|p| p.extension().is_none_or(|e| e != "lock")))
 }
 
 /// The forge a webhook call came from.
@@ -296,6 +307,60 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn lock_files_alone_do_not_wake_a_fetch() {
+        use notify::event::{AccessKind, CreateKind, EventKind, ModifyKind, RenameMode};
+        let ev = |kind: EventKind, paths: &[&str]| notify::Event {
+            kind,
+            paths: paths.iter().map(PathBuf::from).collect(),
+            attrs: Default::default(),
+        };
+        let heads = "/r.git/refs/heads";
+        let cases = [
+            (
+                ev(
+                    EventKind::Create(CreateKind::File),
+                    &["/r.git/refs/heads/main.lock"],
+                ),
+                false,
+            ),
+            (
+                ev(
+                    EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                    &["/r.git/refs/heads/main.lock"],
+                ),
+                false,
+            ),
+            (
+                ev(
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                    &["/r.git/refs/heads/main"],
+                ),
+                true,
+            ),
+            (
+                ev(
+                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                    &["/r.git/refs/heads/main.lock", "/r.git/refs/heads/main"],
+                ),
+                true,
+            ),
+            (
+                ev(EventKind::Create(CreateKind::File), &["/r.git/packed-refs"]),
+                true,
+            ),
+            (ev(EventKind::Create(CreateKind::Folder), &[heads]), true),
+            (
+                ev(EventKind::Access(AccessKind::Any), &["/r.git/packed-refs"]),
+                false,
+            ),
+            (ev(EventKind::Any, &[]), true),
+        ];
+        for (e, want) in cases {
+            assert_eq!(moves_a_ref(&e), want, "{e:?}");
+        }
     }
 
     #[test]

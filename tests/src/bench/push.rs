@@ -1,7 +1,8 @@
 //! `kommit-bench push-to-running [--samples N] [--replicas R] [--log FILE]`: from `git push`
 //! to a Deployment's replicas Running, then Ready, on one real node (a `kommit daemon` with its
 //! agent, woken by its watch on the local remote). Each sample pushes a new Deployment of R
-//! replicas (and removes the previous one) and polls the replicated state every 5 ms.
+//! replicas and polls the replicated state every 5 ms; the previous sample's Deployment is
+//! removed before, in a push of its own, and waited for until its sandboxes are gone.
 //! Then `footprint`: the stripped release binary and the idle daemon's resident memory with
 //! the template running. Needs root and `cargo build --release -p kommit-daemon`.
 
@@ -88,7 +89,26 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     for i in 0..samples {
         let name = format!("bench{i}");
         if i > 0 {
+            // The previous sample's Deployment goes in a push of its own, untimed: a sample
+            // measures bringing one Deployment up, not tearing another down.
             let _ = std::fs::remove_file(node.work.join(format!("apps/bench{}.yaml", i - 1)));
+            node.push(&format!("remove bench{}", i - 1));
+            let gone = format!("bench{}-", i - 1);
+            node.wait_state(
+                Duration::from_secs(60),
+                "the previous sample's pods gone",
+                |s| s.pods.values().all(|p| !p.name.starts_with(&gone)),
+            );
+            // ... and gone from the runtime too (their grace period ends in the background).
+            let rt = node.runtimes();
+            let sandbox = format!("default_{gone}");
+            if !wait_for(Duration::from_secs(60), || {
+                rt.containers
+                    .list()
+                    .is_ok_and(|l| l.iter().all(|p| !p.id.starts_with(&sandbox)))
+            }) {
+                bail!("the previous sample's sandboxes were not removed within 60 s");
+            }
         }
         node.write(&format!("apps/{name}.yaml"), &deployment(&name, replicas));
         // Commit first, so only the push itself is timed.
