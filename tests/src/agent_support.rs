@@ -204,6 +204,12 @@ impl AgentNode {
         kommit_daemon::cli::get::fetch_state(&self.data).ok()
     }
 
+    /// A blocking query: the state once an entry after `index` is applied (or `wait`
+    /// passed), with its applied index.
+    pub fn state_after(&self, index: u64, wait: Duration) -> Option<(u64, ClusterState)> {
+        kommit_daemon::cli::get::fetch_state_after(&self.data, index, wait).ok()
+    }
+
     /// The replicated state (panics if the daemon does not answer).
     pub fn state(&self) -> ClusterState {
         self.try_state()

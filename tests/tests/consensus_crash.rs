@@ -274,3 +274,68 @@ async fn sigkill_mid_write_stream_twenty_times_loses_no_acked_entry() {
         n.shutdown().await;
     }
 }
+
+/// `/state?index=N` is a blocking query (as Nomad's): it answers once an entry after `N` is
+/// applied, with the applied index in a header, or when its wait runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_state_queries_answer_with_the_next_entry() {
+    let bin = kommit_bin();
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("b0");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _child = ChildNode {
+        child: Some(spawn(&bin, &dir, &listen, true)),
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || dir.join("kommit.sock").exists()).await,
+        "daemon came up"
+    );
+    let query = |index: u64, wait: Duration| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            kommit_daemon::cli::get::fetch_state_after(&dir, index, wait).expect("state query")
+        })
+    };
+    let (now, _) = query(0, Duration::ZERO).await.expect("query");
+    assert!(now > 0, "the bootstrap applied entries");
+    // An index not yet reached: the query answers when its wait runs out.
+    let started = std::time::Instant::now();
+    let (at, _) = query(u64::MAX - 1, Duration::from_millis(300))
+        .await
+        .expect("query");
+    assert!(at < u64::MAX - 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "answered before its wait: {:?}",
+        started.elapsed()
+    );
+    // An entry applied while queries wait: followed from index to index, each query waiting
+    // up to 30 s, the state shows the entry long before any wait could run out.
+    let client = local(&dir);
+    let proposer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client
+            .post("http://localhost/propose")
+            .json(&adopt(0, None))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    let follow = async {
+        let mut index = now;
+        loop {
+            let (i, state) = query(index, Duration::from_secs(30)).await.expect("query");
+            assert!(i >= index, "index went back: {i} after {index}");
+            if adopted_seq(&state) == Some(0) {
+                return i;
+            }
+            index = i;
+        }
+    };
+    let at = tokio::time::timeout(Duration::from_secs(10), follow)
+        .await
+        .expect("the blocking queries answered with the entry, not after their 30 s wait");
+    assert!(at > now, "index {at} after {now}");
+    let status = proposer.await.expect("proposer").expect("propose");
+    assert!(status.is_success(), "{status}");
+}

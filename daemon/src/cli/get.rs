@@ -75,24 +75,50 @@ pub struct Args {
 
 /// Reads the replicated state through the node's local socket.
 pub fn fetch_state(data_dir: &std::path::Path) -> anyhow::Result<ClusterState> {
+    Ok(query_state(data_dir, None)?.1)
+}
+
+/// A blocking query: the state once an entry after `index` is applied (or `wait` passed),
+/// with the applied index it is at least as new as; pass that index to the next call to
+/// follow the state without polling.
+pub fn fetch_state_after(
+    data_dir: &std::path::Path,
+    index: u64,
+    wait: std::time::Duration,
+) -> anyhow::Result<(u64, ClusterState)> {
+    query_state(data_dir, Some((index, wait)))
+}
+
+fn query_state(
+    data_dir: &std::path::Path,
+    after: Option<(u64, std::time::Duration)>,
+) -> anyhow::Result<(u64, ClusterState)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let client = crate::consensus::local::local_client(data_dir).context("local api client")?;
-        let resp = client
-            .get("http://localhost/state")
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the node at {} (is `kommit daemon --data-dir {}` running?)",
-                    data_dir.join(crate::consensus::local::SOCKET).display(),
-                    data_dir.display()
-                )
-            })?;
+        let url = match after {
+            None => "http://localhost/state".to_string(),
+            Some((index, wait)) => format!(
+                "http://localhost/state?index={index}&wait_ms={}",
+                wait.as_millis()
+            ),
+        };
+        let resp = client.get(url).send().await.with_context(|| {
+            format!(
+                "cannot reach the node at {} (is `kommit daemon --data-dir {}` running?)",
+                data_dir.join(crate::consensus::local::SOCKET).display(),
+                data_dir.display()
+            )
+        })?;
+        let index = resp
+            .headers()
+            .get(crate::consensus::local::INDEX_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
         let bytes = resp.bytes().await?;
-        Ok(ClusterState::from_canonical_bytes(&bytes)?)
+        Ok((index, ClusterState::from_canonical_bytes(&bytes)?))
     })
 }
 

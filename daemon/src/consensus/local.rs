@@ -6,7 +6,7 @@ use super::api::{remove_member_via_leader, status_of, Status};
 use super::node::{propose, Shared};
 use super::App;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -68,8 +68,33 @@ async fn status<A: App>(State(s): State<Arc<Shared<A>>>) -> Json<Status> {
     Json(status_of(&s))
 }
 
-async fn state<A: App>(State(s): State<Arc<Shared<A>>>) -> Vec<u8> {
-    s.sm.read(|a| a.snapshot_bytes())
+/// The longest a blocking `/state` query waits.
+pub const MAX_STATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Header naming the applied index a `/state` answer is at least as new as.
+pub const INDEX_HEADER: &str = "x-kommit-index";
+
+/// `/state?index=N&wait_ms=W`: a blocking query, as Nomad's. With `index`, the answer waits
+/// until an entry after `N` is applied, or `W` ms pass (default 5 s, at most 60 s).
+#[derive(serde::Deserialize)]
+struct StateQuery {
+    index: Option<u64>,
+    wait_ms: Option<u64>,
+}
+
+async fn state<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Query(q): Query<StateQuery>,
+) -> ([(&'static str, String); 1], Vec<u8>) {
+    if let Some(after) = q.index {
+        let wait = std::time::Duration::from_millis(q.wait_ms.unwrap_or(5_000)).min(MAX_STATE_WAIT);
+        let mut w = s.sm.applied_watch();
+        let _ = tokio::time::timeout(wait, w.wait_for(|a| *a > after)).await;
+    }
+    // The index first: the state read after it is at least as new.
+    let index = s.sm.last_applied_index();
+    let bytes = s.sm.read(|a| a.snapshot_bytes());
+    ([(INDEX_HEADER, index.to_string())], bytes)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -1,7 +1,8 @@
 //! `kommit-bench push-to-running [--samples N] [--replicas R] [--log FILE]`: from `git push`
 //! to a Deployment's replicas Running, then Ready, on one real node (a `kommit daemon` with its
 //! agent, woken by its watch on the local remote). Each sample pushes a new Deployment of R
-//! replicas and polls the replicated state every 5 ms; the previous sample's Deployment is
+//! replicas and follows the replicated state with blocking queries (`/state?index=N`, each
+//! answered when an entry is applied); the previous sample's Deployment is
 //! removed before, in a push of its own, and waited for until its sandboxes are gone.
 //! Then `footprint`: the stripped release binary and the idle daemon's resident memory with
 //! the template running. Needs root and `cargo build --release -p kommit-daemon`.
@@ -118,10 +119,19 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         crate::agent_support::git(&node.work, &["push", "--quiet", "origin", "HEAD:main"]);
         let prefix = format!("{name}-");
         let mut running_at = None;
-        let ok = wait_for(Duration::from_secs(60), || {
-            let Some(s) = node.try_state() else {
-                return false;
+        // Blocking queries, not polling: each answer comes with the entry that changed the
+        // state, and the daemon does no work for the bench in between.
+        let (mut index, deadline) = (0, t + Duration::from_secs(60));
+        let ok = loop {
+            if Instant::now() >= deadline {
+                break false;
+            }
+            let Some((i, s)) = node.state_after(index, Duration::from_secs(1)) else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
             };
+            let at = t.elapsed();
+            index = i;
             let pods: Vec<_> = s
                 .pods
                 .values()
@@ -130,10 +140,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             let running = pods.len() == replicas as usize
                 && pods.iter().all(|p| p.phase == PodPhase::Running);
             if running && running_at.is_none() {
-                running_at = Some(t.elapsed());
+                running_at = Some(at);
             }
-            running && pods.iter().all(|p| p.ready)
-        });
+            if running && pods.iter().all(|p| p.ready) {
+                break true;
+            }
+        };
         if !ok {
             bail!("sample {i}: {replicas} replicas not ready within 60 s");
         }
