@@ -244,6 +244,62 @@ impl Drop for Upstream {
     }
 }
 
+/// A `kommit` command whose stdout is read line by line; killed on drop.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(n: &AgentNode, args: &[&str]) -> Watch {
+        let mut child = Command::new(kommit_tests::fixtures::kommit_bin())
+            .args(&args[..1])
+            .arg("--data-dir")
+            .arg(&n.data)
+            .args(&args[1..])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn kommit");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// The lines so far, up to and including the first that `stop` accepts (or all that
+    /// came within `timeout`).
+    fn lines_until(&self, timeout: Duration, stop: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while let Ok(l) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let done = stop(&l);
+            got.push(l);
+            if done {
+                break;
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn pods_reach_services_by_name_and_vip() {
     if skip_privileged("services end to end") {
@@ -358,6 +414,8 @@ fn pods_reach_services_by_name_and_vip() {
     // 4. A pod whose readiness fails stops getting traffic once its status is applied, and
     //    gets it back when it recovers.
     let victim = who(&s)[0].name.clone();
+    // `kommit get pods -w` (as kubectl's) watches it happen.
+    let watch = Watch::start(&n, &["get", "pods", "-w", "-l", "app=who"]);
     let (ok, out, err) = n.kommit(&["exec", &victim, "--", "rm", "/www/ready"]);
     assert!(ok, "{out}{err}");
     assert!(
@@ -367,6 +425,19 @@ fn pods_reach_services_by_name_and_vip() {
         "{victim} reported not ready"
     );
     let applied = Instant::now();
+    let lines = watch.lines_until(Duration::from_secs(10), |l| {
+        l.starts_with(&victim) && l.contains(" 0/1 ")
+    });
+    assert!(
+        lines.first().is_some_and(|h| h.starts_with("NAME ")),
+        "watch output: {lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("who-")).count(),
+        4,
+        "three pods listed, then the one that changed: {lines:?}"
+    );
+    drop(watch);
     std::thread::sleep(Duration::from_secs(1).saturating_sub(applied.elapsed()));
     let got = fetch_names(&n, &url, 30);
     assert!(

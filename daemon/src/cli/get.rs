@@ -71,6 +71,9 @@ pub struct Args {
     /// The node's data dir (its local socket).
     #[arg(long, default_value = "/var/lib/kommit")]
     pub data_dir: PathBuf,
+    /// After the list, print each object again every time it changes (as `kubectl get -w`).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 /// Reads the replicated state through the node's local socket.
@@ -435,6 +438,9 @@ pub fn render(args: &Args, state: &ClusterState, now: u64) -> (Vec<Value>, Vec<V
 
 /// Runs the command and returns its exit code.
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if args.watch {
+        return super::watch::run(&args);
+    }
     let state = fetch_state(&args.data_dir)?;
     let now = crate::consensus::now_ms();
     let (items, rows) = render(&args, &state, now);
@@ -520,6 +526,7 @@ mod tests {
             output: None,
             selector: None,
             data_dir: PathBuf::new(),
+            watch: false,
         };
         let (items, rows) = render(&args, &s, 3);
         let ip = s.service_ips["default/lb"];

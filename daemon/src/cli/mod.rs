@@ -14,3 +14,4 @@ pub mod status;
 pub mod token;
 pub mod up;
 pub mod validate;
+pub mod watch;
