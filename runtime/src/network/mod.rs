@@ -127,6 +127,9 @@ fn block_on<F: std::future::Future>(f: F) -> std::result::Result<F::Output, NetE
     Ok(rt.block_on(f))
 }
 
+/// The pod's interface, inside its network namespace.
+const POD_IFACE: &str = "eth0";
+
 /// Run `f` with a netlink handle in the current thread's network namespace.
 fn with_netlink<T, F, Fut>(f: F) -> std::result::Result<T, NetError>
 where
@@ -331,39 +334,27 @@ impl LinuxNetwork {
         br_idx: u32,
     ) -> std::result::Result<(), NetError> {
         let ip = addr.ip;
-        let peer = format!("vp{}", &veth[2..]);
         let ns = std::fs::File::open(netns)
             .map_err(|e| nerr(format!("open {}: {e}", netns.display())))?;
         use std::os::fd::AsRawFd;
         let nsfd = ns.as_raw_fd();
-        let (veth_s, peer_s) = (veth.to_string(), peer.clone());
+        let veth_s = veth.to_string();
         with_netlink(|h| async move {
             if let Some(i) = link_index(&h, &veth_s).await? {
                 h.link().del(i).execute().await.map_err(nerr)?;
             }
+            // The pair in one message, as `ip link add V master BR up type veth peer name
+            // eth0 netns POD`: the host end on the bridge and up, the pod end made inside the
+            // pod's namespace as `eth0` (link names are per namespace).
+            use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+            let pod_end = rtnetlink::LinkMessageBuilder::<rtnetlink::LinkUnspec>::new()
+                .name(POD_IFACE.to_string())
+                .setns_by_fd(nsfd)
+                .build();
             h.link()
-                .add(rtnetlink::LinkVeth::new(&veth_s, &peer_s).build())
-                .execute()
-                .await
-                .map_err(nerr)?;
-            let vi = link_index(&h, &veth_s)
-                .await?
-                .ok_or_else(|| nerr("veth vanished"))?;
-            let pi = link_index(&h, &peer_s)
-                .await?
-                .ok_or_else(|| nerr("veth peer vanished"))?;
-            h.link()
-                .set(
-                    rtnetlink::LinkUnspec::new_with_index(pi)
-                        .setns_by_fd(nsfd)
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(nerr)?;
-            h.link()
-                .set(
-                    rtnetlink::LinkUnspec::new_with_index(vi)
+                .add(
+                    rtnetlink::LinkVeth::new(&veth_s, POD_IFACE)
+                        .set_info_data(InfoData::Veth(InfoVeth::Peer(pod_end)))
                         .controller(br_idx)
                         .up()
                         .build(),
@@ -371,6 +362,9 @@ impl LinuxNetwork {
                 .execute()
                 .await
                 .map_err(nerr)?;
+            let vi = link_index(&h, &veth_s)
+                .await?
+                .ok_or_else(|| nerr("veth vanished"))?;
             // Hairpin: a pod's packet to its own Service, DNATed back to itself, leaves by
             // the bridge port it came in on (the kubelet's hairpin-veth mode).
             h.link()
@@ -381,7 +375,8 @@ impl LinuxNetwork {
             host::forget_neighbour(&h, br_idx, ip).await?;
             Ok(())
         })?;
-        // Configure the pod side from a thread that lives in the pod's network namespace.
+        // Configure the pod side from a thread that lives in the pod's network namespace (its
+        // loopback is up already: the shim brings it up).
         let gw = gateway(&addr.cidr)
             .ok_or_else(|| NetError::Config(format!("CIDR {} has no hosts", addr.cidr)))?;
         let prefix = addr.cidr.prefix_len();
@@ -390,18 +385,9 @@ impl LinuxNetwork {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| nerr(format!("setns into pod {pod_s}: {e}")))?;
             with_netlink(|h| async move {
-                let pi = link_index(&h, &peer)
+                let pi = link_index(&h, POD_IFACE)
                     .await?
-                    .ok_or_else(|| nerr("peer not in pod namespace"))?;
-                h.link()
-                    .set(
-                        rtnetlink::LinkUnspec::new_with_index(pi)
-                            .name("eth0".to_string())
-                            .build(),
-                    )
-                    .execute()
-                    .await
-                    .map_err(nerr)?;
+                    .ok_or_else(|| nerr("eth0 not in the pod's namespace"))?;
                 h.address()
                     .add(pi, std::net::IpAddr::V4(ip), prefix)
                     .execute()
@@ -412,13 +398,6 @@ impl LinuxNetwork {
                     .execute()
                     .await
                     .map_err(nerr)?;
-                if let Some(lo) = link_index(&h, "lo").await? {
-                    h.link()
-                        .set(rtnetlink::LinkUnspec::new_with_index(lo).up().build())
-                        .execute()
-                        .await
-                        .map_err(nerr)?;
-                }
                 let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
                     .gateway(gw)
                     .output_interface(pi)
