@@ -117,13 +117,25 @@ fn a_lost_node_s_pods_run_elsewhere_within_5_s_and_never_twice() {
 
     let killed = Instant::now();
     c.node_mut(vi).power_off();
+    let mut down_at = None;
     c.wait_state(
         Duration::from_secs(30),
         "every pod Running on the other nodes",
-        |s| all_running(s, Some(victim.as_str())),
+        |s| {
+            if down_at.is_none() && s.nodes.get(&victim).is_some_and(|n| !n.ready) {
+                down_at = Some(killed.elapsed());
+            }
+            all_running(s, Some(victim.as_str()))
+        },
     );
     let replaced = killed.elapsed();
-    println!("TIMING node_loss_to_running_ms={}", replaced.as_millis());
+    let down_at = down_at.unwrap_or(replaced);
+    println!(
+        "TIMING node_loss_to_running_ms={} (declared down after {} ms, then Running in {} ms; the daemons' --down-after-ms is the default 4000)",
+        replaced.as_millis(),
+        down_at.as_millis(),
+        (replaced - down_at).as_millis()
+    );
 
     // The node comes back: it starts none of the pods it lost.
     let url = c.url.clone();
