@@ -126,3 +126,54 @@ fn three_nodes_bootstrap_join_and_run_the_template_as_planned() {
     let left = Cluster::leftovers(&names);
     assert!(left.is_empty(), "teardown left {left:?}");
 }
+
+/// One link cut (between n2 and n3, both ways, by nft rules inside their namespaces) while a
+/// commit is pushed, then healed: every node adopts the commit and the cluster converges to
+/// one state. (Runs beside the test above: each cluster has a bridge and range of its own.)
+#[test]
+fn a_cut_link_between_two_nodes_heals_and_the_cluster_converges() {
+    if skip_privileged("cluster cut link") {
+        return;
+    }
+    let mut c = Cluster::new(3);
+    let names = c.names();
+    c.start();
+    let (a2, a3) = (c.node(2).net.addr, c.node(3).net.addr);
+    c.node(2).net.cut(a3);
+    c.node(3).net.cut(a2);
+    let (ok, out) = c
+        .node(2)
+        .net
+        .exec("ping", &["-c", "1", "-W", "1", &a3.to_string()]);
+    assert!(!ok, "n2 still reaches n3: {out}");
+    let commit = c.push("the template, with n2 and n3 cut from each other");
+    let t = Instant::now();
+    c.wait(
+        Duration::from_secs(60),
+        "every node adopts the commit",
+        |c| {
+            c.nodes.iter().all(|n| {
+                n.try_state()
+                    .is_some_and(|s| s.commit.as_deref() == Some(commit.as_str()))
+            })
+        },
+    );
+    println!(
+        "TIMING cut_link_push_to_adopted_everywhere_ms={}",
+        t.elapsed().as_millis()
+    );
+    c.node(2).net.uncut();
+    c.node(3).net.uncut();
+    let t = Instant::now();
+    let (index, digest) = c.wait_equal_digests(Duration::from_secs(20));
+    println!(
+        "TIMING heal_to_equal_digests_ms={} (index {index}, {digest})",
+        t.elapsed().as_millis()
+    );
+    c.wait_state(Duration::from_secs(60), "every node Ready", |s| {
+        s.nodes.values().all(|n| n.ready)
+    });
+    c.teardown();
+    let left = Cluster::leftovers(&names);
+    assert!(left.is_empty(), "teardown left {left:?}");
+}
