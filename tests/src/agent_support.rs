@@ -33,7 +33,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Polls `f` every 20 ms until it holds or `timeout` passes.
-pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_for(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_for_every(timeout, Duration::from_millis(20), f)
+}
+
+/// Polls `f` every `every` until it holds or `timeout` passes.
+pub fn wait_for_every(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     loop {
         if f() {
@@ -42,7 +47,7 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         if Instant::now() >= end {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     }
 }
 
@@ -102,12 +107,7 @@ impl AgentNode {
             .replace("10.244.0.0/16", &pod_cidr)
             .replace("10.96.0.0/16", &format!("192.168.{octet}.0/24"));
         std::fs::write(&cfg, text).expect("kommit.yaml");
-        let store = kommit_runtime::images::ImageStore::open(&data).expect("image store");
-        for tag in ["busybox:1.36", "busybox:1.37"] {
-            let layout = dir.path().join(format!("layout-{tag}"));
-            kommit_runtime::images::busybox::busybox_layout(&layout, tag).expect("busybox layout");
-            store.import_path(&layout).expect("import busybox");
-        }
+        import_busybox(&data, dir.path());
         let bridge = format!("kt{name}0");
         AgentNode {
             log: dir.path().join("daemon.log"),
@@ -258,9 +258,25 @@ impl AgentNode {
 
     /// The node's runtime, opened as the agent opens it.
     pub fn runtimes(&self) -> kommit_agent::Runtimes {
-        kommit_agent::node::open(&self.data, kommit_bin(), &self.bridge)
-            .expect("open the node's runtime")
-            .0
+        kommit_agent::node::open(
+            &self.data,
+            kommit_bin(),
+            &self.bridge,
+            kommit_agent::node::CGROUP_PARENT,
+        )
+        .expect("open the node's runtime")
+        .0
+    }
+}
+
+/// Imports `busybox:1.36` and `busybox:1.37` (both made from the host's busybox-static)
+/// into the image store of the data dir `data`, building their layouts in `scratch`.
+pub fn import_busybox(data: &Path, scratch: &Path) {
+    let store = kommit_runtime::images::ImageStore::open(data).expect("image store");
+    for tag in ["busybox:1.36", "busybox:1.37"] {
+        let layout = scratch.join(format!("layout-{tag}"));
+        kommit_runtime::images::busybox::busybox_layout(&layout, tag).expect("busybox layout");
+        store.import_path(&layout).expect("import busybox");
     }
 }
 
@@ -292,7 +308,12 @@ impl Drop for AgentNode {
             let to = std::path::Path::new(&dir).join(format!("{}.log", self.bridge));
             let _ = std::fs::copy(&self.log, to);
         }
-        if let Ok((rt, _)) = kommit_agent::node::open(&self.data, kommit_bin(), &self.bridge) {
+        if let Ok((rt, _)) = kommit_agent::node::open(
+            &self.data,
+            kommit_bin(),
+            &self.bridge,
+            kommit_agent::node::CGROUP_PARENT,
+        ) {
             kommit_agent::node::remove_agent_pods(&rt, Duration::from_secs(2));
         }
         let _ = Command::new("ip")

@@ -3,8 +3,10 @@
 
 pub mod agent_support;
 pub mod bench;
+pub mod cluster;
 pub mod fixtures;
 pub mod gen;
+pub mod git_daemon;
 pub mod proxy_support;
 pub mod runtime_support;
 pub mod sim;

@@ -27,8 +27,31 @@ pub fn nft_table(bridge: &str) -> String {
         )
     }
 }
-/// The cgroup parent of every pod.
+/// The cgroup parent of every pod (the default of `--cgroup-parent`).
 pub const CGROUP_PARENT: &str = "kommit";
+
+/// Checks a cgroup parent given on the command line: a relative path of names made of ASCII
+/// letters, digits, `-`, `_` and `.` (not `.` or `..`), at most 8 levels and 200 bytes.
+pub fn check_cgroup_parent(parent: &str) -> Result<(), String> {
+    let parts: Vec<&str> = parent.split('/').collect();
+    let ok = !parent.is_empty()
+        && parent.len() <= 200
+        && parts.len() <= 8
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "cgroup parent {parent:?} is not a relative path of names made of letters, digits, `-`, `_` and `.`"
+        ))
+    }
+}
 
 /// Errors opening the node.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +75,14 @@ pub enum NodeError {
 }
 
 /// Opens the node's runtime in `data_dir` (shared with `kommit ctr --data-dir`): the image
-/// store, the Linux container runtime re-executing `helper` for its shims, the pod network
-/// on `bridge` (`kommit0` by default) and the pod volumes.
+/// store, the Linux container runtime re-executing `helper` for its shims with pod cgroups
+/// below `cgroup_parent` ([`CGROUP_PARENT`] by default), the pod network on `bridge`
+/// (`kommit0` by default) and the pod volumes.
 pub fn open(
     data_dir: &Path,
     helper: PathBuf,
     bridge: &str,
+    cgroup_parent: &str,
 ) -> Result<(Runtimes, Arc<ImageStore>), NodeError> {
     let err = |e: &dyn std::fmt::Display| NodeError::Runtime {
         dir: data_dir.to_path_buf(),
@@ -68,7 +93,7 @@ pub fn open(
         LinuxConfig {
             data_dir: data_dir.to_path_buf(),
             helper,
-            cgroup_parent: CGROUP_PARENT.into(),
+            cgroup_parent: cgroup_parent.into(),
         },
         images.clone(),
     )
@@ -181,6 +206,18 @@ mod tests {
             ("ghcr.io/o/app", "ghcr.io"),
         ] {
             assert_eq!(registry_of(r), want, "{r}");
+        }
+    }
+
+    #[test]
+    fn cgroup_parents() {
+        for ok in ["kommit", "kommit-kc1/n2", "a.b_c-d"] {
+            assert!(check_cgroup_parent(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "/kommit", "kommit/", "a/../b", "..", "a//b", "a b", "x/./y",
+        ] {
+            assert!(check_cgroup_parent(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Args {
     /// Data directory.
     #[arg(long, global = true, default_value = "/var/lib/kommit")]
     pub data_dir: PathBuf,
+    /// Cgroup parent of the pods (the daemon's `--cgroup-parent`).
+    #[arg(long, global = true, default_value = kommit_agent::node::CGROUP_PARENT)]
+    pub cgroup_parent: String,
     #[command(subcommand)]
     /// What to do.
     pub command: Cmd,
@@ -154,18 +157,23 @@ fn store(args: &Args) -> anyhow::Result<Arc<ImageStore>> {
 }
 
 fn runtime(args: &Args, store: Arc<ImageStore>) -> anyhow::Result<LinuxRuntime> {
-    node_runtime(&args.data_dir, store)
+    kommit_agent::node::check_cgroup_parent(&args.cgroup_parent).map_err(anyhow::Error::msg)?;
+    node_runtime(&args.data_dir, store, &args.cgroup_parent)
 }
 
 /// The node's Linux runtime in `data_dir`, shared by `kommit ctr` and the daemon's fence:
-/// this binary as the re-exec helper, cgroups under the `kommit` parent.
-pub fn node_runtime(data_dir: &Path, store: Arc<ImageStore>) -> anyhow::Result<LinuxRuntime> {
+/// this binary as the re-exec helper, cgroups under `cgroup_parent` (`kommit` by default).
+pub fn node_runtime(
+    data_dir: &Path,
+    store: Arc<ImageStore>,
+    cgroup_parent: &str,
+) -> anyhow::Result<LinuxRuntime> {
     let helper = std::env::current_exe().context("locating the kommit binary")?;
     Ok(LinuxRuntime::new(
         LinuxConfig {
             data_dir: data_dir.to_path_buf(),
             helper,
-            cgroup_parent: "kommit".into(),
+            cgroup_parent: cgroup_parent.into(),
         },
         store,
     )?)

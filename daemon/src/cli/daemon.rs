@@ -86,6 +86,10 @@ pub struct Args {
     /// The pod bridge (several nodes on one host each need their own).
     #[arg(long, default_value = "kommit0")]
     pub pod_bridge: String,
+    /// The cgroup parent of this node's pods (several nodes on one host each need their own;
+    /// `kommit ctr --cgroup-parent` must then name the same).
+    #[arg(long, default_value = kommit_agent::node::CGROUP_PARENT)]
+    pub cgroup_parent: String,
     /// Where NodePorts and LoadBalancer ports answer, as kube-proxy's flag: the node's
     /// addresses inside these CIDRs (comma-separated). Default: every address of the node
     /// but loopback and the pod bridge's.
@@ -306,11 +310,16 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    kommit_agent::node::check_cgroup_parent(&args.cgroup_parent).map_err(anyhow::Error::msg)?;
     let cfg = config(&args)?;
     let git = git_config(&args)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start runtime")?;
     rt.block_on(async move {
-        let fence = Box::new(runtime_fence(&cfg.data_dir, &cfg.liveness));
+        let fence = Box::new(runtime_fence(
+            &cfg.data_dir,
+            &args.cgroup_parent,
+            &cfg.liveness,
+        ));
         let node = if args.bootstrap {
             Node::<ClusterState>::bootstrap(cfg.clone(), fence).await?
         } else if let Some(addr) = &args.join {
@@ -340,7 +349,13 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             (None, None)
         } else {
             let resolv = host_resolv_conf(&args.resolv_conf)?;
-            let agent = start_agent(&cfg.data_dir, &args.pod_bridge, &resolv, node.shared())?;
+            let agent = start_agent(
+                &cfg.data_dir,
+                &args.pod_bridge,
+                &args.cgroup_parent,
+                &resolv,
+                node.shared(),
+            )?;
             let services = crate::node_services::start(
                 node.shared(),
                 crate::node_services::Options {
@@ -403,13 +418,14 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
 fn start_agent(
     data_dir: &std::path::Path,
     bridge: &str,
+    cgroup_parent: &str,
     host_resolv_conf: &str,
     shared: std::sync::Arc<crate::consensus::node::Shared<ClusterState>>,
 ) -> anyhow::Result<crate::node_agent::RunningAgent> {
     kommit_runtime::linux::check_root()
         .context("the node agent runs pods and needs root (or start with --no-agent)")?;
     let helper = std::env::current_exe().context("locating the kommit binary")?;
-    let (runtimes, _images) = kommit_agent::node::open(data_dir, helper, bridge)?;
+    let (runtimes, _images) = kommit_agent::node::open(data_dir, helper, bridge, cgroup_parent)?;
     let creds = kommit_agent::node::registry_credentials(data_dir)?;
     let creds: kommit_agent::exec::Credentials = std::sync::Arc::new(move |image: &str| {
         creds.get(kommit_agent::node::registry_of(image)).cloned()
@@ -425,14 +441,19 @@ fn start_agent(
 /// The fence over this node's runtime (`DATA_DIR/pods`, shared with `kommit ctr` and the
 /// node agent). The runtime is opened only when the fence fires: it needs root and the
 /// cgroup controllers, which consensus alone does not.
-fn runtime_fence(data_dir: &std::path::Path, l: &LivenessConfig) -> crate::fence::RuntimeFence {
+fn runtime_fence(
+    data_dir: &std::path::Path,
+    cgroup_parent: &str,
+    l: &LivenessConfig,
+) -> crate::fence::RuntimeFence {
     use std::sync::Arc;
     let data_dir = data_dir.to_path_buf();
+    let cgroup_parent = cgroup_parent.to_string();
     let open: crate::fence::OpenRuntime = Box::new(move || {
         let images =
             kommit_runtime::images::ImageStore::open(&data_dir).map_err(|e| e.to_string())?;
-        let rt =
-            super::ctr::node_runtime(&data_dir, Arc::new(images)).map_err(|e| format!("{e:#}"))?;
+        let rt = super::ctr::node_runtime(&data_dir, Arc::new(images), &cgroup_parent)
+            .map_err(|e| format!("{e:#}"))?;
         Ok(Arc::new(rt) as Arc<dyn kommit_runtime::ContainerRuntime>)
     });
     let grace = crate::fence::RuntimeFence::grace_for(l.heartbeat_ms, l.lease_ms, l.down_after_ms);

@@ -102,7 +102,11 @@ fn find_pod<'a>(state: &'a ClusterState, ns: &str, name: &str) -> anyhow::Result
 
 fn local_runtime(data_dir: &Path) -> anyhow::Result<kommit_runtime::linux::LinuxRuntime> {
     let images = kommit_runtime::images::ImageStore::open(data_dir)?;
-    super::ctr::node_runtime(data_dir, std::sync::Arc::new(images))
+    super::ctr::node_runtime(
+        data_dir,
+        std::sync::Arc::new(images),
+        kommit_agent::node::CGROUP_PARENT,
+    )
 }
 
 /// The runtime container of `container` in the pod: its latest run, or the one before.

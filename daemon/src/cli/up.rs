@@ -224,7 +224,12 @@ fn down(node_dir: &Path) -> anyhow::Result<u8> {
         );
     }
     let helper = std::env::current_exe().context("locating the kommit binary")?;
-    let (rt, _) = kommit_agent::node::open(node_dir, helper, kommit_agent::node::BRIDGE)?;
+    let (rt, _) = kommit_agent::node::open(
+        node_dir,
+        helper,
+        kommit_agent::node::BRIDGE,
+        kommit_agent::node::CGROUP_PARENT,
+    )?;
     let removed = kommit_agent::node::remove_agent_pods(&rt, std::time::Duration::from_secs(10));
     crate::node_services::remove_proxy_rules(kommit_agent::node::BRIDGE)?;
     eprintln!(

@@ -204,7 +204,7 @@ pub struct Status {
     pub leader: Option<NodeId>,
     /// Last applied index.
     pub applied: u64,
-    /// State digest.
+    /// State digest at that index.
     pub digest: String,
     /// Voter ids.
     pub voters: Vec<NodeId>,
@@ -219,14 +219,15 @@ pub fn status_of<A: App>(s: &Shared<A>) -> Status {
     let m = s.raft.metrics();
     let m = m.borrow();
     let mem = m.membership_config.membership();
+    let (applied, digest) = s.sm.applied_digest();
     Status {
         id: s.id,
         name: s.name.clone(),
         state: format!("{:?}", m.state),
         term: m.current_term,
         leader: m.current_leader,
-        applied: s.sm.last_applied_index(),
-        digest: s.sm.digest(),
+        applied,
+        digest,
         voters: mem.voter_ids().collect(),
         members: mem.nodes().map(|(id, _)| *id).collect(),
         fenced: s.lease.fenced(),

@@ -24,6 +24,12 @@ pub(crate) use super::loops::Heartbeat;
 use super::loops::{heartbeat_loop, leader_loop};
 use super::propose::{batcher, read_index, PROPOSE_DEADLINE};
 pub use super::propose::{propose, MAX_BATCH_ITEMS};
+
+/// The index a linearizable read must wait for: the leader's commit index, confirmed by a
+/// quorum (asked of the leader when this node follows).
+pub async fn leader_read_index<A: App>(shared: &Shared<A>) -> Result<u64, NodeError> {
+    read_index(shared).await
+}
 pub(crate) use super::propose::{ProposeRequest, ProposeResponse, ReadIndexResponse};
 
 /// Capacity of the proposal queue.

@@ -1,5 +1,6 @@
 //! Benchmarks run by the `kommit-bench` binary, one module per subcommand.
 
+pub mod cluster;
 pub mod dns;
 pub mod push;
 pub mod runtime;

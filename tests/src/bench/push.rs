@@ -13,7 +13,8 @@ use anyhow::{bail, Context};
 use kommit_reconcilers::PodPhase;
 use std::time::{Duration, Instant};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile of sorted samples (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -21,7 +22,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn deployment(name: &str, replicas: u32) -> String {
+/// A Deployment of `replicas` busybox httpd pods, ready on a TCP probe.
+pub fn deployment(name: &str, replicas: u32) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment

@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
         eprintln!(
-            "usage: kommit-bench <validate|schedule|runtime|push-to-running|services|dns> [options]"
+            "usage: kommit-bench <validate|schedule|runtime|push-to-running|cluster-push-to-running|services|dns> [options]"
         );
         return ExitCode::from(2);
     };
@@ -19,11 +19,12 @@ fn main() -> ExitCode {
         "schedule" => kommit_tests::bench::schedule::main(rest),
         "runtime" => kommit_tests::bench::runtime::main(rest),
         "push-to-running" => kommit_tests::bench::push::main(rest),
+        "cluster-push-to-running" => kommit_tests::bench::cluster::main(rest),
         "services" => kommit_tests::bench::services::main(rest),
         "dns" => kommit_tests::bench::dns::main(rest),
         other => {
             eprintln!(
-                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, services, dns)"
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, cluster-push-to-running, services, dns)"
             );
             return ExitCode::from(2);
         }

@@ -8,14 +8,14 @@ use kommit_daemon::cli;
 #[command(name = "kommit")]
 enum Cli {
     /// Low-level container operations.
-    Ctr(cli::ctr::Args),
+    Ctr(Box<cli::ctr::Args>),
     /// Runtime re-exec helper.
     Shim(cli::shim::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse() {
-        Cli::Ctr(a) => cli::ctr::run(a),
+        Cli::Ctr(a) => cli::ctr::run(*a),
         Cli::Shim(a) => cli::shim::run(a),
     };
     match result {

@@ -6,10 +6,8 @@ pub mod http;
 pub mod ssh;
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use kommit_daemon::git::mirror::{Mirror, RemoteConfig};
 
@@ -141,87 +139,5 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `git daemon` serving `base` on 127.0.0.1 (push enabled); killed on drop.
-pub struct GitDaemon {
-    child: Option<Child>,
-    pub port: u16,
-    base: PathBuf,
-}
-
-impl GitDaemon {
-    pub fn start(base: &Path) -> Self {
-        Self::start_on(base, free_port())
-    }
-
-    pub fn start_on(base: &Path, port: u16) -> Self {
-        let child = git_cmd(base)
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--listen=127.0.0.1",
-                "--init-timeout=2",
-                "--timeout=10",
-                &format!("--port={port}"),
-                &format!("--base-path={}", base.display()),
-                &base.display().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("git daemon starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "git daemon did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        GitDaemon {
-            child: Some(child),
-            port,
-            base: base.to_owned(),
-        }
-    }
-
-    pub fn url(&self, repo: &str) -> String {
-        format!("git://127.0.0.1:{}/{repo}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(Instant::now() < deadline, "git daemon still listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        let port = self.port;
-        *self = GitDaemon::start_on(&self.base.clone(), port);
-    }
-}
-
-impl GitDaemon {
-    /// Kills the daemon and the per-connection children it forked (its process group).
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{}", c.id())])
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+#[allow(unused_imports)] // not every git test serves git://
+pub use kommit_tests::git_daemon::GitDaemon;

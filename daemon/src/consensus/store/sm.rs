@@ -127,6 +127,20 @@ impl<A: App> StateMachineStore<A> {
         self.read(|a| a.digest())
     }
 
+    /// The last applied index and the state's digest at that very index (one read lock, so
+    /// nodes can be compared at equal indices).
+    pub fn applied_digest(&self) -> (u64, String) {
+        let guard = self
+            .inner
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (
+            guard.last_applied.map_or(0, |l| l.index),
+            guard.app.digest(),
+        )
+    }
+
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, SmState<A>> {
         self.inner
             .state
