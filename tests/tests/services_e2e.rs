@@ -90,8 +90,9 @@ spec:
     command: ["sleep", "3600"]
 "#;
 
-/// The node address NodePorts answer on: on a link the test makes (and removes).
+/// The node addresses NodePorts answer on: on a link the test makes (and removes).
 const NODE_ADDRESS: &str = "10.215.250.1";
+const SECOND_ADDRESS: &str = "10.215.251.1";
 const DUMMY: &str = "ktsvcd0";
 
 /// An external client: a network namespace of the test's own at 10.215.250.2, linked to the
@@ -105,12 +106,14 @@ impl Dummy {
         let _ = Command::new("ip").args(["link", "del", DUMMY]).output();
         let ns = Netns::create(&unique("kommit-svc-ext")).expect("netns");
         let node_cidr = format!("{NODE_ADDRESS}/24");
+        let second = format!("{SECOND_ADDRESS}/32");
         for args in [
             vec![
                 "link", "add", DUMMY, "type", "veth", "peer", "name", "ktsvcd1",
             ],
             vec!["link", "set", "ktsvcd1", "netns", ns.name()],
             vec!["addr", "add", &node_cidr, "dev", DUMMY],
+            vec!["addr", "add", &second, "dev", DUMMY],
             vec!["link", "set", DUMMY, "up"],
         ] {
             let o = Command::new("ip").args(&args).output().expect("ip");
@@ -318,7 +321,7 @@ fn pods_reach_services_by_name_and_vip() {
     .unwrap();
     n.extra_args = vec![
         "--nodeport-addresses".into(),
-        format!("{NODE_ADDRESS}/32"),
+        format!("{NODE_ADDRESS}/32,{SECOND_ADDRESS}/32"),
         "--resolv-conf".into(),
         resolv.display().to_string(),
     ];
@@ -460,7 +463,18 @@ fn pods_reach_services_by_name_and_vip() {
         "ClusterIP {vip} from the host: {body:?}"
     );
 
-    // 6. The NodePort answers on the node's address, from the host.
+    // 6. The NodePort and the LoadBalancer's port answer on every node address, from the
+    //    host.
+    for a in [SECOND_ADDRESS, NODE_ADDRESS] {
+        for port in [30080, 8088] {
+            let addr: std::net::SocketAddr = format!("{a}:{port}").parse().unwrap();
+            let body = kommit_tests::agent_support::http_get(addr, "/index.html");
+            assert!(
+                body.as_ref().is_some_and(|b| names.contains(b.trim())),
+                "{addr}: {body:?}"
+            );
+        }
+    }
     let addr: std::net::SocketAddr = format!("{NODE_ADDRESS}:30080").parse().unwrap();
     let body = kommit_tests::agent_support::http_get(addr, "/index.html");
     assert!(
