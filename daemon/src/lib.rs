@@ -5,6 +5,7 @@
 //! every syscall in `kommit-runtime`.
 
 pub mod cli;
+pub mod cluster_key;
 pub mod consensus;
 pub mod fence;
 pub mod fstree;

@@ -52,6 +52,9 @@ enum Command {
     /// Operator actions on nodes, recorded in the Raft log.
     #[command(subcommand)]
     Node(cli::node::Args),
+    /// SOPS-encrypted Secrets: encrypt and decrypt with age.
+    #[command(subcommand)]
+    Secrets(cli::secrets::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => cli::pods::exec(args),
         Command::Token(args) => cli::token::run(args),
         Command::Node(args) => cli::node::run(args),
+        Command::Secrets(args) => cli::secrets::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -30,6 +30,14 @@ impl Diagnostic {
         }
     }
 
+    /// The compiler-style line for a warning: `path:line:col: warning: message`.
+    pub fn warning_line(&self) -> String {
+        format!(
+            "{}:{}:{}: warning: {}",
+            self.path, self.line, self.col, self.message
+        )
+    }
+
     /// A diagnostic about a whole file.
     pub fn file(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(path, 1, 1, message)

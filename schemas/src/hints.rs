@@ -38,6 +38,9 @@ pub(crate) fn unsupported_field(kind: Kind, field: &str) -> &'static str {
         "hostPID" | "hostIPC" if pod_spec => {
             ": every kommit pod has its own PID and IPC namespaces"
         }
+        "sops" if field == "sops" => {
+            ": only Secrets may be SOPS-encrypted (their `data` and `stringData`); the node agent decrypts Secrets alone"
+        }
         _ => "",
     }
 }

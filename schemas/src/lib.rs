@@ -16,7 +16,9 @@ mod hints;
 pub mod load;
 pub mod model;
 pub mod schema;
+pub mod sops;
 pub mod source;
+pub mod tree;
 pub mod yaml;
 
 pub use diagnostic::Diagnostic;

@@ -16,6 +16,8 @@ use crate::source::{is_manifest_path, symlink_escapes, Limits, SourceContent, So
 use crate::yaml::{self, Pos, SpanIndex};
 use serde_json::Value;
 
+mod sops;
+
 /// One object that passed stages 1 to 5.
 pub(crate) struct Loaded {
     pub kind: Kind,
@@ -71,6 +73,26 @@ fn at(path: &str, pos: Pos, message: impl Into<String>) -> Diagnostic {
 
 /// Validates a tree. On success every object is typed, defaulted and cross-checked.
 pub fn validate(tree: &SourceTree, limits: &Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+    validate_with_warnings(tree, limits).0
+}
+
+/// [`validate`], and the warnings: what is valid but unwise (a Secret committed in clear).
+pub fn validate_with_warnings(
+    tree: &SourceTree,
+    limits: &Limits,
+) -> (Result<DesiredState, Vec<Diagnostic>>, Vec<Diagnostic>) {
+    let mut warnings = Vec::new();
+    let result = validate_inner(tree, limits, &mut warnings);
+    warnings.sort();
+    warnings.dedup();
+    (result, warnings)
+}
+
+fn validate_inner(
+    tree: &SourceTree,
+    limits: &Limits,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<DesiredState, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut files: Vec<_> = tree.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -168,7 +190,7 @@ pub fn validate(tree: &SourceTree, limits: &Limits) -> Result<DesiredState, Vec<
         ));
         loaded.truncate(limits.max_objects);
     }
-    let settings = checks::check_all(&loaded, &mut diags);
+    let settings = checks::check_all(&loaded, &mut diags, warnings);
     if !diags.is_empty() {
         diags.sort();
         diags.dedup();
@@ -210,6 +232,16 @@ fn load_file(
             return;
         }
     };
+    if docs.len() > 1 {
+        if let Some(d) = docs.iter().find(|d| d.value.get("sops").is_some()) {
+            diags.push(at(
+                path,
+                d.spans.key_pos("/sops"),
+                "a SOPS-encrypted document must be the only document in its file",
+            ));
+            return;
+        }
+    }
     for doc in docs {
         if let Some(l) = load_document(path, doc, diags) {
             loaded.push(l);
@@ -272,6 +304,17 @@ fn load_document(path: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>) -
         }
         return None;
     };
+    if map.contains_key("sops") && (kind_name.starts_with("ENC[") || api.starts_with("ENC[")) {
+        diags.push(at(
+            path,
+            spans.value_pos("/kind"),
+            format!(
+                "`kind` and `apiVersion` are SOPS-encrypted; {}",
+                sops::KEEP_CLEAR
+            ),
+        ));
+        return None;
+    }
     let Some(kind) = Kind::from_name(kind_name) else {
         diags.push(at(
             path,
@@ -297,6 +340,12 @@ fn load_document(path: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>) -
         return None;
     }
     let before = diags.len();
+    if kind == Kind::Secret && map.contains_key("sops") {
+        sops::check_secret(path, &doc.value, &spans, diags);
+        if diags.len() > before {
+            return None;
+        }
+    }
     schema_errors(path, kind, &doc.value, &spans, diags);
     if diags.len() > before {
         return None;

@@ -12,6 +12,8 @@ use serde_saphyr::Spanned;
 use std::collections::HashMap;
 use std::fmt;
 
+pub use crate::tree::Tree;
+
 /// A 1-based line and column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
@@ -299,9 +301,15 @@ impl Converter<'_> {
     }
 }
 
-/// Parses every document of one file. Empty documents are skipped.
-pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>, YamlError> {
+/// `strict_booleans`: only `true`/`false` are booleans (YAML 1.2, as SOPS's Go YAML reads
+/// it), not YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n` (as Kubernetes reads them).
+fn parse_nodes(
+    text: &str,
+    budget: &YamlBudget,
+    strict_booleans: bool,
+) -> Result<Vec<Spanned<Node>>, YamlError> {
     let options = serde_saphyr::options! {
+        strict_booleans: strict_booleans,
         budget: serde_saphyr::budget! {
             max_depth: budget.max_depth,
             max_nodes: budget.max_nodes,
@@ -317,8 +325,12 @@ pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>,
         // Kubernetes reads YAML 1.1 octals (`defaultMode: 0400` is 256), and so does kommit.
         legacy_octal_numbers: true,
     };
-    let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options)
-        .map_err(|e| saphyr_error(e, budget))?;
+    serde_saphyr::from_multiple_with_options(text, options).map_err(|e| saphyr_error(e, budget))
+}
+
+/// Parses every document of one file. Empty documents are skipped.
+pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>, YamlError> {
+    let docs = parse_nodes(text, budget, false)?;
     let mut out = Vec::with_capacity(docs.len());
     let mut total_nodes = 0usize;
     for doc in docs {
@@ -340,6 +352,49 @@ pub fn parse_documents(text: &str, budget: &YamlBudget) -> Result<Vec<Document>,
             spans,
             start,
         });
+    }
+    Ok(out)
+}
+
+/// Parses every document of one file as ordered trees (mapping keys in document order, as
+/// SOPS computes its MAC), under the same budgets, reading scalars as SOPS's Go YAML does
+/// (YAML 1.2 booleans, `0755` octal). Empty documents are skipped.
+pub fn parse_trees(text: &str, budget: &YamlBudget) -> Result<Vec<Tree>, YamlError> {
+    fn convert(node: Spanned<Node>, nodes: &mut usize, max: usize) -> Result<Tree, YamlError> {
+        *nodes += 1;
+        if *nodes > max {
+            return Err(YamlError {
+                pos: pos_of(&node.referenced),
+                message: format!("document expands to more than {max} nodes (alias bomb?)"),
+            });
+        }
+        Ok(match node.value {
+            Node::Null => Tree::Null,
+            Node::Bool(b) => Tree::Bool(b),
+            Node::Int(i) => Tree::Int(i),
+            Node::UInt(u) => Tree::UInt(u),
+            Node::Float(f) => Tree::Float(f),
+            Node::Str(s) => Tree::Str(s),
+            Node::Seq(items) => Tree::Seq(
+                items
+                    .into_iter()
+                    .map(|i| convert(i, nodes, max))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Node::Map(entries) => Tree::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| Ok((k.value, convert(v, nodes, max)?)))
+                    .collect::<Result<_, YamlError>>()?,
+            ),
+        })
+    }
+    let mut nodes = 0usize;
+    let mut out = Vec::new();
+    for doc in parse_nodes(text, budget, true)? {
+        if !matches!(doc.value, Node::Null) {
+            out.push(convert(doc, &mut nodes, budget.max_nodes)?);
+        }
     }
     Ok(out)
 }

@@ -111,6 +111,28 @@ spec:
           requests: {cpu: 100m, memory: 64Mi}
 ";
 
+/// A Secret as `kommit secrets encrypt` writes it (values and stanza shortened: validation
+/// never decrypts).
+const SOPS_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+type: Opaque
+stringData:
+  password: ENC[AES256_GCM,data:Wz7mfLb3fQ==,iv:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=,tag:3q2+796tvu/erb7v3q2+7w==,type:str]
+sops:
+  age:
+  - recipient: age1se5ghfycr4n8kcwc3qwf234ymvmr2lex2a99wh8gpfx97glwt9hqch4569
+    enc: |
+      -----BEGIN AGE ENCRYPTED FILE-----
+      YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==
+      -----END AGE ENCRYPTED FILE-----
+  lastmodified: \"2025-11-24T16:00:00Z\"
+  mac: ENC[AES256_GCM,data:AAAA,iv:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=,tag:3q2+796tvu/erb7v3q2+7w==,type:str]
+  encrypted_regex: ^(data|stringData)$
+  version: 3.9.4
+";
+
 #[test]
 fn check_jsonschema_agrees_on_valid_and_structurally_invalid_documents() {
     let Some(tool) = tool() else { return };
@@ -146,6 +168,10 @@ fn check_jsonschema_agrees_on_valid_and_structurally_invalid_documents() {
         ("valid service", Kind::Service, "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: http}]\n".into(), true),
         ("valid cluster config", Kind::ClusterConfig, "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata: {name: c}\nspec:\n  podCIDR: 10.244.0.0/16\n".into(), true),
         ("bad cidr", Kind::ClusterConfig, "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata: {name: c}\nspec:\n  podCIDR: 10.244.0.0/99\n".into(), false),
+        ("encrypted secrets required", Kind::ClusterConfig, "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata: {name: c}\nspec:\n  requireEncryptedSecrets: true\n".into(), true),
+        ("SOPS-encrypted secret", Kind::Secret, SOPS_SECRET.into(), true),
+        ("SOPS block with an unknown field", Kind::Secret, SOPS_SECRET.replace("  version:", "  surprise: 1\n  version:"), false),
+        ("SOPS block without a MAC", Kind::Secret, SOPS_SECRET.replace("  mac: ENC", "  nomac: ENC"), false),
     ];
     let docs: Vec<(Kind, String)> = table.iter().map(|(_, k, d, _)| (*k, d.clone())).collect();
     let verdicts = external_verdicts(tool, &docs, dir.path());

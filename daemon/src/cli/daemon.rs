@@ -321,6 +321,10 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             &cfg.liveness,
         ));
         let node = if args.bootstrap {
+            let now = kommit_schemas::sops::format_rfc3339(
+                i64::try_from(crate::consensus::now_ms() / 1000).unwrap_or(i64::MAX),
+            );
+            crate::cluster_key::ensure(&cfg.data_dir, &now)?;
             Node::<ClusterState>::bootstrap(cfg.clone(), fence).await?
         } else if let Some(addr) = &args.join {
             let path = args

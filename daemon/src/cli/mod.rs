@@ -9,6 +9,7 @@ pub mod log;
 pub mod node;
 pub mod plan;
 pub mod pods;
+pub mod secrets;
 pub mod shim;
 pub mod status;
 pub mod token;

@@ -57,14 +57,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .iter()
         .filter(|f| kommit_schemas::source::is_manifest_path(&f.path))
         .count();
-    let result = kommit_schemas::validate(&tree, &limits);
+    let (result, warnings) = kommit_schemas::load::validate_with_warnings(&tree, &limits);
     let (diags, objects) = match &result {
         Ok(state) => (Vec::new(), state.object_ids().len()),
         Err(d) => (d.clone(), 0),
     };
     match args.format {
-        Format::Text => print_text(&diags, files, objects),
-        Format::Json => print_json(&args.path, &diags, files, objects)?,
+        Format::Text => {
+            for w in &warnings {
+                println!("{}", w.warning_line());
+            }
+            print_text(&diags, files, objects)
+        }
+        Format::Json => print_json(&args.path, &diags, &warnings, files, objects)?,
     }
     Ok(if diags.is_empty() { 0 } else { 1 })
 }
@@ -93,21 +98,29 @@ fn print_text(diags: &[Diagnostic], files: usize, objects: usize) {
 fn print_json(
     root: &Path,
     diags: &[Diagnostic],
+    warnings: &[Diagnostic],
     files: usize,
     objects: usize,
 ) -> anyhow::Result<()> {
+    let entry = |d: &Diagnostic, severity: &str| {
+        serde_json::json!({
+            "path": d.path,
+            "line": d.line,
+            "col": d.col,
+            "severity": severity,
+            "message": d.message,
+        })
+    };
     let out = serde_json::json!({
         "path": root.display().to_string(),
         "valid": diags.is_empty(),
         "files": files,
         "objects": objects,
-        "diagnostics": diags.iter().map(|d| serde_json::json!({
-            "path": d.path,
-            "line": d.line,
-            "col": d.col,
-            "severity": "error",
-            "message": d.message,
-        })).collect::<Vec<_>>(),
+        "diagnostics": diags
+            .iter()
+            .map(|d| entry(d, "error"))
+            .chain(warnings.iter().map(|d| entry(d, "warning")))
+            .collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

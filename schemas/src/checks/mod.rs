@@ -62,9 +62,39 @@ fn pod_site(o: &Object) -> Option<PodSite<'_>> {
     })
 }
 
+/// A Secret with values committed in clear: a warning, or an error when `kommit.yaml` says
+/// `requireEncryptedSecrets: true`.
+fn secret_in_clear(
+    l: &Loaded,
+    s: &crate::model::core::Secret,
+    settings: &ClusterSettings,
+    diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    if s.sops.is_some() || (s.data.is_empty() && s.string_data.is_empty()) {
+        return;
+    }
+    let message = format!(
+        "{} is committed in clear: anyone who can clone the repository reads it; encrypt it with `kommit secrets encrypt` (SOPS, age)",
+        l.display()
+    );
+    if settings.require_encrypted_secrets {
+        diags.push(l.at(
+            "",
+            format!("{message}; kommit.yaml sets `requireEncryptedSecrets: true`"),
+        ));
+    } else {
+        warnings.push(l.at("", message));
+    }
+}
+
 /// Runs every cross-object check. Returns the cluster settings (defaults when there is no
 /// `kommit.yaml`).
-pub(crate) fn check_all(objs: &[Loaded], diags: &mut Vec<Diagnostic>) -> ClusterSettings {
+pub(crate) fn check_all(
+    objs: &[Loaded],
+    diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> ClusterSettings {
     let settings = cluster_settings(objs, diags);
     duplicates(objs, diags);
     let index = Index::new(objs);
@@ -81,7 +111,11 @@ pub(crate) fn check_all(objs: &[Loaded], diags: &mut Vec<Diagnostic>) -> Cluster
                 ),
             )),
             Object::Secret(s) => {
+                secret_in_clear(l, s, &settings, diags, warnings);
                 for (k, v) in &s.data {
+                    if s.sops.is_some() && crate::sops::EncValue::looks_encrypted(v) {
+                        continue;
+                    }
                     if base64::engine::general_purpose::STANDARD
                         .decode(v.trim())
                         .is_err()

@@ -68,6 +68,10 @@ pub struct ClusterConfigSpec {
     /// Whether a force push or other history rewrite may be adopted (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_history_rewrite: Option<bool>,
+    /// Whether a Secret with values must be SOPS-encrypted (default false: a Secret in
+    /// clear is a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_encrypted_secrets: Option<bool>,
 }
 
 /// The settings with every default resolved, as the cluster uses them.
@@ -95,6 +99,9 @@ pub struct ClusterSettings {
     pub allow_privileged: bool,
     /// Whether history rewrites may be adopted.
     pub allow_history_rewrite: bool,
+    /// Whether Secrets in clear are refused. Absent from the bytes while false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_encrypted_secrets: bool,
 }
 
 impl Default for ClusterSettings {
@@ -112,6 +119,7 @@ impl Default for ClusterSettings {
             host_path_allowlist: Vec::new(),
             allow_privileged: false,
             allow_history_rewrite: false,
+            require_encrypted_secrets: false,
         }
     }
 }
@@ -169,6 +177,7 @@ impl ClusterConfig {
             host_path_allowlist: s.host_path_allowlist.clone(),
             allow_privileged: s.allow_privileged.unwrap_or(false),
             allow_history_rewrite: s.allow_history_rewrite.unwrap_or(false),
+            require_encrypted_secrets: s.require_encrypted_secrets.unwrap_or(false),
         })
     }
 }

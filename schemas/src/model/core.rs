@@ -101,6 +101,10 @@ pub struct Secret {
     /// Whether the data may never change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
+    /// Present when the file is SOPS-encrypted: the data key per age recipient and the MAC.
+    /// `data` and `stringData` then hold `ENC[AES256_GCM,...]` values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sops: Option<crate::sops::SopsMetadata>,
 }
 
 /// v1 PersistentVolumeClaim.

@@ -98,6 +98,11 @@ pub(super) fn secret_data(
     name: &str,
 ) -> Option<BTreeMap<String, Vec<u8>>> {
     let s = desired.secrets.get(&format!("{ns}/{name}"))?;
+    // A SOPS-encrypted Secret holds ciphertext: until the agent decrypts (issue 16), its
+    // pods wait as for a missing Secret rather than see ciphertext or empty values.
+    if s.sops.is_some() {
+        return None;
+    }
     let mut out = BTreeMap::new();
     for (k, v) in &s.data {
         let raw = base64::engine::general_purpose::STANDARD
