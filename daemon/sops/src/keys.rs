@@ -143,7 +143,10 @@ mod tests {
         assert!(stanza
             .enc
             .starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
-        assert_eq!(unwrap_data_key(&[stanza.clone()], &[id]).unwrap(), key);
+        assert_eq!(
+            unwrap_data_key(std::slice::from_ref(&stanza), &[id]).unwrap(),
+            key
+        );
         let err = unwrap_data_key(&[stanza], &[other]).unwrap_err();
         assert!(matches!(err, Error::NoMatchingIdentity(_)), "{err}");
     }

@@ -2,13 +2,13 @@
 
 use kommit_schemas::tree::Tree;
 
+/// What is called on each scalar: the value, its SOPS path, its display path.
+pub(crate) type Visit<'a, E> = dyn FnMut(&mut Tree, &[String], &str) -> Result<(), E> + 'a;
+
 /// Calls `f` on every scalar (not null) of `tree` in document order with its SOPS path (the
 /// mapping keys from the root; sequence items share their parent's) and its display path
 /// (`a.b[1].c`).
-pub(crate) fn scalars<E>(
-    tree: &mut Tree,
-    f: &mut dyn FnMut(&mut Tree, &[String], &str) -> Result<(), E>,
-) -> Result<(), E> {
+pub(crate) fn scalars<E>(tree: &mut Tree, f: &mut Visit<'_, E>) -> Result<(), E> {
     let mut path = Vec::new();
     let mut shown = String::new();
     walk(tree, &mut path, &mut shown, f)
@@ -18,7 +18,7 @@ fn walk<E>(
     tree: &mut Tree,
     path: &mut Vec<String>,
     shown: &mut String,
-    f: &mut dyn FnMut(&mut Tree, &[String], &str) -> Result<(), E>,
+    f: &mut Visit<'_, E>,
 ) -> Result<(), E> {
     match tree {
         Tree::Map(entries) => {

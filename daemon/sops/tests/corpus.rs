@@ -2,6 +2,8 @@
 //! key to exactly its plaintext twin, and any flipped byte of a value, nonce, tag, the MAC,
 //! its timestamp or the encrypted data key fails with one line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kommit_schemas::tree::Tree;
 use kommit_schemas::yaml::{parse_trees, YamlBudget};
 use kommit_sops::{decrypt, parse_identities, Error};

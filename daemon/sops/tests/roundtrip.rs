@@ -1,6 +1,8 @@
 //! `encrypt` writes what `decrypt` (and so SOPS) reads: the corpus plaintexts and a Secret
 //! round-trip through YAML text, and Debian's `age` opens the data key stanza written.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kommit_schemas::tree::{to_yaml, Tree};
 use kommit_schemas::yaml::{parse_trees, YamlBudget};
 use kommit_sops::{

@@ -378,16 +378,20 @@ mod tests {
         assert!(!unre.encrypts(&["metadata", "name"]));
         // An empty selector is unset, as in SOPS.
         assert!(m(&|md| md.encrypted_suffix = Some(String::new())).encrypts(&["a"]));
-        let mut two = SopsMetadata::default();
-        two.encrypted_regex = Some("a".into());
-        two.unencrypted_suffix = Some("b".into());
+        let two = SopsMetadata {
+            encrypted_regex: Some("a".into()),
+            unencrypted_suffix: Some("b".into()),
+            ..Default::default()
+        };
         assert!(two
             .selector()
             .unwrap_err()
             .1
             .contains("only one key selector"));
-        let mut bad = SopsMetadata::default();
-        bad.encrypted_regex = Some("(".into());
+        let bad = SopsMetadata {
+            encrypted_regex: Some("(".into()),
+            ..Default::default()
+        };
         assert_eq!(bad.selector().unwrap_err().0, "encrypted_regex");
     }
 }
