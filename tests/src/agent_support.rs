@@ -11,6 +11,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// In `dir`: a bare remote `origin.git` (branch `main`, nothing pushed) and a work clone
+/// `work` holding a copy of `repo-template/`, not yet committed.
+pub fn template_repo(dir: &Path) {
+    git(
+        dir,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            "origin.git",
+        ],
+    );
+    let origin = dir.join("origin.git");
+    git(
+        dir,
+        &["clone", "--quiet", origin.to_str().expect("utf8"), "work"],
+    );
+    let work = dir.join("work");
+    git(&work, &["checkout", "--quiet", "-b", "main"]);
+    copy_dir(&repo_template_dir(), &work);
+}
+
 /// Runs git in `dir`, panicking with its stderr on failure; returns stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -82,22 +105,7 @@ impl AgentNode {
         let origin = dir.path().join("origin.git");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&data).expect("data dir");
-        git(
-            dir.path(),
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                "--initial-branch=main",
-                "origin.git",
-            ],
-        );
-        git(
-            dir.path(),
-            &["clone", "--quiet", origin.to_str().expect("utf8"), "work"],
-        );
-        git(&work, &["checkout", "--quiet", "-b", "main"]);
-        copy_dir(&repo_template_dir(), &work);
+        template_repo(dir.path());
         let pod_cidr = format!("10.{octet}.0.0/16");
         let cfg = work.join("kommit.yaml");
         let text = std::fs::read_to_string(&cfg).expect("kommit.yaml");

@@ -434,22 +434,19 @@ fn port_fragment(
     let ext_chain = name(format!("ext-{key}"));
     let reject = Verdict::Goto(nm.reject_chain.clone());
     let masquerade = || Verdict::Jump(nm.mark_for_masquerade.clone());
-    if has_eps {
+    // An internal chain: traffic from outside the pod network is masqueraded, then spread
+    // over `eps` through `map`.
+    let internal = |f: &mut Fragment, chain: &Name, map: String, eps: &[(Ipv4Addr, u16)]| {
         let mut rules = vec![Rule::Saddr {
             cidr: node.pod_cidr,
             negate: true,
             verdict: masquerade(),
         }];
-        rules.extend(spread(
-            &mut f,
-            &key,
-            p,
-            svc.affinity_timeout,
-            name(format!("eps-{key}")),
-            &eps.cluster,
-        ));
-        f.chains
-            .insert(svc_chain.clone(), Chain { hook: None, rules });
+        rules.extend(spread(f, &key, p, svc.affinity_timeout, name(map), eps));
+        f.chains.insert(chain.clone(), Chain { hook: None, rules });
+    };
+    if has_eps {
+        internal(&mut f, &svc_chain, format!("eps-{key}"), &eps.cluster);
     }
     if let Some(vip) = svc.cluster_ip {
         let (map, verdict) = if !has_eps {
@@ -462,21 +459,7 @@ fn port_fragment(
             (&nm.no_endpoint_services, Verdict::Drop)
         } else {
             let int_chain = name(format!("int-{key}"));
-            let mut rules = vec![Rule::Saddr {
-                cidr: node.pod_cidr,
-                negate: true,
-                verdict: masquerade(),
-            }];
-            rules.extend(spread(
-                &mut f,
-                &key,
-                p,
-                svc.affinity_timeout,
-                name(format!("ieps-{key}")),
-                &eps.local,
-            ));
-            f.chains
-                .insert(int_chain.clone(), Chain { hook: None, rules });
+            internal(&mut f, &int_chain, format!("ieps-{key}"), &eps.local);
             (&nm.service_ips, Verdict::Goto(int_chain))
         };
         f.elements.insert(

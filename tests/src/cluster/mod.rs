@@ -15,7 +15,7 @@ pub mod net;
 pub mod node;
 
 use crate::agent_support::{git, tail, wait_for};
-use crate::fixtures::{copy_dir, kommit_bin, repo_template_dir};
+use crate::fixtures::kommit_bin;
 use crate::git_daemon::GitDaemon;
 use kommit_reconcilers::ClusterState;
 use net::Lan;
@@ -60,22 +60,7 @@ impl Cluster {
         let lan = Lan::create();
         let origin = dir.path().join("origin.git");
         let work = dir.path().join("work");
-        git(
-            dir.path(),
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                "--initial-branch=main",
-                "origin.git",
-            ],
-        );
-        git(
-            dir.path(),
-            &["clone", "--quiet", origin.to_str().expect("utf8"), "work"],
-        );
-        git(&work, &["checkout", "--quiet", "-b", "main"]);
-        copy_dir(&repo_template_dir(), &work);
+        crate::agent_support::template_repo(dir.path());
         let cfg = work.join("kommit.yaml");
         let text = std::fs::read_to_string(&cfg)
             .expect("kommit.yaml")
