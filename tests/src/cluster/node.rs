@@ -294,6 +294,35 @@ impl ClusterNode {
         (ok, format!("{out}{err}"))
     }
 
+    /// Every container of the agent's pods in this node's runtime records, by (sandbox,
+    /// container): its process id and start time. Equal readings before and after a daemon
+    /// restart mean no container was restarted.
+    pub fn containers(
+        &self,
+    ) -> std::collections::BTreeMap<(String, String), (Option<u32>, Option<u64>)> {
+        use kommit_runtime::ContainerRuntime;
+        let images = kommit_runtime::images::ImageStore::open(&self.data).expect("image store");
+        let rt = kommit_runtime::linux::LinuxRuntime::new(
+            kommit_runtime::linux::LinuxConfig {
+                data_dir: self.data.clone(),
+                helper: kommit_bin(),
+                cgroup_parent: self.cgroup_parent.clone(),
+            },
+            std::sync::Arc::new(images),
+        )
+        .expect("runtime");
+        rt.list()
+            .expect("runtime records")
+            .into_iter()
+            .filter(|p| p.labels.contains_key(kommit_agent::translate::LABEL_UID))
+            .flat_map(|p| {
+                p.containers
+                    .into_iter()
+                    .map(move |c| ((p.id.clone(), c.name), (c.pid, c.started_at_ms)))
+            })
+            .collect()
+    }
+
     /// Removes every pod the agent made (containers, veths, volumes, cgroups), from a thread
     /// inside the node's namespace, then any process left, then the cgroup parent itself.
     pub fn remove_pods(&self) {
