@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod dns;
+pub mod node_loss;
 pub mod push;
 pub mod runtime;
 pub mod schedule;

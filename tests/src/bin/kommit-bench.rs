@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
         eprintln!(
-            "usage: kommit-bench <validate|schedule|runtime|push-to-running|cluster-push-to-running|services|dns> [options]"
+            "usage: kommit-bench <validate|schedule|runtime|push-to-running|cluster-push-to-running|node-loss|services|dns> [options]"
         );
         return ExitCode::from(2);
     };
@@ -20,11 +20,12 @@ fn main() -> ExitCode {
         "runtime" => kommit_tests::bench::runtime::main(rest),
         "push-to-running" => kommit_tests::bench::push::main(rest),
         "cluster-push-to-running" => kommit_tests::bench::cluster::main(rest),
+        "node-loss" => kommit_tests::bench::node_loss::main(rest),
         "services" => kommit_tests::bench::services::main(rest),
         "dns" => kommit_tests::bench::dns::main(rest),
         other => {
             eprintln!(
-                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, cluster-push-to-running, services, dns)"
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, cluster-push-to-running, node-loss, services, dns)"
             );
             return ExitCode::from(2);
         }
