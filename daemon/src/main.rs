@@ -29,9 +29,6 @@ enum Command {
     Plan(cli::plan::Args),
     /// Low-level container operations on this node (like containerd's ctr).
     Ctr(cli::ctr::Args),
-    /// Runtime re-exec helper (pod shim, container init, exec).
-    #[command(hide = true)]
-    Shim(cli::shim::Args),
     /// Run a cluster node (consensus, liveness, Git sync, local API).
     Daemon(Box<cli::daemon::Args>),
     /// Run a one-node development cluster on a directory or repository.
@@ -60,6 +57,9 @@ enum Command {
 fn main() -> ExitCode {
     // Before any thread exists (see kommit_runtime::alloc).
     kommit_runtime::alloc::limit_malloc_arenas();
+    // The runtime re-executes this binary as its pod shim and `exec` helper (`kommit shim
+    // ...`, hidden): one per pod start, so it skips the CLI parser and the TLS setup.
+    kommit_runtime::helper::dispatch_if_shim();
     // Before any thread or HTTP client exists (see kommit_runtime::tls).
     kommit_runtime::tls::install_crypto_provider();
     let cli = match Cli::try_parse() {
@@ -75,7 +75,6 @@ fn main() -> ExitCode {
         Command::Log(args) => cli::log::run(args),
         Command::Plan(args) => cli::plan::run(args),
         Command::Ctr(args) => cli::ctr::run(args),
-        Command::Shim(args) => cli::shim::run(args),
         Command::Daemon(args) => cli::daemon::run(*args),
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),

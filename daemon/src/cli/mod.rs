@@ -10,7 +10,6 @@ pub mod node;
 pub mod plan;
 pub mod pods;
 pub mod secrets;
-pub mod shim;
 pub mod status;
 pub mod token;
 pub mod up;

@@ -9,14 +9,13 @@ use kommit_daemon::cli;
 enum Cli {
     /// Low-level container operations.
     Ctr(Box<cli::ctr::Args>),
-    /// Runtime re-exec helper.
-    Shim(cli::shim::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    // `shim ...` is the runtime's re-exec entry, handled before the parser as in `kommit`.
+    kommit_runtime::helper::dispatch_if_shim();
     let result = match Cli::parse() {
         Cli::Ctr(a) => cli::ctr::run(*a),
-        Cli::Shim(a) => cli::shim::run(a),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),
