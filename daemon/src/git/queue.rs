@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
 /// Largest single serialised write.
 pub const MAX_WRITE_BYTES: usize = 1 << 20;
 
+/// redb's page cache for the outbox.
+const QUEUE_CACHE_BYTES: usize = 2 << 20;
 const WRITES: TableDefinition<u64, &[u8]> = TableDefinition::new("writes");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -112,7 +114,11 @@ impl Outbox {
             path: path.clone(),
             source: e,
         };
-        let db = redb::Database::create(&path).map_err(|e| db_err(Box::new(e)))?;
+        // A small outbox: redb's default 1 GiB page cache would only grow the daemon.
+        let db = redb::Database::builder()
+            .set_cache_size(QUEUE_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| db_err(Box::new(e)))?;
         // The instance id distinguishes this outbox's write ids from any earlier one's on
         // the same node (a wiped data dir restarts the sequence).
         let txn = db.begin_write().map_err(|e| db_err(Box::new(e)))?;

@@ -39,6 +39,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Maximum size of one stored log entry or snapshot we accept back from disk.
 const MAX_RECORD_BYTES: usize = 256 << 20;
+/// redb's page cache for the log and vote (its default is 1 GiB, which a long-running daemon
+/// fills with log pages it rarely reads again). Reads past it go to the kernel's page cache.
+const CACHE_BYTES: usize = 16 << 20;
 
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +119,13 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, SErr> {
 
 /// Opens (or creates) the node's redb database at `path`.
 pub fn open_database(path: &Path) -> Result<Arc<Database>, StoreError> {
-    let db = Database::create(path).map_err(|e| StoreError::Open {
-        path: path.display().to_string(),
-        source: Box::new(e),
-    })?;
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })?;
     init_tables(&db).map_err(|message| StoreError::Init {
         path: path.display().to_string(),
         message,
