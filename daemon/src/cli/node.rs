@@ -1,4 +1,4 @@
-//! `kommit node drain NAME` and `kommit node remove NAME`: the only imperative commands,
+//! `kommit node drain|uncordon|remove NAME`: the only imperative commands,
 //! recorded as Raft entries through the local API socket.
 
 use crate::consensus::local::{local_client, NodeName};
@@ -9,6 +9,14 @@ use anyhow::Context;
 pub enum Args {
     /// Mark a node drained: no new pods, running ones move away.
     Drain {
+        /// Node name.
+        name: String,
+        /// The local daemon's data dir.
+        #[arg(long, default_value = "/var/lib/kommit")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Let a drained node take pods again (as `kubectl uncordon`).
+    Uncordon {
         /// Node name.
         name: String,
         /// The local daemon's data dir.
@@ -29,6 +37,7 @@ pub enum Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let (path, name, data_dir) = match args {
         Args::Drain { name, data_dir } => ("/node/drain", name, data_dir),
+        Args::Uncordon { name, data_dir } => ("/node/uncordon", name, data_dir),
         Args::Remove { name, data_dir } => ("/node/remove", name, data_dir),
     };
     let rt = tokio::runtime::Builder::new_current_thread()

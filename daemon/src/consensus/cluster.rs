@@ -137,6 +137,10 @@ impl App for ClusterState {
         Entry::NodeDrain { node: name.into() }
     }
 
+    fn node_uncordon(name: &str) -> Entry {
+        Entry::NodeUncordon { node: name.into() }
+    }
+
     fn node_remove(name: &str) -> Entry {
         Entry::NodeRemove { node: name.into() }
     }

@@ -39,6 +39,11 @@ pub enum KvEntry {
         /// The node name.
         name: String,
     },
+    /// An operator let a drained node take work again.
+    NodeUncordon {
+        /// The node name.
+        name: String,
+    },
     /// An operator removed a node.
     NodeRemove {
         /// The node name.
@@ -107,6 +112,11 @@ impl App for KvApp {
                     n.drained = true;
                 }
             }
+            KvEntry::NodeUncordon { name } => {
+                if let Some(n) = self.nodes.get_mut(name) {
+                    n.drained = false;
+                }
+            }
             KvEntry::NodeRemove { name } => {
                 self.nodes.remove(name);
             }
@@ -134,6 +144,9 @@ impl App for KvApp {
     }
     fn node_drain(name: &str) -> KvEntry {
         KvEntry::NodeDrain { name: name.into() }
+    }
+    fn node_uncordon(name: &str) -> KvEntry {
+        KvEntry::NodeUncordon { name: name.into() }
     }
     fn node_remove(name: &str) -> KvEntry {
         KvEntry::NodeRemove { name: name.into() }

@@ -53,6 +53,7 @@ pub fn serve_local<A: App>(
         .route("/state", get(state::<A>))
         .route("/propose", post(propose_entry::<A>))
         .route("/node/drain", post(drain::<A>))
+        .route("/node/uncordon", post(uncordon::<A>))
         .route("/node/remove", post(remove::<A>))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(shared)
@@ -137,6 +138,22 @@ async fn drain<A: App>(
         Ok(i) => (
             StatusCode::OK,
             format!("node {} drained at index {i}", n.name),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn uncordon<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Json(n): Json<NodeName>,
+) -> (StatusCode, String) {
+    if s.sm.read(|a| a.node_view(&n.name)).is_none() {
+        return (StatusCode::NOT_FOUND, format!("unknown node {}", n.name));
+    }
+    match propose(&s, &A::node_uncordon(&n.name)).await {
+        Ok(i) => (
+            StatusCode::OK,
+            format!("node {} uncordoned at index {i}", n.name),
         ),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

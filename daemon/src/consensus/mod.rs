@@ -123,6 +123,8 @@ pub trait App: Default + Send + Sync + 'static {
     fn node_down(name: &str) -> Self::Entry;
     /// The operator entry draining a node.
     fn node_drain(name: &str) -> Self::Entry;
+    /// The operator entry letting a drained node take pods again.
+    fn node_uncordon(name: &str) -> Self::Entry;
     /// The operator entry removing a node.
     fn node_remove(name: &str) -> Self::Entry;
     /// What the state records about a node, if anything.
