@@ -4,7 +4,7 @@
 //! `age-keygen`. The pod that references both waits with `CreateContainerConfigError` (and
 //! an event) while the node lacks the `age-keygen` identity, runs once
 //! `kommit secrets key --import` adds it, and sees both plaintexts in its environment and
-//! its mounted files. Then a byte search over the Raft log and its snapshots (the redb
+//! its mounted files (tmpfs mounts on the node). Then a byte search over the Raft log and its snapshots (the redb
 //! file), the node's mirror, the remote's objects (status branch and notes included), and
 //! the daemon's log finds no plaintext, neither in clear nor base64.
 //!
@@ -222,6 +222,18 @@ fn encrypted_secrets_reach_only_the_pod() {
     assert!(env.contains(&format!("AGE_token={AGE_PLAIN}")), "{env}");
     assert_eq!(exec(&["cat", "/etc/a/password"]), KOMMIT_PLAIN);
     assert_eq!(exec(&["cat", "/etc/b/token"]), AGE_PLAIN);
+    // Both secret volumes are tmpfs mounts on the node: the plaintext is never on its disk.
+    let vols = n.data.join("volumes");
+    let vols = vols.to_str().expect("utf8");
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let tmpfs = mounts
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1].starts_with(vols) && f[2] == "tmpfs"
+        })
+        .count();
+    assert_eq!(tmpfs, 2, "{mounts}");
 
     // Let status, notes and a snapshot be written, then search.
     let origin = n.origin.clone();

@@ -164,6 +164,8 @@ pub enum VolumePlan {
     Projected {
         /// Relative path -> content and mode.
         files: BTreeMap<String, ProjectedFile>,
+        /// `Memory` for Secrets: a tmpfs, so their plaintext never reaches the disk.
+        medium: Medium,
     },
     /// A node directory or file (already checked against the allowlist).
     HostPath {
@@ -184,7 +186,8 @@ impl VolumePlan {
                 h.update(format!("empty:{medium:?}:{size_limit:?}"));
             }
             VolumePlan::HostPath { path, kind } => h.update(format!("host:{path}:{kind:?}")),
-            VolumePlan::Projected { files } => {
+            VolumePlan::Projected { files, medium } => {
+                h.update(format!("{medium:?}:"));
                 for (p, f) in files {
                     h.update(format!("{}:{}:{}:", p.len(), p, f.mode));
                     h.update((f.data.len() as u64).to_be_bytes());

@@ -230,8 +230,12 @@ pub(super) fn volume_plan(
             None => return Err(format!("{what} not found")),
         };
         let mode = c.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
-        return projected(data, &c.items, mode, &what, optional)
-            .map(|files| Some(VolumePlan::Projected { files }));
+        return projected(data, &c.items, mode, &what, optional).map(|files| {
+            Some(VolumePlan::Projected {
+                files,
+                medium: Medium::Disk,
+            })
+        });
     }
     if let Some(s) = &v.secret {
         let what = format!("volume {name}: secret {ns}/{}", s.secret_name.as_str());
@@ -243,8 +247,12 @@ pub(super) fn volume_plan(
             Err(e) => return Err(format!("volume {name}: {e}")),
         };
         let mode = s.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
-        return projected(data, &s.items, mode, &what, optional)
-            .map(|files| Some(VolumePlan::Projected { files }));
+        return projected(data, &s.items, mode, &what, optional).map(|files| {
+            Some(VolumePlan::Projected {
+                files,
+                medium: Medium::Memory,
+            })
+        });
     }
     if let Some(h) = &v.host_path {
         let path = h.path.as_str().to_string();

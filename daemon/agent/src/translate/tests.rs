@@ -204,7 +204,7 @@ fn a_pod_becomes_runtime_specs() {
         (18080, 8080)
     );
     match &p.volumes["content"] {
-        VolumePlan::Projected { files } => {
+        VolumePlan::Projected { files, .. } => {
             assert_eq!(files.keys().collect::<Vec<_>>(), vec!["site/index.html"]);
             assert_eq!(files["site/index.html"].data, b"<p>hi</p>");
             assert_eq!(files["site/index.html"].mode, 0o600);
@@ -219,7 +219,9 @@ fn a_pod_becomes_runtime_specs() {
         }
     );
     match &p.volumes["secret"] {
-        VolumePlan::Projected { files } => {
+        VolumePlan::Projected { files, medium } => {
+            // Secrets on a tmpfs, as the kubelet keeps them.
+            assert_eq!(*medium, Medium::Memory);
             assert_eq!(files["password"].data, b"secret");
             assert_eq!(files["user"].data, b"admin");
         }
@@ -402,7 +404,7 @@ fn encrypted_secrets_open_on_the_node_with_the_key() {
     assert_eq!(env["ALL_user"], "the-admin-user");
     assert_eq!(env["ALL_password"], "s3cr3t-pass");
     match &p.volumes["s"] {
-        VolumePlan::Projected { files } => {
+        VolumePlan::Projected { files, .. } => {
             assert_eq!(files["password"].data, b"s3cr3t-pass");
             assert_eq!(files["user"].data, b"the-admin-user");
         }
