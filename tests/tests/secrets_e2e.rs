@@ -253,6 +253,20 @@ fn encrypted_secrets_reach_only_the_pod() {
 
     let mut files = Vec::new();
     bytes_under(&n.data, &mut files);
+    // The runtime keeps each container's config, its environment included, on the node's
+    // disk: readable by root alone.
+    let configs: Vec<&String> = files
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.contains("/pods/") && p.ends_with(".config"))
+        .collect();
+    assert!(!configs.is_empty());
+    for p in configs {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(p).expect("config").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{p}");
+    }
     let raft: Vec<_> = files.iter().filter(|(p, _)| p.ends_with(".redb")).collect();
     assert!(!raft.is_empty(), "no redb file under {}", n.data.display());
     let mut searched: Vec<(String, Vec<u8>)> =
