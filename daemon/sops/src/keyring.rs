@@ -68,20 +68,24 @@ impl Keyring {
     /// A keyring of one new identity made at `created` (RFC 3339, UTC). age draws the key
     /// from the OS's randomness.
     pub fn generate(created: &str) -> Keyring {
-        let mut ring = Keyring::default();
-        ring.insert_new(created);
-        ring
+        let identity = Identity::generate();
+        let recipient = identity.to_public().to_string();
+        Keyring {
+            entries: vec![Entry {
+                created: created.to_owned(),
+                identity,
+                recipient,
+            }],
+        }
     }
 
     /// Adds a new identity made at `created` and returns its recipient (the current one if
-    /// `created` is the latest time in the ring).
-    pub fn insert_new(&mut self, created: &str) -> String {
+    /// `created` is the latest time in the ring); an error when the ring is full.
+    pub fn insert_new(&mut self, created: &str) -> Result<String, Error> {
         let identity = Identity::generate();
         let recipient = identity.to_public().to_string();
-        // A fresh identity is never already present, and the ring is below the cap or the
-        // caller sees it in `merge`'s count; an error here is impossible but not a panic.
-        let _ = self.insert(created.to_owned(), identity);
-        recipient
+        self.insert(created.to_owned(), identity)?;
+        Ok(recipient)
     }
 
     /// Adds every identity of `other` this ring lacks; returns how many were added.
@@ -175,7 +179,7 @@ mod tests {
     fn newest_is_current_and_all_decrypt() {
         let mut ring = Keyring::generate("2026-01-01T00:00:00Z");
         let first = ring.current().unwrap().to_owned();
-        let second = ring.insert_new("2026-06-01T00:00:00Z");
+        let second = ring.insert_new("2026-06-01T00:00:00Z").unwrap();
         assert_eq!(ring.current(), Some(second.as_str()));
         assert_eq!(ring.recipients(), [second.as_str(), first.as_str()]);
         let text = ring.to_text();

@@ -412,7 +412,7 @@ fn encrypted_secrets_open_on_the_node_with_the_key() {
     }
     // A rotated ring (a newer identity first) still opens it.
     let mut rotated = ring.clone();
-    rotated.insert_new("2026-02-01T00:00:00Z");
+    rotated.insert_new("2026-02-01T00:00:00Z").expect("room");
     let v = view(&s, "n1", HOST_RESOLV, &SecretKeys::new(&rotated));
     assert_eq!(v.plans[0].config_error, None);
     // A value in clear edited after encryption fails the MAC, in one line.
