@@ -19,13 +19,16 @@ pub struct DaemonHost {
     /// Set once this daemon has applied everything the leader had committed when it first
     /// reached it (see [`catch_up`]).
     caught_up: Arc<AtomicBool>,
+    /// The cluster's age keyring, to open SOPS-encrypted Secrets with.
+    keys: crate::cluster_key::Watch,
 }
 
 impl Host for DaemonHost {
     fn view(&self) -> View {
+        let keys = self.keys.keys();
         self.shared
             .sm
-            .read(|s| kommit_agent::view::view(s, &self.shared.name, &self.host_resolv_conf))
+            .read(|s| kommit_agent::view::view(s, &self.shared.name, &self.host_resolv_conf, &keys))
     }
 
     /// Fenced while the lease is expired, and also until the daemon has caught up with the
@@ -80,6 +83,7 @@ pub fn start(
         handle: tokio::runtime::Handle::current(),
         host_resolv_conf,
         caught_up: caught_up.clone(),
+        keys: crate::cluster_key::Watch::new(&shared.cfg.data_dir),
     });
     // The agent is built on its own thread: its HTTP clients (probes, hooks) are blocking
     // ones, which cannot be made on an async worker.

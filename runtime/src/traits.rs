@@ -256,6 +256,16 @@ pub trait Volumes: Send + Sync {
         name: &str,
         files: &std::collections::BTreeMap<String, ProjectedFile>,
     ) -> Result<(PathBuf, bool)>;
+    /// [`Volumes::project`] into a tmpfs mounted on the volume's directory (nosuid, nodev),
+    /// for Secrets: as the kubelet keeps them, their content never reaches the node's disk.
+    /// The tmpfs goes with [`Volumes::remove_pod_volumes`]. A directory an earlier
+    /// [`Volumes::project`] wrote on disk stays on disk (containers have it bound).
+    fn project_in_memory(
+        &self,
+        pod: &str,
+        name: &str,
+        files: &std::collections::BTreeMap<String, ProjectedFile>,
+    ) -> Result<(PathBuf, bool)>;
     /// Check or create a hostPath per its kind and return it (the caller enforces the
     /// allowlist).
     fn host_path(&self, path: &Path, kind: HostPathKind) -> Result<PathBuf>;

@@ -26,6 +26,8 @@ pub(crate) struct Loaded {
     pub name: String,
     pub spans: SpanIndex,
     pub object: Object,
+    /// A SOPS-encrypted Secret's whole document, for the node that decrypts it.
+    pub sealed: Option<crate::sops::SealedDocument>,
 }
 
 impl Loaded {
@@ -243,7 +245,17 @@ fn load_file(
         }
     }
     for doc in docs {
-        if let Some(l) = load_document(path, doc, diags) {
+        if let Some(mut l) = load_document(path, doc, diags) {
+            if matches!(&l.object, Object::Secret(s) if s.sops.is_some()) {
+                // The file holds this one document (checked above).
+                match crate::sops::SealedDocument::parse(text, &limits.yaml) {
+                    Ok(d) => l.sealed = Some(d),
+                    Err(e) => {
+                        diags.push(at(path, l.spans.key_pos("/sops"), e));
+                        continue;
+                    }
+                }
+            }
             loaded.push(l);
         }
     }
@@ -393,6 +405,7 @@ fn load_document(path: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>) -
         name,
         spans,
         object,
+        sealed: None,
     })
 }
 
@@ -583,6 +596,9 @@ fn build(loaded: Vec<Loaded>, settings: model::config::ClusterSettings) -> Desir
             }
             Object::Secret(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));
+                if let Some(d) = l.sealed {
+                    s.sealed_secrets.insert(key.clone(), d);
+                }
                 s.secrets.insert(key, o);
             }
             Object::PersistentVolumeClaim(mut o) => {

@@ -2,17 +2,22 @@
 //! own in a network namespace, bootstrapped and joined as README tells operators; the
 //! repo-template pushed to a `git daemon` on the test bridge. The pods land where `kommit
 //! plan` says for that inventory, every node reports the same adopted commit and state
-//! digest, each node routes to the others' pod CIDRs, the leader notes the commit in Git,
-//! and the teardown leaves nothing behind.
+//! digest, each node routes to the others' pod CIDRs, every node holds the cluster's age
+//! keyring and a rotation on one reaches all, the leader notes the commit in Git, and the
+//! teardown leaves nothing behind.
 //!
 //! Root only; skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kommit_reconcilers::PodPhase;
 use kommit_tests::cluster::history::{check, Sampler};
+use kommit_tests::cluster::node::ClusterNode;
 use kommit_tests::cluster::Cluster;
+use kommit_tests::fixtures::kommit_bin;
 use kommit_tests::runtime_support::skip_privileged;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -113,6 +118,32 @@ fn three_nodes_bootstrap_join_and_run_the_template_as_planned() {
         }
     }
 
+    // The cluster's age keyring (issue 16): made by the bootstrap node, handed to the nodes
+    // that joined (0600); a rotation on the last node reaches every node, the old identity
+    // kept for decryption.
+    let first = keyring(c.node(1));
+    assert_eq!(first.len(), 1, "{first:?}");
+    c.wait(Duration::from_secs(30), "the keyring on every node", |c| {
+        c.nodes.iter().all(|n| keyring(n) == first)
+    });
+    for n in &c.nodes {
+        let md = std::fs::metadata(n.data.join("secrets/age.key")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o600, "{}", n.name);
+    }
+    let out = Command::new(kommit_bin())
+        .args(["secrets", "key", "--rotate", "--data-dir"])
+        .arg(&c.node(3).data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rotated = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_ne!(rotated, first[0]);
+    let want = vec![rotated, first[0].clone()];
+    let t = c.wait(Duration::from_secs(60), "the rotation on every node", |c| {
+        c.nodes.iter().all(|n| keyring(n) == want)
+    });
+    println!("TIMING keyring_rotation_everywhere_ms={}", t.as_millis());
+
     // The leader notes the adoption in Git, once.
     c.wait(Duration::from_secs(30), "the adopted note", |c| {
         c.note(&commit).is_some_and(|n| n.contains("adopted"))
@@ -125,6 +156,20 @@ fn three_nodes_bootstrap_join_and_run_the_template_as_planned() {
     c.teardown();
     let left = Cluster::leftovers(&names);
     assert!(left.is_empty(), "teardown left {left:?}");
+}
+
+/// `kommit secrets key --all` on a node: its keyring's recipients, the current one first.
+fn keyring(n: &ClusterNode) -> Vec<String> {
+    let out = Command::new(kommit_bin())
+        .args(["secrets", "key", "--all", "--data-dir"])
+        .arg(&n.data)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// One link cut (between n2 and n3, both ways, by nft rules inside their namespaces) while a

@@ -53,6 +53,9 @@ pub struct Agent {
     rx: mpsc::Receiver<()>,
     coalescer: Coalescer,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The configuration error each sandbox was last reported with (an event each time it
+    /// changes, as the kubelet's `Failed` events).
+    config_errors: BTreeMap<String, String>,
 }
 
 /// A handle that stops the agent loop.
@@ -90,6 +93,7 @@ impl Agent {
                 rx,
                 coalescer: Coalescer::default(),
                 stop: stop.clone(),
+                config_errors: BTreeMap::new(),
             },
             kick.clone(),
             Stop(stop, kick),
@@ -248,6 +252,27 @@ impl Agent {
             let by_key: BTreeMap<String, &crate::translate::PodPlan> =
                 view.plans.iter().map(|p| (p.key.clone(), p)).collect();
             self.exec.run(actions, &by_key);
+        }
+        // A pod that cannot be configured (a missing reference, a Secret this node cannot
+        // decrypt) gets an event when its error first shows or changes.
+        self.config_errors
+            .retain(|id, _| view.plans.iter().any(|p| p.id() == id));
+        for p in &view.plans {
+            match &p.config_error {
+                Some(e) if self.config_errors.get(p.id()) != Some(e) => {
+                    self.exec.event(
+                        p.id(),
+                        kommit_reconcilers::EventType::Warning,
+                        "Failed",
+                        format!("Error: {e}"),
+                    );
+                    self.config_errors.insert(p.id().to_string(), e.clone());
+                }
+                Some(_) => {}
+                None => {
+                    self.config_errors.remove(p.id());
+                }
+            }
         }
         // Report what the runtime shows now.
         let after: BTreeMap<String, _> = if acted {

@@ -2,7 +2,7 @@
 //! the node may acknowledge the commit in force. Pure: the state and the node's own facts in,
 //! a [`View`] out.
 
-use crate::translate::{translate, NodeContext, PodPlan};
+use crate::translate::{translate, NodeContext, PodPlan, SecretKeys};
 use kommit_reconcilers::{ClusterState, Owner, PodPhase, PodRecord, RolloutPhase};
 use std::collections::BTreeMap;
 
@@ -71,8 +71,13 @@ fn deployment_of(state: &ClusterState, p: &PodRecord) -> Option<String> {
 }
 
 /// This node's view of `state`. `host_resolv_conf` is the node's `/etc/resolv.conf`, as
-/// text (see [`NodeContext::host_resolv_conf`]).
-pub fn view(state: &ClusterState, node: &str, host_resolv_conf: &str) -> View {
+/// text (see [`NodeContext::host_resolv_conf`]); `secrets` opens SOPS-encrypted Secrets.
+pub fn view(
+    state: &ClusterState,
+    node: &str,
+    host_resolv_conf: &str,
+    secrets: &SecretKeys,
+) -> View {
     let Some(rec) = state.nodes.get(node) else {
         return View {
             node: node.to_string(),
@@ -92,6 +97,7 @@ pub fn view(state: &ClusterState, node: &str, host_resolv_conf: &str) -> View {
         host_ip,
         pod_cidr: rec.pod_cidr,
         host_resolv_conf: host_resolv_conf.to_string(),
+        secrets: secrets.clone(),
     };
     let mut plans = Vec::new();
     let mut converged = true;

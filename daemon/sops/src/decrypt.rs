@@ -29,7 +29,11 @@ pub fn split(text: &str, budget: &YamlBudget) -> Result<(Tree, SopsMetadata), Er
     if docs.len() != 1 {
         return Err(Error::Documents(docs.len()));
     }
-    let mut doc = docs.remove(0);
+    split_tree(docs.remove(0))
+}
+
+/// Splits a parsed SOPS document into its values and its checked metadata.
+pub fn split_tree(mut doc: Tree) -> Result<(Tree, SopsMetadata), Error> {
     if !matches!(doc, Tree::Map(_)) {
         return Err(Error::NotAMapping);
     }
@@ -58,6 +62,15 @@ pub fn split(text: &str, budget: &YamlBudget) -> Result<(Tree, SopsMetadata), Er
 /// its MAC.
 pub fn decrypt(text: &str, identities: &[Identity]) -> Result<Decrypted, Error> {
     let (doc, metadata) = split(text, &YamlBudget::default())?;
+    let key = unwrap_data_key(&metadata.age, identities)?;
+    decrypt_tree(doc, metadata, &key)
+}
+
+/// Decrypts a SOPS document already parsed in document order (what the desired state
+/// carries, [`kommit_schemas::sops::SealedDocument`]) with the first of `identities` that
+/// opens its data key, and checks its MAC.
+pub fn decrypt_document(doc: Tree, identities: &[Identity]) -> Result<Decrypted, Error> {
+    let (doc, metadata) = split_tree(doc)?;
     let key = unwrap_data_key(&metadata.age, identities)?;
     decrypt_tree(doc, metadata, &key)
 }

@@ -1,7 +1,9 @@
 //! age: the identities that open a file's data key, and wrapping a data key to recipients.
 
 use crate::{one_line, Error};
-use age::x25519::{Identity, Recipient};
+/// An age X25519 identity (re-exported: what the agent decrypts with).
+pub use age::x25519::Identity;
+use age::x25519::Recipient;
 use kommit_schemas::sops::{check_stanza, AgeKey, MAX_RECIPIENTS};
 use std::io::{Read, Write};
 use std::str::FromStr;

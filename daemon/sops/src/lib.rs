@@ -21,11 +21,13 @@
 pub mod cipher;
 pub mod decrypt;
 pub mod encrypt;
+pub mod keyring;
 pub mod keys;
 mod walk;
 
-pub use decrypt::{decrypt, decrypt_with_data_key, Decrypted};
+pub use decrypt::{decrypt, decrypt_document, decrypt_with_data_key, Decrypted};
 pub use encrypt::{encrypt, EncryptOptions};
+pub use keyring::Keyring;
 pub use keys::{
     new_identity_file, parse_identities, parse_recipient, unwrap_data_key, wrap_data_key, DataKey,
 };

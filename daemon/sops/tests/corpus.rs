@@ -208,3 +208,21 @@ fn errors_name_what_is_wrong() {
         "{err}"
     );
 }
+
+/// What the desired state carries to a node (the ordered tree, through JSON and even
+/// through a `serde_json::Value`, which sorts maps) still decrypts, MAC checked, to the
+/// plaintext twin, and the keyring format reads the test key.
+#[test]
+fn reference_files_decrypt_as_the_desired_state_carries_them() {
+    use kommit_schemas::sops::SealedDocument;
+    let ring = kommit_sops::Keyring::parse(&data("test-age-key.txt")).unwrap();
+    for case in CASES {
+        let sealed =
+            SealedDocument::parse(&data(&format!("{case}.yaml")), &YamlBudget::default()).unwrap();
+        let json: serde_json::Value = serde_json::to_value(&sealed).unwrap();
+        let carried: SealedDocument = serde_json::from_value(json).unwrap();
+        let got = kommit_sops::decrypt_document(carried.0, &ring.identities())
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(got.tree, plaintext(case), "{case}");
+    }
+}

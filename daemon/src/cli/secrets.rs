@@ -14,11 +14,22 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// `kommit secrets ...`.
 #[derive(clap::Subcommand, Debug)]
 pub enum Args {
-    /// Print the cluster's age recipient (what Secrets are encrypted to).
+    /// Print the cluster's current age recipient (what Secrets are encrypted to); add an
+    /// identity to the cluster's keyring with `--import` or `--rotate`.
     Key {
-        /// The node's data dir (a node that bootstrapped the cluster holds the identity).
+        /// The node's data dir (every node holds the cluster's keyring).
         #[arg(long, default_value = "/var/lib/kommit")]
         data_dir: PathBuf,
+        /// Print every recipient of the keyring, the current one first.
+        #[arg(long)]
+        all: bool,
+        /// Add the identities of an `age-keygen` file (the running daemons pass them on to
+        /// every node); the newest identity of the keyring is the current one.
+        #[arg(long, value_name = "FILE", conflicts_with = "rotate")]
+        import: Option<PathBuf>,
+        /// Add a new identity, which becomes the current one; the old ones keep decrypting.
+        #[arg(long)]
+        rotate: bool,
     },
     /// Encrypt a manifest (a Secret's `data` and `stringData`) with SOPS to age recipients:
     /// the cluster's (when `--data-dir` holds its identity) and any given.
@@ -51,8 +62,43 @@ pub enum Args {
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args {
-        Args::Key { data_dir } => {
-            println!("{}", crate::cluster_key::recipient(&data_dir)?);
+        Args::Key {
+            data_dir,
+            all,
+            import,
+            rotate,
+        } => {
+            let added = if let Some(file) = import {
+                let text = read_bounded(&file)?;
+                let ring = kommit_sops::Keyring::parse(&text)
+                    .with_context(|| file.display().to_string())?;
+                Some(crate::cluster_key::merge(&data_dir, &ring)?.1)
+            } else if rotate {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("the clock is before 1970")?
+                    .as_secs();
+                let now = kommit_schemas::sops::format_rfc3339(i64::try_from(now).unwrap_or(0));
+                Some(crate::cluster_key::merge(&data_dir, &kommit_sops::Keyring::generate(&now))?.1)
+            } else {
+                None
+            };
+            if let Some(n) = added {
+                eprintln!(
+                    "{n} identities added to {}",
+                    crate::cluster_key::path(&data_dir).display()
+                );
+            }
+            if all {
+                let ring = crate::cluster_key::load(&data_dir)?.with_context(|| {
+                    format!("no cluster age keyring under {}", data_dir.display())
+                })?;
+                for r in ring.recipients() {
+                    println!("{r}");
+                }
+            } else {
+                println!("{}", crate::cluster_key::recipient(&data_dir)?);
+            }
             Ok(0)
         }
         Args::Encrypt {

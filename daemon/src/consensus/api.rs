@@ -30,6 +30,7 @@ pub fn cluster_routes<A: App>(shared: Arc<Shared<A>>) -> Router {
         .route("/cluster/remove_member", post(remove_member::<A>))
         .route("/cluster/status", get(status::<A>))
         .route("/cluster/ca", post(receive_ca::<A>))
+        .route("/cluster/age-keys", post(super::keys::receive_keys::<A>))
         .route("/cluster/token/verify", post(verify_token::<A>))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(shared)

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod cluster;
+mod keys;
 pub mod kv;
 pub mod liveness;
 pub mod local;

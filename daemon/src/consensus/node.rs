@@ -401,6 +401,7 @@ impl<A: App> Node<A> {
             tokio::spawn(batcher(shared.clone(), batch_rx)),
             tokio::spawn(heartbeat_loop(shared.clone())),
             tokio::spawn(leader_loop(shared.clone())),
+            tokio::spawn(super::keys::keyring_loop(shared.clone())),
         ];
         Ok(Self {
             shared,

@@ -138,6 +138,47 @@ pub enum EvaluateError {
     /// Git objects could not be read.
     #[error(transparent)]
     Read(#[from] super::read::ReadError),
+    /// The head's commit object could not be read for its signature.
+    #[error("reading commit {head} for its signature: {message}")]
+    Signature {
+        /// The head.
+        head: ObjectId,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// [`evaluate`], first requiring a head signed by one of `trusted`, the adopted commit's
+/// `trustedSigningKeys` ([`super::signing`]); none: no signature needed.
+pub fn evaluate_signed(
+    repo: &gix::Repository,
+    adopted: Option<(ObjectId, bool)>,
+    trusted: &[String],
+    head: ObjectId,
+    limits: &super::loader::Limits,
+    at: super::time::Timestamp,
+) -> Result<Verdict, EvaluateError> {
+    use super::note::{CommitState, StatusNote};
+    if !trusted.is_empty() && adopted.map(|(c, _)| c) != Some(head) {
+        let object = repo
+            .find_object(head)
+            .map_err(|e| EvaluateError::Signature {
+                head,
+                message: e.to_string(),
+            })?;
+        if let Err(reason) = super::signing::verify(&object.data, trusted) {
+            let Some(new) = detect(repo, adopted.map(|(c, _)| c), head)? else {
+                return Ok(Verdict::Unchanged);
+            };
+            let mut note = StatusNote::new(head, CommitState::Refused, at);
+            note.reason = Some(reason);
+            return Ok(Verdict::Refuse {
+                head: new,
+                note: Box::new(note),
+            });
+        }
+    }
+    evaluate(repo, adopted, head, limits, at)
 }
 
 /// Compares the fetched `head` with the adopted commit (and its `allowHistoryRewrite`),

@@ -34,6 +34,7 @@ pub mod note;
 pub mod push;
 pub mod queue;
 pub mod read;
+pub mod signing;
 pub mod status;
 pub mod time;
 pub mod triggers;

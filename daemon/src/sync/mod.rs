@@ -5,7 +5,7 @@
 //! the leader acts on it:
 //!
 //! 1. After each fetch, the leader compares the branch head with the adopted commit in the
-//!    replicated state (`git::heads::evaluate`: fast-forward check, history-rewrite policy,
+//!    replicated state (`git::heads::evaluate_signed`: signature, fast-forward check, history-rewrite policy,
 //!    load and validate). A valid head is proposed as `Entry::Adopt`; the state machine checks
 //!    the parent again, so two leaders racing cannot adopt out of order.
 //! 2. A head that is not adoptable is proposed as `Entry::Refuse` with the validation errors
@@ -28,7 +28,7 @@ pub mod report;
 
 use crate::consensus::node::{propose, Shared};
 use crate::consensus::now_ms;
-use crate::git::heads::{evaluate, Verdict};
+use crate::git::heads::{evaluate_signed, Verdict};
 use crate::git::loader::Limits;
 use crate::git::mirror::Mirror;
 use crate::git::status::StatusChange;
@@ -417,12 +417,20 @@ async fn consider(
     if adopted.map(|(c, _)| c) == Some(head) || refused {
         return Ok(());
     }
+    // The adopted commit's trusted signers (a head cannot add its own).
+    let trusted = shared.sm.read(|s| {
+        if s.commit.is_some() {
+            s.desired.config.trusted_signing_keys.clone()
+        } else {
+            Vec::new()
+        }
+    });
     let (m, limits) = (mirror.clone(), config.limits.clone());
     let at = stamp();
     let started = std::time::Instant::now();
     let verdict = tokio::task::spawn_blocking(move || {
         let repo = m.repo().map_err(|e| e.to_string())?;
-        evaluate(&repo, adopted, head, &limits, at).map_err(|e| e.to_string())
+        evaluate_signed(&repo, adopted, &trusted, head, &limits, at).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("evaluation task failed: {e}"))??;

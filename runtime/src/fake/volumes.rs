@@ -83,6 +83,16 @@ impl Volumes for FakeVolumes {
         g.with_store(|s| s.project(pod, name, files))
     }
 
+    fn project_in_memory(
+        &self,
+        pod: &str,
+        name: &str,
+        files: &BTreeMap<String, ProjectedFile>,
+    ) -> Result<(PathBuf, bool)> {
+        let mut g = enter(&self.world, "project_in_memory", format!("{pod}/{name}"))?;
+        g.with_store(|s| s.project_in_memory(pod, name, files))
+    }
+
     fn host_path(&self, path: &Path, kind: HostPathKind) -> Result<PathBuf> {
         drop(enter(&self.world, "host_path", path.display().to_string())?);
         crate::volumes::host_path(path, kind)

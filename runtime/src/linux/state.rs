@@ -214,10 +214,20 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// Write JSON atomically.
 pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), LinuxError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_path(path);
     let bytes = serde_json::to_vec_pretty(v)
         .map_err(|e| LinuxError::State(format!("{}: {e}", path.display())))?;
-    std::fs::write(&tmp, bytes).map_err(|e| LinuxError::io(&tmp, e))?;
+    // 0600: a container's config holds its environment, Secrets' values included.
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|e| LinuxError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| LinuxError::io(path, e))
 }
 

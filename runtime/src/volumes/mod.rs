@@ -121,6 +121,10 @@ pub fn is_mount_point(dir: &Path) -> bool {
     }
 }
 
+/// The tmpfs of an in-memory projected volume: room for two versions (the previous one is
+/// kept until the next update) of the largest projection. Pages are used only as written.
+pub const PROJECTED_TMPFS_BYTES: u64 = 2 * MAX_PROJECTED_BYTES + (1 << 20);
+
 /// Half the host's memory: the tmpfs size of a Memory emptyDir without a size limit.
 pub fn default_tmpfs_size() -> u64 {
     nix::sys::sysinfo::sysinfo()
@@ -242,6 +246,43 @@ impl<T: Tmpfs> VolumeStore<T> {
             return Err(verr(VolumeError::Conflict(format!(
                 "volume {pod}/{name} is an emptyDir, not a projected volume"
             ))));
+        }
+        let changed = projected::write(&dir, files).map_err(verr)?;
+        Ok((dir, changed))
+    }
+
+    /// [`Volumes::project_in_memory`].
+    pub fn project_in_memory(
+        &mut self,
+        pod: &str,
+        name: &str,
+        files: &BTreeMap<String, ProjectedFile>,
+    ) -> Result<(PathBuf, bool)> {
+        projected::validate(files).map_err(verr)?;
+        let dir = self.vol_dir(pod, name)?;
+        match std::fs::symlink_metadata(&dir) {
+            // Made by an earlier `project_in_memory`, or by `project` before (kept as it is:
+            // running containers have that directory bound).
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(verr(VolumeError::Conflict(format!(
+                    "{}: exists and is not a directory",
+                    dir.display()
+                ))))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&dir)
+                    .map_err(|e| verr(io_err(&dir)(e)))?;
+                if let Err(e) = self.tmpfs.mount(&dir, PROJECTED_TMPFS_BYTES) {
+                    let _ = std::fs::remove_dir(&dir);
+                    return Err(verr(e));
+                }
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| verr(io_err(&dir)(e)))?;
+            }
+            Err(e) => return Err(verr(io_err(&dir)(e))),
         }
         let changed = projected::write(&dir, files).map_err(verr)?;
         Ok((dir, changed))
@@ -393,6 +434,15 @@ impl Volumes for LinuxVolumes {
         self.store().project(pod, name, files)
     }
 
+    fn project_in_memory(
+        &self,
+        pod: &str,
+        name: &str,
+        files: &BTreeMap<String, ProjectedFile>,
+    ) -> Result<(PathBuf, bool)> {
+        self.store().project_in_memory(pod, name, files)
+    }
+
     fn host_path(&self, path: &Path, kind: HostPathKind) -> Result<PathBuf> {
         host_path(path, kind)
     }
@@ -451,6 +501,31 @@ mod tests {
         s.remove_pod_volumes("p").expect("idempotent");
         assert!(!s.tmpfs().is_mounted(&m));
         assert!(s.pods_with_volumes().expect("pods").is_empty());
+    }
+
+    #[test]
+    fn in_memory_projections_are_tmpfs_and_removed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut s = VolumeStore::new(d.path().join("volumes"), Rec::default());
+        let files = BTreeMap::from([(
+            "token".to_string(),
+            ProjectedFile {
+                data: b"one".to_vec(),
+                mode: 0o400,
+            },
+        )]);
+        let (dir, changed) = s.project_in_memory("p", "s", &files).expect("project");
+        assert!(changed && s.tmpfs().is_mounted(&dir));
+        assert_eq!(std::fs::read(dir.join("token")).expect("read"), b"one");
+        let (again, changed) = s.project_in_memory("p", "s", &files).expect("again");
+        assert_eq!(again, dir);
+        assert!(!changed);
+        // A directory `project` wrote on disk stays on disk.
+        s.project("p", "c", &files).expect("disk");
+        let (disk, _) = s.project_in_memory("p", "c", &files).expect("kept");
+        assert!(!s.tmpfs().is_mounted(&disk));
+        s.remove_pod_volumes("p").expect("remove");
+        assert!(!s.tmpfs().is_mounted(&dir));
     }
 
     #[test]

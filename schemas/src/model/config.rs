@@ -72,6 +72,12 @@ pub struct ClusterConfigSpec {
     /// clear is a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_encrypted_secrets: Option<bool>,
+    /// SSH public keys (`ssh-ed25519 AAAA... comment`, as in `allowed_signers`) trusted to
+    /// sign commits (`git commit -S` with `gpg.format=ssh`). When the *adopted* commit lists
+    /// any, a head is adopted only if one of them signed it, so a push cannot trust itself.
+    /// At most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_signing_keys: Vec<SigningKeyText>,
 }
 
 /// The settings with every default resolved, as the cluster uses them.
@@ -102,6 +108,9 @@ pub struct ClusterSettings {
     /// Whether Secrets in clear are refused. Absent from the bytes while false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_encrypted_secrets: bool,
+    /// SSH public keys trusted to sign heads. Absent from the bytes while empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_signing_keys: Vec<String>,
 }
 
 impl Default for ClusterSettings {
@@ -120,6 +129,7 @@ impl Default for ClusterSettings {
             allow_privileged: false,
             allow_history_rewrite: false,
             require_encrypted_secrets: false,
+            trusted_signing_keys: Vec::new(),
         }
     }
 }
@@ -154,6 +164,15 @@ impl ClusterConfig {
                 format!("serviceCIDR {service_cidr} overlaps podCIDR {pod_cidr}"),
             ));
         }
+        if s.trusted_signing_keys.len() > MAX_SIGNING_KEYS {
+            return Err((
+                "trustedSigningKeys",
+                format!(
+                    "{} trustedSigningKeys; at most {MAX_SIGNING_KEYS} are allowed",
+                    s.trusted_signing_keys.len()
+                ),
+            ));
+        }
         let service_node_port_range = match &s.service_node_port_range {
             None => d.service_node_port_range,
             Some(t) => NodePortRange::parse(t.as_str()).map_err(|e| ("serviceNodePortRange", e))?,
@@ -178,6 +197,11 @@ impl ClusterConfig {
             allow_privileged: s.allow_privileged.unwrap_or(false),
             allow_history_rewrite: s.allow_history_rewrite.unwrap_or(false),
             require_encrypted_secrets: s.require_encrypted_secrets.unwrap_or(false),
+            trusted_signing_keys: s
+                .trusted_signing_keys
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
         })
     }
 }
@@ -222,6 +246,50 @@ impl JsonSchema for PortRangeText {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({"type": "string", "pattern": PORT_RANGE, "description": "first-last, such as 30000-32767"})
+    }
+}
+
+/// Most `trustedSigningKeys`.
+pub const MAX_SIGNING_KEYS: usize = 64;
+
+/// The pattern of a trusted signing key: an OpenSSH public key line of a type kommit
+/// verifies, its base64 blob, and an optional comment.
+pub const SIGNING_KEY: &str =
+    r"^(ssh-ed25519|ecdsa-sha2-nistp256) [A-Za-z0-9+/]{16,2048}={0,2}( [^\n]{0,200})?$";
+
+/// One `trustedSigningKeys` entry as written; the daemon parses it as an SSH public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SigningKeyText(String);
+
+impl SigningKeyText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SigningKeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let re = regex::Regex::new(SIGNING_KEY).map_err(serde::de::Error::custom)?;
+        if re.is_match(&s) {
+            Ok(SigningKeyText(s))
+        } else {
+            let shown: String = s.chars().take(40).collect();
+            Err(serde::de::Error::custom(format!(
+                "invalid signing key \"{shown}\": expected an OpenSSH public key line (ssh-ed25519 or ecdsa-sha2-nistp256)"
+            )))
+        }
+    }
+}
+
+impl JsonSchema for SigningKeyText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SigningKey".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": SIGNING_KEY, "description": "an OpenSSH public key line: ssh-ed25519 AAAA... comment"})
     }
 }
 

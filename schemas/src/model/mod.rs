@@ -211,6 +211,11 @@ pub struct DesiredState {
     pub jobs: BTreeMap<String, Job>,
     /// CronJobs.
     pub cron_jobs: BTreeMap<String, CronJob>,
+    /// The whole document of each SOPS-encrypted Secret (in `secrets` too), keyed like it:
+    /// what the node that runs a pod referencing it decrypts, MAC included. Absent from the
+    /// bytes while empty, so states without one keep their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed_secrets: BTreeMap<String, crate::sops::SealedDocument>,
 }
 
 impl DesiredState {

@@ -13,9 +13,11 @@
 //! encrypting need the data key and live in the node-side crate `kommit-sops`.
 
 mod enc;
+mod sealed;
 mod time;
 
 pub use enc::{EncError, EncValue, ValueType, IV_LEN, TAG_LEN};
+pub use sealed::{SealedDocument, MAX_SEALED_BYTES};
 pub use time::{format_rfc3339, mac_aad};
 
 use schemars::JsonSchema;

@@ -11,7 +11,7 @@ use crate::probe::{now_ms, run_handler};
 use crate::translate::{ContainerPlan, PodPlan, VolumePlan};
 use kommit_reconcilers::{EventType, Millis, PodEvent};
 use kommit_runtime::spec::{ContainerState, Mount};
-use kommit_runtime::traits::{PullProgress, RegistryCredentials};
+use kommit_runtime::traits::{Medium, PullProgress, RegistryCredentials};
 use kommit_runtime::{ContainerRuntime, Images, PodNetwork, RuntimeError, Volumes};
 use kommit_schemas::model::pod::PullPolicy;
 use std::collections::{BTreeMap, BTreeSet};
@@ -391,20 +391,21 @@ impl Executor {
                 VolumePlan::EmptyDir { medium, size_limit } => {
                     self.rt.volumes.empty_dir(id, name, *medium, *size_limit)
                 }
-                VolumePlan::Projected { files } => {
-                    self.rt
-                        .volumes
-                        .project(id, name, files)
-                        .map(|(path, changed)| {
-                            if changed && known.is_some() {
-                                tracing::info!(
-                                    pod = id,
-                                    volume = name.as_str(),
-                                    "volume content updated"
-                                );
-                            }
-                            path
-                        })
+                VolumePlan::Projected { files, medium } => {
+                    let written = match medium {
+                        Medium::Memory => self.rt.volumes.project_in_memory(id, name, files),
+                        Medium::Disk => self.rt.volumes.project(id, name, files),
+                    };
+                    written.map(|(path, changed)| {
+                        if changed && known.is_some() {
+                            tracing::info!(
+                                pod = id,
+                                volume = name.as_str(),
+                                "volume content updated"
+                            );
+                        }
+                        path
+                    })
                 }
                 VolumePlan::HostPath { path, kind } => {
                     self.rt.volumes.host_path(std::path::Path::new(path), *kind)

@@ -51,6 +51,8 @@ pub struct NodeContext {
     /// The node's own `/etc/resolv.conf`, as text: what `dnsPolicy: Default` pods get, and
     /// the search domains and options cluster-first pods inherit, as the kubelet merges them.
     pub host_resolv_conf: String,
+    /// The age identities this node opens SOPS-encrypted Secrets with.
+    pub secrets: SecretKeys,
 }
 
 impl NodeContext {
@@ -162,6 +164,8 @@ pub enum VolumePlan {
     Projected {
         /// Relative path -> content and mode.
         files: BTreeMap<String, ProjectedFile>,
+        /// `Memory` for Secrets: a tmpfs, so their plaintext never reaches the disk.
+        medium: Medium,
     },
     /// A node directory or file (already checked against the allowlist).
     HostPath {
@@ -182,7 +186,8 @@ impl VolumePlan {
                 h.update(format!("empty:{medium:?}:{size_limit:?}"));
             }
             VolumePlan::HostPath { path, kind } => h.update(format!("host:{path}:{kind:?}")),
-            VolumePlan::Projected { files } => {
+            VolumePlan::Projected { files, medium } => {
+                h.update(format!("{medium:?}:"));
                 for (p, f) in files {
                     h.update(format!("{}:{}:{}:", p.len(), p, f.mode));
                     h.update((f.data.len() as u64).to_be_bytes());
@@ -357,7 +362,7 @@ pub fn translate(
         grace_ms,
         volumes,
         config_error: (!errors.is_empty()).then(|| errors.join("; ")),
-        pull_credentials: pull_credentials(spec, &pod.namespace, desired),
+        pull_credentials: pull_credentials(spec, &pod.namespace, desired, &node.secrets),
     }
 }
 
@@ -442,14 +447,21 @@ fn container_plan(
             }
             d
         } else if let Some(r) = &from.secret_ref {
-            let d = secret_data(desired, ns, r.name.as_str());
-            if d.is_none() && r.optional != Some(true) {
-                errors.push(format!(
-                    "container {cname}: secret {:?} not found",
-                    r.name.as_str()
-                ));
+            match secret_data(desired, &fields.node.secrets, ns, r.name.as_str()) {
+                Ok(d) => {
+                    if d.is_none() && r.optional != Some(true) {
+                        errors.push(format!(
+                            "container {cname}: secret {:?} not found",
+                            r.name.as_str()
+                        ));
+                    }
+                    d
+                }
+                Err(e) => {
+                    errors.push(format!("container {cname}: {e}"));
+                    None
+                }
             }
-            d
         } else {
             None
         };
@@ -475,9 +487,15 @@ fn container_plan(
                 }
                 v
             } else if let Some(r) = &src.secret_key_ref {
-                let v = secret_data(desired, ns, r.name.as_str())
-                    .and_then(|d| d.get(r.key.as_str()).cloned())
-                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                let v = match secret_data(desired, &fields.node.secrets, ns, r.name.as_str()) {
+                    Ok(d) => d
+                        .and_then(|d| d.get(r.key.as_str()).cloned())
+                        .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    Err(e) => {
+                        errors.push(format!("container {cname}: {e}"));
+                        Some(String::new())
+                    }
+                };
                 if v.is_none() && r.optional != Some(true) {
                     errors.push(format!(
                         "container {cname}: couldn't find key {} in Secret {ns}/{}",
@@ -602,7 +620,10 @@ pub fn default_pull_policy(image: &str) -> PullPolicy {
 }
 
 mod probes;
+mod sealed;
 mod sources;
+
+pub use sealed::SecretKeys;
 
 use probes::{http_handler, probe_spec};
 pub use sources::pull_credentials;

@@ -1,7 +1,7 @@
 //! Where a pod's data comes from: ConfigMap and Secret contents, the volumes made of them,
 //! allowlisted hostPaths, and registry credentials from `imagePullSecrets`.
 
-use super::{Fields, VolumePlan, MAX_PROJECTED_BYTES};
+use super::{Fields, SecretKeys, VolumePlan, MAX_PROJECTED_BYTES};
 use base64::Engine;
 use kommit_runtime::traits::{HostPathKind, Medium, ProjectedFile, RegistryCredentials};
 use kommit_schemas::model::pod::{HostPathType, StorageMedium};
@@ -31,10 +31,11 @@ pub fn pull_credentials(
     spec: &kommit_schemas::model::pod::PodSpec,
     ns: &str,
     desired: &DesiredState,
+    keys: &SecretKeys,
 ) -> BTreeMap<String, RegistryCredentials> {
     let mut out = BTreeMap::new();
     for r in &spec.image_pull_secrets {
-        let Some(data) = secret_data(desired, ns, r.name.as_str()) else {
+        let Ok(Some(data)) = secret_data(desired, keys, ns, r.name.as_str()) else {
             continue;
         };
         let (doc, nested) = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
@@ -91,17 +92,26 @@ pub(super) fn config_map_value(
     String::from_utf8(raw).ok()
 }
 
-/// Every key of a Secret with its decoded bytes (`stringData` over `data`).
+/// Every key of a Secret with its decoded bytes (`stringData` over `data`): `Ok(None)` when
+/// there is no such Secret, `Err` when it is SOPS-encrypted and this node cannot open it.
 pub(super) fn secret_data(
     desired: &DesiredState,
+    keys: &SecretKeys,
     ns: &str,
     name: &str,
-) -> Option<BTreeMap<String, Vec<u8>>> {
-    let s = desired.secrets.get(&format!("{ns}/{name}"))?;
-    // A SOPS-encrypted Secret holds ciphertext: until the agent decrypts (issue 16), its
-    // pods wait as for a missing Secret rather than see ciphertext or empty values.
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let key = format!("{ns}/{name}");
+    let Some(s) = desired.secrets.get(&key) else {
+        return Ok(None);
+    };
+    // An encrypted Secret's values are ciphertext: they come from its sealed document,
+    // opened here, on the node that runs the pod.
     if s.sops.is_some() {
-        return None;
+        let doc = desired
+            .sealed_secrets
+            .get(&key)
+            .ok_or_else(|| format!("secret {key}: its encrypted document is missing"))?;
+        return keys.open(&key, doc).map(|d| Some((*d).clone()));
     }
     let mut out = BTreeMap::new();
     for (k, v) in &s.data {
@@ -113,7 +123,7 @@ pub(super) fn secret_data(
     for (k, v) in &s.string_data {
         out.insert(k.clone(), v.clone().into_bytes());
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// Every key of a ConfigMap with its bytes.
@@ -199,7 +209,7 @@ pub(super) fn volume_plan(
     v: &kommit_schemas::model::pod::Volume,
     ns: &str,
     desired: &DesiredState,
-    _fields: &Fields,
+    fields: &Fields,
 ) -> Result<Option<VolumePlan>, String> {
     let name = v.name.as_str();
     if let Some(e) = &v.empty_dir {
@@ -220,20 +230,29 @@ pub(super) fn volume_plan(
             None => return Err(format!("{what} not found")),
         };
         let mode = c.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
-        return projected(data, &c.items, mode, &what, optional)
-            .map(|files| Some(VolumePlan::Projected { files }));
+        return projected(data, &c.items, mode, &what, optional).map(|files| {
+            Some(VolumePlan::Projected {
+                files,
+                medium: Medium::Disk,
+            })
+        });
     }
     if let Some(s) = &v.secret {
         let what = format!("volume {name}: secret {ns}/{}", s.secret_name.as_str());
         let optional = s.optional == Some(true);
-        let data = match secret_data(desired, ns, s.secret_name.as_str()) {
-            Some(d) => d,
-            None if optional => BTreeMap::new(),
-            None => return Err(format!("{what} not found")),
+        let data = match secret_data(desired, &fields.node.secrets, ns, s.secret_name.as_str()) {
+            Ok(Some(d)) => d,
+            Ok(None) if optional => BTreeMap::new(),
+            Ok(None) => return Err(format!("{what} not found")),
+            Err(e) => return Err(format!("volume {name}: {e}")),
         };
         let mode = s.default_mode.map(|m| m.get() as u32).unwrap_or(0o644);
-        return projected(data, &s.items, mode, &what, optional)
-            .map(|files| Some(VolumePlan::Projected { files }));
+        return projected(data, &s.items, mode, &what, optional).map(|files| {
+            Some(VolumePlan::Projected {
+                files,
+                medium: Medium::Memory,
+            })
+        });
     }
     if let Some(h) = &v.host_path {
         let path = h.path.as_str().to_string();

@@ -38,7 +38,7 @@ fn adopted(files: &[(&str, &str)]) -> (ClusterState, crate::view::View) {
         },
         2,
     );
-    let v = view(&s, "n1", HOST_RESOLV);
+    let v = view(&s, "n1", HOST_RESOLV, &SecretKeys::default());
     (s, v)
 }
 
@@ -204,7 +204,7 @@ fn a_pod_becomes_runtime_specs() {
         (18080, 8080)
     );
     match &p.volumes["content"] {
-        VolumePlan::Projected { files } => {
+        VolumePlan::Projected { files, .. } => {
             assert_eq!(files.keys().collect::<Vec<_>>(), vec!["site/index.html"]);
             assert_eq!(files["site/index.html"].data, b"<p>hi</p>");
             assert_eq!(files["site/index.html"].mode, 0o600);
@@ -219,7 +219,9 @@ fn a_pod_becomes_runtime_specs() {
         }
     );
     match &p.volumes["secret"] {
-        VolumePlan::Projected { files } => {
+        VolumePlan::Projected { files, medium } => {
+            // Secrets on a tmpfs, as the kubelet keeps them.
+            assert_eq!(*medium, Medium::Memory);
             assert_eq!(files["password"].data, b"secret");
             assert_eq!(files["user"].data, b"admin");
         }
@@ -244,6 +246,7 @@ fn missing_references_are_config_errors_unless_optional() {
         host_ip: "192.0.2.7".into(),
         pod_cidr: s.nodes["n1"].pod_cidr,
         host_resolv_conf: String::new(),
+        secrets: SecretKeys::default(),
     };
     // (keys left in the ConfigMap, config error containing)
     let rows: [(&[&str], Option<&str>); 3] = [
@@ -343,4 +346,88 @@ fn image_pull_secrets_become_registry_credentials() {
         ),
         ("u2", "p2")
     );
+}
+
+/// `secret` encrypted as `kommit secrets encrypt` does, to `ring`'s current recipient.
+fn encrypted(secret: &str, ring: &kommit_sops::Keyring) -> String {
+    use kommit_schemas::yaml::{parse_trees, YamlBudget};
+    let doc = parse_trees(secret, &YamlBudget::default())
+        .expect("yaml")
+        .remove(0);
+    let recipient = kommit_sops::parse_recipient(ring.current().expect("a key")).expect("r");
+    let key = [7u8; 32];
+    let stanza = kommit_sops::wrap_data_key(&key, &recipient).expect("wrap");
+    let options = kommit_sops::EncryptOptions {
+        encrypted_regex: Some("^(data|stringData)$".into()),
+        ..Default::default()
+    };
+    let tree = kommit_sops::encrypt(
+        doc,
+        &options,
+        &key,
+        vec![stanza],
+        1_764_000_000,
+        &mut rand::rngs::OsRng,
+    )
+    .expect("encrypt");
+    kommit_schemas::tree::to_yaml(&tree).expect("yaml")
+}
+
+const SEALED_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    env:\n    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}\n    envFrom:\n    - secretRef: {name: creds}\n      prefix: ALL_\n    volumeMounts:\n    - {name: s, mountPath: /etc/creds}\n  volumes:\n  - name: s\n    secret: {secretName: creds}\n";
+const SEALED_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\ndata: {password: czNjcjN0LXBhc3M=}\nstringData: {user: the-admin-user}\n";
+
+#[test]
+fn encrypted_secrets_open_on_the_node_with_the_key() {
+    let ring = kommit_sops::Keyring::generate("2026-01-01T00:00:00Z");
+    let text = encrypted(SEALED_SECRET, &ring);
+    let (s, v) = adopted(&[("secret.yaml", &text), ("p.yaml", SEALED_POD)]);
+    // The desired state (what Raft carries) holds ciphertext only.
+    let bytes = String::from_utf8(s.desired.canonical_bytes()).expect("utf8");
+    for plain in ["s3cr3t-pass", "czNjcjN0LXBhc3M", "the-admin-user"] {
+        assert!(!bytes.contains(plain), "{plain} in the desired state");
+    }
+    assert!(s.desired.sealed_secrets.contains_key("default/creds"));
+    // Without the key: a one-line config error, no plaintext, no ciphertext either.
+    let err = v.plans[0].config_error.clone().expect("no key, no pod");
+    assert!(
+        err.contains("secret default/creds: cannot decrypt: no age identity"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+    // With it: the environment and the volume hold the plaintext.
+    let keys = SecretKeys::new(&ring);
+    let v = view(&s, "n1", HOST_RESOLV, &keys);
+    let p = &v.plans[0];
+    assert_eq!(p.config_error, None);
+    let env = &p.containers[0].spec.env;
+    assert_eq!(env["PASSWORD"], "s3cr3t-pass");
+    assert_eq!(env["ALL_user"], "the-admin-user");
+    assert_eq!(env["ALL_password"], "s3cr3t-pass");
+    match &p.volumes["s"] {
+        VolumePlan::Projected { files, .. } => {
+            assert_eq!(files["password"].data, b"s3cr3t-pass");
+            assert_eq!(files["user"].data, b"the-admin-user");
+        }
+        other => panic!("not projected: {other:?}"),
+    }
+    // A rotated ring (a newer identity first) still opens it.
+    let mut rotated = ring.clone();
+    rotated.insert_new("2026-02-01T00:00:00Z").expect("room");
+    let v = view(&s, "n1", HOST_RESOLV, &SecretKeys::new(&rotated));
+    assert_eq!(v.plans[0].config_error, None);
+    // A value in clear edited after encryption fails the MAC, in one line.
+    let mut tampered = s.clone();
+    let doc = tampered
+        .desired
+        .sealed_secrets
+        .get_mut("default/creds")
+        .expect("sealed");
+    let kommit_schemas::tree::Tree::Map(entries) = &mut doc.0 else {
+        panic!("not a map")
+    };
+    entries[0].1 = kommit_schemas::tree::Tree::Str("v2".into());
+    let v = view(&tampered, "n1", HOST_RESOLV, &keys);
+    let err = v.plans[0].config_error.clone().expect("tampered");
+    assert!(err.contains("MAC mismatch"), "{err}");
+    assert!(!err.contains('\n') && !err.contains("s3cr3t"), "{err}");
 }
