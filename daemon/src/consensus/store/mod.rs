@@ -41,7 +41,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const MAX_RECORD_BYTES: usize = 256 << 20;
 /// redb's page cache for the log and vote (its default is 1 GiB, which a long-running daemon
 /// fills with log pages it rarely reads again). Reads past it go to the kernel's page cache.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 4 << 20;
 
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]
