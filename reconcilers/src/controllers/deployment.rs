@@ -4,10 +4,12 @@
 //! (rounded down), advancing only as pods report ready; Recreate; progressDeadlineSeconds
 //! measured with entry timestamps; revisionHistoryLimit.
 
+use super::common::available;
+pub use super::common::resolve;
 use super::{deletion_order, new_pod};
 use crate::ids;
 use crate::state::ClusterState;
-use crate::types::{DeploymentStatus, Effects, Millis, Owner, ReplicaSetRecord, RolloutPhase};
+use crate::types::{DeploymentStatus, Effects, Owner, ReplicaSetRecord, RolloutPhase};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{Deployment, DeploymentStrategyType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,26 +17,6 @@ use std::sync::Arc;
 
 /// The label carrying a pod's template hash.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-
-/// Resolves an IntOrString bound ("25%" or 2) against `total`, rounding percentages up or
-/// down as Kubernetes does. Malformed values count as 0.
-pub fn resolve(v: &IntOrString, total: u32, round_up: bool) -> u32 {
-    match v {
-        IntOrString::Int(i) => u32::try_from((*i).max(0)).unwrap_or(u32::MAX),
-        IntOrString::String(s) => {
-            let Some(pct) = s.strip_suffix('%').and_then(|p| p.parse::<u64>().ok()) else {
-                return 0;
-            };
-            let num = pct.saturating_mul(u64::from(total));
-            let r = if round_up {
-                num.div_ceil(100)
-            } else {
-                num / 100
-            };
-            u32::try_from(r).unwrap_or(u32::MAX)
-        }
-    }
-}
 
 /// (maxSurge, maxUnavailable) for a Deployment with `replicas`, defaults 25%/25%; when both
 /// resolve to 0, maxUnavailable is 1 so the rollout can move.
@@ -53,13 +35,6 @@ pub fn surge_and_unavailable(d: &Deployment, replicas: u32) -> (u32, u32) {
     } else {
         (surge, unavailable.min(replicas))
     }
-}
-
-/// Whether a pod counts as available: ready for at least minReadySeconds.
-fn available(p: &crate::types::PodRecord, min_ready_secs: u32, now: Millis) -> bool {
-    p.ready
-        && p.ready_since
-            .is_some_and(|t| t.saturating_add(u64::from(min_ready_secs) * 1000) <= now)
 }
 
 struct RsCounts {
