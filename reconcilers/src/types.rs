@@ -311,8 +311,13 @@ pub enum Owner {
     ReplicaSet(String),
     /// A DaemonSet (`namespace/name`).
     DaemonSet(String),
+    /// A StatefulSet (`namespace/name`).
+    StatefulSet(String),
+    /// A Job (`namespace/name`).
+    Job(String),
     /// A node's static pod (the node's name): a manifest in that node's `--static-pods`
-    /// directory, shown like Kubernetes' mirror pods.
+    /// directory, shown like Kubernetes' mirror pods. The last variant: static pods'
+    /// owners sort last.
     Static(String),
 }
 
@@ -324,6 +329,8 @@ impl Owner {
             Owner::ReplicaSet(k) => format!("ReplicaSet/{k}"),
             Owner::DaemonSet(k) => format!("DaemonSet/{k}"),
             Owner::Static(node) => format!("Static/{node}"),
+            Owner::StatefulSet(k) => format!("StatefulSet/{k}"),
+            Owner::Job(k) => format!("Job/{k}"),
         }
     }
 }

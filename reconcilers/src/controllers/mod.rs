@@ -7,22 +7,32 @@
 //! 2. bare pods (create, replace on spec change, prune);
 //! 3. Deployments -> ReplicaSets -> pods ([`deployment`]);
 //! 4. DaemonSets ([`daemonset`]), then nodes' static pods ([`static_pods`]: bound at once);
-//! 5. services (ClusterIPs and NodePorts, [`services`]), the scheduler for every Pending
-//!    pod, then endpoints.
+//! 5. claims from Git ([`volumes`]), StatefulSets ([`statefulset`]), CronJobs
+//!    ([`cronjob`]: Jobs per scheduled time), Jobs ([`job`], Git's and CronJobs');
+//! 6. services (ClusterIPs and NodePorts, [`services`]), the scheduler for every Pending
+//!    pod (claims pin pods to their volume's node and bind on first placement), then
+//!    endpoints.
+//!
+//! Finished Job pods stay bound with their phase (the Job's record); other controllers'
+//! finished pods are removed and replaced.
 //!
 //! Pruning is the same rule everywhere: a pod whose owner is absent from the adopted commit
 //! is deleted, so deleting a whole file removes everything it declared. Static pods are not
 //! the commit's: they follow their node's `StaticPods` entries.
 
 pub mod common;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 mod endpoints;
+pub mod job;
 mod pods;
 mod schedule;
 pub mod services;
+pub mod statefulset;
 pub mod static_pods;
 mod status;
+pub mod volumes;
 
 pub use common::restart_policy;
 pub(crate) use common::{deletion_order, new_pod, pods_by_owner};
@@ -49,6 +59,14 @@ pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
     }
     daemonset::reconcile(state, &mut index);
     static_pods::reconcile(state, &index, fx);
+    if !state.claims.is_empty() || !state.desired.persistent_volume_claims.is_empty() {
+        volumes::sync_git_claims(state);
+    }
+    statefulset::reconcile(state, &mut index);
+    if !state.desired.cron_jobs.is_empty() || !state.cron_jobs.is_empty() {
+        cronjob::reconcile(state);
+    }
+    job::reconcile(state, &mut index);
     services::reconcile(state, fx);
     schedule::schedule_pending(state, fx);
     endpoints::endpoints(state, fx);

@@ -20,6 +20,12 @@ fn must_leave(state: &ClusterState, p: &PodRecord) -> bool {
     if matches!(p.owner, Owner::Static(_)) {
         return false;
     }
+    // A finished Job pod runs nothing: it stays as the Job's record of a completion or a
+    // failure, whatever happens to its node.
+    if matches!(p.owner, Owner::Job(_)) && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
+    {
+        return false;
+    }
     !n.ready
         || (n.drained && !matches!(p.owner, Owner::DaemonSet(_)))
         || scheduler::untolerated_no_execute(&p.spec.tolerations, &n.info.taints).is_some()
@@ -31,7 +37,7 @@ pub(super) fn evict(state: &mut ClusterState) {
         .iter()
         .filter(|(_, p)| {
             must_leave(state, p)
-                || (!matches!(p.owner, Owner::Pod(_) | Owner::Static(_))
+                || (!matches!(p.owner, Owner::Pod(_) | Owner::Static(_) | Owner::Job(_))
                     && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
         })
         .map(|(k, _)| k.clone())

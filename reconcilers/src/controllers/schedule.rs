@@ -1,6 +1,7 @@
 //! Binding Pending pods: the scheduler ([`crate::scheduler`]) over every Pending pod, then
 //! an IP from the chosen node's pod CIDR for each pod it places.
 
+use super::volumes;
 use crate::alloc;
 use crate::scheduler::{self, NodeView, Placement, PodView};
 use crate::state::ClusterState;
@@ -32,15 +33,32 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
         let mut pending = Vec::new();
         let mut pending_pos = Vec::new();
         let mut bound = Vec::new();
+        let mut blocked = Vec::new();
+        let one_pod_users = if state.claims.is_empty() {
+            BTreeSet::new()
+        } else {
+            volumes::one_pod_users(state)
+        };
         for (i, (k, p)) in state.pods.iter().enumerate() {
             let owner = owner_ids[owner_of[i]].as_str();
             match &p.node {
                 None => {
                     if p.phase == PodPhase::Pending {
-                        pending.push(pod_view(k, p, owner));
+                        let mut view = pod_view(k, p, owner);
+                        match volumes::gate(state, p, &one_pod_users) {
+                            volumes::Gate::Free => {}
+                            volumes::Gate::Pin(n) => view.pinned_node = Some(n),
+                            volumes::Gate::Blocked(why) => {
+                                blocked.push((i, Placement::Unschedulable(why)));
+                                continue;
+                            }
+                        }
+                        pending.push(view);
                         pending_pos.push(i);
                     }
                 }
+                // A finished Job pod holds no resources on its node.
+                Some(_) if finished_job_pod(p) => {}
                 Some(n) => bound.push((pod_view(k, p, owner), n.as_str())),
             }
         }
@@ -48,6 +66,7 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
             scheduler::schedule_indexed(&pending, &views, &bound)
                 .into_iter()
                 .map(|(i, p)| (pending_pos[i], p))
+                .chain(blocked)
                 .collect();
         // Already in key order (pending is); sorting keeps that explicit.
         out.sort_by_key(|(pos, _)| *pos);
@@ -82,6 +101,17 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
         match placement {
             Placement::Node(n) => {
                 let node = &nodes[n].info.name;
+                // Another pod bound one of its claims elsewhere in this pass: it waits for
+                // the next entry, which pins it to that volume's node.
+                if !volumes::fits(&state.claims, p, node) {
+                    let why = "waiting for its claim's volume to bind".to_string();
+                    if p.reason.as_deref() != Some(why.as_str()) {
+                        fx.unschedulable.insert(key.clone(), why.clone());
+                        p.reason = Some(why);
+                    }
+                    continue;
+                }
+                volumes::bind(&mut state.claims, p, node);
                 let Some((ip, next)) = nodes[n]
                     .pod_cidr
                     .and_then(|c| alloc::pod_ip_from(c, &used[n], next_slot[n]))
@@ -108,6 +138,12 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
             }
         }
     }
+}
+
+/// A Job pod that ran to completion or failed: it stays bound (its status and logs are
+/// the Job's record) but no longer counts against its node.
+fn finished_job_pod(p: &PodRecord) -> bool {
+    matches!(p.owner, Owner::Job(_)) && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
 }
 
 fn pod_view<'a>(k: &'a str, p: &'a PodRecord, owner: &'a str) -> PodView<'a> {

@@ -6,6 +6,7 @@ use crate::load::Loaded;
 use crate::model::config::ClusterSettings;
 use crate::model::meta::{is_dns1123_label, IntOrString, LabelSelector};
 use crate::model::pod::{PodSpec, RestartPolicy};
+use crate::model::workloads::CompletionMode;
 use crate::model::{Kind, Object};
 use base64::Engine;
 use std::collections::{BTreeMap, BTreeSet};
@@ -353,6 +354,15 @@ fn workload(l: &Loaded, diags: &mut Vec<Diagnostic>) {
                     ));
                 }
             }
+        }
+        Object::Job(j)
+            if j.spec.completion_mode == Some(CompletionMode::Indexed)
+                && j.spec.completions.is_none() =>
+        {
+            diags.push(l.at(
+                "/spec",
+                "`spec.completions` is required when `completionMode` is Indexed",
+            ));
         }
         _ => {}
     }

@@ -184,6 +184,31 @@ pub struct StatefulSetSpec {
     /// Old revisions kept (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<u32>,
+    /// What happens to the claims made from `volumeClaimTemplates` when the set is deleted
+    /// or scaled down (both Retain by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim_retention_policy: Option<PvcRetentionPolicy>,
+}
+
+/// A StatefulSet's claim retention policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PvcRetentionPolicy {
+    /// When the StatefulSet is deleted (default Retain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_deleted: Option<RetentionPolicyType>,
+    /// When the StatefulSet is scaled down, for the ordinals removed (default Retain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_scaled: Option<RetentionPolicyType>,
+}
+
+/// Keep or delete a StatefulSet's claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RetentionPolicyType {
+    /// The claims and their data stay.
+    Retain,
+    /// The claims go, and with them their volumes.
+    Delete,
 }
 
 /// StatefulSet pod management.
@@ -196,7 +221,7 @@ pub enum PodManagementPolicy {
 }
 
 /// How a StatefulSet replaces pods.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatefulSetUpdateStrategy {
     /// RollingUpdate (default) or OnDelete.
@@ -264,8 +289,23 @@ pub struct JobSpec {
     /// Seconds after it finishes before the Job is cleaned up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<u32>,
+    /// NonIndexed (default) or Indexed (each pod gets a completion index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_mode: Option<CompletionMode>,
+    /// No pods run while true (running ones are stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
     /// The pods; restartPolicy must be OnFailure or Never.
     pub template: PodTemplateSpec,
+}
+
+/// How a Job counts completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CompletionMode {
+    /// Any `completions` successful pods complete the Job.
+    NonIndexed,
+    /// One successful pod per index `0..completions`; pods see `JOB_COMPLETION_INDEX`.
+    Indexed,
 }
 
 /// batch/v1 CronJob.
