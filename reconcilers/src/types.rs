@@ -431,7 +431,7 @@ pub struct NodeRecord {
     pub acked: Option<String>,
 }
 
-/// A ReplicaSet made by the Deployment controller.
+/// A ReplicaSet: made by the Deployment controller, or standalone from Git.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaSetRecord {
     /// The namespace.
@@ -450,6 +450,9 @@ pub struct ReplicaSetRecord {
     pub revision: u64,
     /// Pods made so far (names come from this counter).
     pub next_serial: u64,
+    /// A standalone ReplicaSet from Git (`deployment` is empty), not a Deployment's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standalone: bool,
 }
 
 /// How a Deployment's rollout stands.

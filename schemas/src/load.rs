@@ -252,7 +252,6 @@ fn load_file(
 /// Kinds users often have that kommit does not run, with what to use instead.
 fn unsupported_kind_hint(kind: &str) -> &'static str {
     match kind {
-        "ReplicaSet" => "; use a Deployment, which manages ReplicaSets itself",
         "StorageClass" | "PersistentVolume" => {
             "; kommit binds claims to node-local volumes without storage classes"
         }
@@ -596,6 +595,10 @@ fn build(loaded: Vec<Loaded>, settings: model::config::ClusterSettings) -> Desir
             Object::DaemonSet(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));
                 s.daemon_sets.insert(key, o);
+            }
+            Object::ReplicaSet(mut o) => {
+                o.metadata.namespace = Some(ns_label(&l.namespace));
+                s.replica_sets.insert(key, o);
             }
             Object::StatefulSet(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));

@@ -92,7 +92,11 @@ pub fn annotations(state: &ClusterState, p: &PodRecord) -> BTreeMap<String, Stri
 /// The Deployment (`namespace/name`) owning a pod, if any.
 fn deployment_of(state: &ClusterState, p: &PodRecord) -> Option<String> {
     match &p.owner {
-        Owner::ReplicaSet(k) => state.replica_sets.get(k).map(|rs| rs.deployment.clone()),
+        Owner::ReplicaSet(k) => state
+            .replica_sets
+            .get(k)
+            .filter(|rs| !rs.standalone)
+            .map(|rs| rs.deployment.clone()),
         _ => None,
     }
 }

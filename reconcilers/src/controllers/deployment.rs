@@ -61,7 +61,7 @@ pub(crate) fn reconcile(
     let orphans: Vec<String> = state
         .replica_sets
         .iter()
-        .filter(|(_, rs)| !state.desired.deployments.contains_key(&rs.deployment))
+        .filter(|(_, rs)| !rs.standalone && !state.desired.deployments.contains_key(&rs.deployment))
         .map(|(k, _)| k.clone())
         .collect();
     for k in orphans {
@@ -85,7 +85,7 @@ pub(crate) fn reconcile(
     let deployments = std::mem::take(&mut state.desired.deployments);
     // Each Deployment's ReplicaSets, in key order (a sync only touches its own).
     let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, rs) in &state.replica_sets {
+    for (k, rs) in state.replica_sets.iter().filter(|(_, rs)| !rs.standalone) {
         owned
             .entry(rs.deployment.clone())
             .or_default()
@@ -169,6 +169,7 @@ fn sync_deployment(
                         replicas: 0,
                         revision: max_rev + 1,
                         next_serial: 0,
+                        standalone: false,
                     },
                 );
                 mine.push(new_key.clone());
@@ -361,7 +362,7 @@ fn rolling_update(
 }
 
 /// Creates or deletes pods so the ReplicaSet has exactly `replicas`.
-fn sync_replica_set(
+pub(crate) fn sync_replica_set(
     state: &mut ClusterState,
     rs_key: &str,
     index: &mut BTreeMap<Owner, Vec<String>>,

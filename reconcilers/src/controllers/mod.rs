@@ -5,7 +5,8 @@
 //! 1. evictions (node down, removed, drained, untolerated NoExecute taint) and cleanup of
 //!    finished controller pods;
 //! 2. bare pods (create, replace on spec change, prune);
-//! 3. Deployments -> ReplicaSets -> pods ([`deployment`]);
+//! 3. standalone ReplicaSets from Git ([`replicaset`]), then Deployments -> ReplicaSets ->
+//!    pods ([`deployment`]);
 //! 4. DaemonSets ([`daemonset`]), then nodes' static pods ([`static_pods`]: bound at once);
 //! 5. claims from Git ([`volumes`]), StatefulSets ([`statefulset`]), CronJobs
 //!    ([`cronjob`]: Jobs per scheduled time), Jobs ([`job`], Git's and CronJobs');
@@ -27,6 +28,7 @@ pub mod deployment;
 mod endpoints;
 pub mod job;
 mod pods;
+pub mod replicaset;
 mod schedule;
 pub mod services;
 pub mod statefulset;
@@ -51,6 +53,9 @@ pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
     // Pods by owner, built once: the Deployment passes keep their ReplicaSets' entries
     // current, and they never touch DaemonSet pods.
     let mut index = pods_by_owner(state);
+    if !state.desired.replica_sets.is_empty() || state.replica_sets.values().any(|r| r.standalone) {
+        replicaset::reconcile(state, &mut index);
+    }
     let mut recreating = BTreeSet::new();
     for _ in 0..4 {
         if !deployment::reconcile(state, fx, &mut recreating, &mut index) {

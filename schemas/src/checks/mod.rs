@@ -44,6 +44,11 @@ fn pod_site(o: &Object) -> Option<PodSite<'_>> {
             ptr: "/spec/template/spec",
             labels: Some(&d.spec.template.metadata.labels),
         },
+        Object::ReplicaSet(d) => PodSite {
+            spec: &d.spec.template.spec,
+            ptr: "/spec/template/spec",
+            labels: Some(&d.spec.template.metadata.labels),
+        },
         Object::StatefulSet(d) => PodSite {
             spec: &d.spec.template.spec,
             ptr: "/spec/template/spec",
@@ -336,6 +341,9 @@ fn workload(l: &Loaded, diags: &mut Vec<Diagnostic>) {
             }
         }
         Object::DaemonSet(d) => {
+            selector_matches(l, &d.spec.selector, &d.spec.template.metadata.labels, diags)
+        }
+        Object::ReplicaSet(d) => {
             selector_matches(l, &d.spec.selector, &d.spec.template.metadata.labels, diags)
         }
         Object::StatefulSet(s) => {

@@ -14,7 +14,7 @@ pub mod workloads;
 
 use self::config::{ClusterConfig, ClusterSettings};
 use self::core::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
-use self::workloads::{CronJob, DaemonSet, Deployment, Job, StatefulSet};
+use self::workloads::{CronJob, DaemonSet, Deployment, Job, ReplicaSet, StatefulSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -38,6 +38,8 @@ pub enum Kind {
     Deployment,
     /// apps/v1 DaemonSet.
     DaemonSet,
+    /// apps/v1 ReplicaSet (standalone).
+    ReplicaSet,
     /// apps/v1 StatefulSet.
     StatefulSet,
     /// batch/v1 Job.
@@ -50,7 +52,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::PersistentVolumeClaim,
         Kind::Deployment,
         Kind::DaemonSet,
+        Kind::ReplicaSet,
         Kind::StatefulSet,
         Kind::Job,
         Kind::CronJob,
@@ -76,6 +79,7 @@ impl Kind {
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::ReplicaSet => "ReplicaSet",
             Kind::StatefulSet => "StatefulSet",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
@@ -92,7 +96,7 @@ impl Kind {
             | Kind::ConfigMap
             | Kind::Secret
             | Kind::PersistentVolumeClaim => "v1",
-            Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet => "apps/v1",
+            Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet | Kind::StatefulSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
             Kind::ClusterConfig => "kommit.dev/v1",
         }
@@ -119,6 +123,7 @@ impl Kind {
             Kind::PersistentVolumeClaim => "persistentvolumeclaim.schema.json",
             Kind::Deployment => "deployment.schema.json",
             Kind::DaemonSet => "daemonset.schema.json",
+            Kind::ReplicaSet => "replicaset.schema.json",
             Kind::StatefulSet => "statefulset.schema.json",
             Kind::Job => "job.schema.json",
             Kind::CronJob => "cronjob.schema.json",
@@ -146,6 +151,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A DaemonSet.
     DaemonSet(DaemonSet),
+    /// A standalone ReplicaSet.
+    ReplicaSet(ReplicaSet),
     /// A StatefulSet.
     StatefulSet(StatefulSet),
     /// A Job.
@@ -169,6 +176,7 @@ impl Object {
             Kind::PersistentVolumeClaim => Object::PersistentVolumeClaim(f(v)?),
             Kind::Deployment => Object::Deployment(f(v)?),
             Kind::DaemonSet => Object::DaemonSet(f(v)?),
+            Kind::ReplicaSet => Object::ReplicaSet(f(v)?),
             Kind::StatefulSet => Object::StatefulSet(f(v)?),
             Kind::Job => Object::Job(f(v)?),
             Kind::CronJob => Object::CronJob(f(v)?),
@@ -205,6 +213,10 @@ pub struct DesiredState {
     pub deployments: BTreeMap<String, Deployment>,
     /// DaemonSets.
     pub daemon_sets: BTreeMap<String, DaemonSet>,
+    /// Standalone ReplicaSets. Absent from the bytes while empty, so trees without one keep
+    /// their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replica_sets: BTreeMap<String, ReplicaSet>,
     /// StatefulSets.
     pub stateful_sets: BTreeMap<String, StatefulSet>,
     /// Jobs.
@@ -250,6 +262,7 @@ impl DesiredState {
         );
         push(Kind::Deployment, self.deployments.keys().collect());
         push(Kind::DaemonSet, self.daemon_sets.keys().collect());
+        push(Kind::ReplicaSet, self.replica_sets.keys().collect());
         push(Kind::StatefulSet, self.stateful_sets.keys().collect());
         push(Kind::Job, self.jobs.keys().collect());
         push(Kind::CronJob, self.cron_jobs.keys().collect());

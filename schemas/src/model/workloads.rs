@@ -1,4 +1,5 @@
-//! Workload kinds (apps/v1 and batch/v1): Deployment, DaemonSet, StatefulSet, Job, CronJob.
+//! Workload kinds (apps/v1 and batch/v1): Deployment, ReplicaSet, DaemonSet, StatefulSet, Job,
+//! CronJob.
 
 use super::core::PersistentVolumeClaimSpec;
 use super::meta::{IntOrString, LabelSelector, ObjectMeta, TemplateMeta, Text};
@@ -81,6 +82,38 @@ pub struct RollingUpdate {
     /// Pods allowed to be unavailable (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
+}
+
+/// apps/v1 ReplicaSet, standalone (a Deployment's own ReplicaSets are made by kommit).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicaSet {
+    /// `apps/v1`.
+    #[schemars(extend("const" = "apps/v1"))]
+    pub api_version: String,
+    /// `ReplicaSet`.
+    #[schemars(extend("const" = "ReplicaSet"))]
+    pub kind: String,
+    /// Name, namespace, labels.
+    pub metadata: ObjectMeta,
+    /// The desired state.
+    pub spec: ReplicaSetSpec,
+}
+
+/// A ReplicaSet's spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicaSetSpec {
+    /// Desired pods (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Must match the template's labels.
+    pub selector: LabelSelector,
+    /// The pods. A changed template applies to pods made afterwards only.
+    pub template: PodTemplateSpec,
+    /// Seconds a pod must be ready to count as available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<u32>,
 }
 
 /// apps/v1 DaemonSet.
