@@ -125,8 +125,7 @@ impl ClaimRecord {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The StorageClass it names (the default class when it names none). Every class is
-    /// served by the local-path provisioner for now.
+    /// The StorageClass it names (the default class when it names none).
     pub fn class(&self) -> &str {
         self.spec
             .storage_class_name

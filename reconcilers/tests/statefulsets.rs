@@ -393,3 +393,35 @@ fn same_log_same_bytes_with_stateful_sets() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_class_with_a_foreign_provisioner_keeps_the_pod_pending() {
+    let sc = |name: &str, prov: &str| {
+        format!("apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\nprovisioner: {prov}\n")
+    };
+    let sts = sts_yaml("db", 1, "postgres:16", "").replace(
+        "        accessModes: [ReadWriteOnce]\n",
+        "        accessModes: [ReadWriteOnce]\n        storageClassName: fast\n",
+    );
+    let mut c = Cluster::new(&["n1"]);
+    let fast = sc("fast", "k8s.io/minikube-hostpath");
+    c.push(&[
+        ("kommit.yaml", KOMMIT_YAML),
+        ("svc.yaml", SVC),
+        ("sts.yaml", &sts),
+        ("sc.yaml", &fast),
+    ]);
+    let p = &c.s.pods["default/db-0"];
+    assert!(p.node.is_none());
+    let why = p.reason.clone().unwrap();
+    assert!(why.contains("k8s.io/minikube-hostpath"), "{why}");
+    // The same class served by kommit's provisioner binds.
+    let fast = sc("fast", "kommit.dev/local-path");
+    c.push(&[
+        ("kommit.yaml", KOMMIT_YAML),
+        ("svc.yaml", SVC),
+        ("sts.yaml", &sts),
+        ("sc.yaml", &fast),
+    ]);
+    assert_eq!(c.s.pods["default/db-0"].node.as_deref(), Some("n1"));
+}

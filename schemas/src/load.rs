@@ -252,8 +252,8 @@ fn load_file(
 /// Kinds users often have that kommit does not run, with what to use instead.
 fn unsupported_kind_hint(kind: &str) -> &'static str {
     match kind {
-        "StorageClass" | "PersistentVolume" => {
-            "; kommit binds claims to node-local volumes without storage classes"
+        "PersistentVolume" => {
+            "; kommit provisions node-local volumes for claims itself (kommit.dev/local-path)"
         }
         "Ingress" | "IngressClass" | "Gateway" | "HTTPRoute" => {
             "; expose a Service with type NodePort instead"
@@ -567,6 +567,9 @@ fn build(loaded: Vec<Loaded>, settings: model::config::ClusterSettings) -> Desir
         match l.object {
             Object::Namespace(o) => {
                 s.namespaces.insert(l.name, o);
+            }
+            Object::StorageClass(o) => {
+                s.storage_classes.insert(l.name, o);
             }
             Object::Pod(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));

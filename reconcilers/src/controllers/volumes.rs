@@ -7,16 +7,17 @@
 //! - a pod whose claims are bound may only run on their node (the volume's node affinity):
 //!   while that node is down or cordoned the pod stays Pending, with a reason naming the
 //!   node and the claim, and is never started elsewhere on an empty volume;
-//! - every claim is served by the `local-path` provisioner, whatever `storageClassName` it
-//!   names: kommit has no StorageClass kind yet (the loader refuses one with a hint), and
-//!   the schemas model documents that any class name is accepted for compatibility;
+//! - a claim of a StorageClass from Git whose provisioner is not `kommit.dev/local-path`
+//!   (nor k3s' `rancher.io/local-path`) stays Pending with a reason naming it, as in a
+//!   cluster without that provisioner; a class name no StorageClass defines is served by
+//!   `local-path`, as the schemas model documents (any class name is accepted);
 //! - a missing claim, or a `ReadWriteOncePod` claim another bound pod uses, keeps the pod
 //!   Pending with a reason;
 //! - a claim removed from Git goes once no bound pod uses it (Kubernetes'
 //!   `pvc-protection`); its volume is then deleted, `local-path`'s reclaim policy.
 
 use crate::ids;
-use crate::records::ClaimRecord;
+use crate::records::{ClaimRecord, LOCAL_PATH_PROVISIONER};
 use crate::state::ClusterState;
 use crate::types::PodRecord;
 use std::collections::BTreeSet;
@@ -61,6 +62,11 @@ pub(super) fn sync_git_claims(state: &mut ClusterState) {
             state.claims.remove(&k);
         }
     }
+}
+
+/// Whether a StorageClass provisioner is kommit's own.
+pub fn is_local_path(provisioner: &str) -> bool {
+    provisioner == LOCAL_PATH_PROVISIONER || provisioner == "rancher.io/local-path"
 }
 
 /// Claims (`namespace/name`) a bound pod uses.
@@ -108,6 +114,15 @@ pub(super) fn gate<'a>(
         let Some(claim) = state.claims.get(&key) else {
             return Gate::Blocked(format!("persistentvolumeclaim \"{c}\" not found"));
         };
+        if let Some(sc) = state.desired.storage_classes.get(claim.class()) {
+            if !is_local_path(&sc.provisioner) {
+                return Gate::Blocked(format!(
+                    "persistentvolumeclaim \"{c}\": storageclass \"{}\" uses provisioner \"{}\", which kommit does not have (it provisions {LOCAL_PATH_PROVISIONER})",
+                    claim.class(),
+                    sc.provisioner
+                ));
+            }
+        }
         if claim.one_pod() && one_pod_users.contains(&key) {
             return Gate::Blocked(format!(
                 "persistentvolumeclaim \"{c}\" is ReadWriteOncePod and another pod uses it"

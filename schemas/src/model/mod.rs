@@ -8,12 +8,14 @@ pub mod pod;
 pub mod probe;
 pub mod scalars;
 pub mod service;
+pub mod storage;
 mod strict;
 pub mod volume;
 pub mod workloads;
 
 use self::config::{ClusterConfig, ClusterSettings};
 use self::core::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
+use self::storage::StorageClass;
 use self::workloads::{CronJob, DaemonSet, Deployment, Job, ReplicaSet, StatefulSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -34,6 +36,8 @@ pub enum Kind {
     Secret,
     /// v1 PersistentVolumeClaim.
     PersistentVolumeClaim,
+    /// storage.k8s.io/v1 StorageClass.
+    StorageClass,
     /// apps/v1 Deployment.
     Deployment,
     /// apps/v1 DaemonSet.
@@ -52,13 +56,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
         Kind::ConfigMap,
         Kind::Secret,
         Kind::PersistentVolumeClaim,
+        Kind::StorageClass,
         Kind::Deployment,
         Kind::DaemonSet,
         Kind::ReplicaSet,
@@ -77,6 +82,7 @@ impl Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::StorageClass => "StorageClass",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
             Kind::ReplicaSet => "ReplicaSet",
@@ -98,6 +104,7 @@ impl Kind {
             | Kind::PersistentVolumeClaim => "v1",
             Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet | Kind::StatefulSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
+            Kind::StorageClass => "storage.k8s.io/v1",
             Kind::ClusterConfig => "kommit.dev/v1",
         }
     }
@@ -109,7 +116,10 @@ impl Kind {
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::ClusterConfig)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::StorageClass | Kind::ClusterConfig
+        )
     }
 
     /// The schema file's name under `schemas/`.
@@ -121,6 +131,7 @@ impl Kind {
             Kind::ConfigMap => "configmap.schema.json",
             Kind::Secret => "secret.schema.json",
             Kind::PersistentVolumeClaim => "persistentvolumeclaim.schema.json",
+            Kind::StorageClass => "storageclass.schema.json",
             Kind::Deployment => "deployment.schema.json",
             Kind::DaemonSet => "daemonset.schema.json",
             Kind::ReplicaSet => "replicaset.schema.json",
@@ -147,6 +158,8 @@ pub enum Object {
     Secret(Secret),
     /// A PersistentVolumeClaim.
     PersistentVolumeClaim(PersistentVolumeClaim),
+    /// A StorageClass.
+    StorageClass(StorageClass),
     /// A Deployment.
     Deployment(Deployment),
     /// A DaemonSet.
@@ -174,6 +187,7 @@ impl Object {
             Kind::ConfigMap => Object::ConfigMap(f(v)?),
             Kind::Secret => Object::Secret(f(v)?),
             Kind::PersistentVolumeClaim => Object::PersistentVolumeClaim(f(v)?),
+            Kind::StorageClass => Object::StorageClass(f(v)?),
             Kind::Deployment => Object::Deployment(f(v)?),
             Kind::DaemonSet => Object::DaemonSet(f(v)?),
             Kind::ReplicaSet => Object::ReplicaSet(f(v)?),
@@ -209,6 +223,10 @@ pub struct DesiredState {
     pub secrets: BTreeMap<String, Secret>,
     /// Claims.
     pub persistent_volume_claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// StorageClasses by name. Absent from the bytes while empty, so trees without one
+    /// keep their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_classes: BTreeMap<String, StorageClass>,
     /// Deployments.
     pub deployments: BTreeMap<String, Deployment>,
     /// DaemonSets.
@@ -260,6 +278,7 @@ impl DesiredState {
             Kind::PersistentVolumeClaim,
             self.persistent_volume_claims.keys().collect(),
         );
+        push(Kind::StorageClass, self.storage_classes.keys().collect());
         push(Kind::Deployment, self.deployments.keys().collect());
         push(Kind::DaemonSet, self.daemon_sets.keys().collect());
         push(Kind::ReplicaSet, self.replica_sets.keys().collect());
