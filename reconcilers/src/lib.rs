@@ -13,20 +13,25 @@
 //! - the scheduler is a separate pure function ([`scheduler::schedule`]) so it can be tested
 //!   and benchmarked alone.
 //!
-//! StatefulSet, Job and CronJob manifests are carried in the adopted desired state but no
-//! controller runs them yet: they create no pods. The state model is open for them (an
-//! [`Owner`] variant and a bookkeeping map each).
+//! StatefulSets, Jobs and CronJobs run through controllers of their own, with claims bound
+//! to node-local volumes ([`records`]); CronJob times come from [`cron`], in a time zone
+//! from the IANA database compiled in.
 
 pub mod alloc;
 pub mod controllers;
+pub mod cron;
 pub mod history;
 pub mod ids;
+pub mod records;
 pub mod scheduler;
 pub mod services;
 pub mod state;
 pub mod types;
 
 pub use history::{CommitOutcome, CommitRecord, History, HISTORY_LEN};
+pub use records::{
+    ClaimRecord, CronJobRecord, JobOutcome, JobRecord, SpawnedJob, StatefulSetRecord,
+};
 pub use state::{ClusterState, StateError};
 pub use types::{
     ContainerState, ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry,

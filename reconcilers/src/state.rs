@@ -4,6 +4,7 @@
 
 use crate::controllers;
 use crate::history::{CommitOutcome, CommitRecord, History};
+use crate::records::{ClaimRecord, CronJobRecord, JobRecord, SpawnedJob, StatefulSetRecord};
 use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
@@ -75,6 +76,23 @@ pub struct ClusterState {
     /// unchanged. See [`crate::services::node_port`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_ports: BTreeMap<String, Vec<u16>>,
+    /// StatefulSet revisions and status by `namespace/name`. Absent while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stateful_sets: BTreeMap<String, StatefulSetRecord>,
+    /// Job progress by `namespace/name`. Absent while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jobs: BTreeMap<String, JobRecord>,
+    /// Claims and the node-local volumes they are bound to, by `namespace/name`. Absent
+    /// while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, ClaimRecord>,
+    /// CronJob schedules and status by `namespace/name`. Absent while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cron_jobs: BTreeMap<String, CronJobRecord>,
+    /// The Jobs CronJobs made, by `namespace/name`; the Job controller runs them beside
+    /// Git's. Absent while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cron_spawned: BTreeMap<String, SpawnedJob>,
 }
 
 impl ClusterState {
@@ -357,6 +375,29 @@ impl ClusterState {
     /// Hex SHA-256 of the canonical bytes.
     pub fn digest(&self) -> String {
         hex::encode(Sha256::digest(self.canonical_bytes()))
+    }
+
+    /// The earliest time after `now` at which time alone changes this state (a Job's
+    /// replacement back-off, active deadline or TTL, a CronJob's next scheduled time). The leader proposes a `Tick` once its
+    /// clock passes it, so these rules follow entries' timestamps only.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match (
+            controllers::job::next_deadline(self),
+            controllers::cronjob::next_deadline(self),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether work that advances with time but has no fixed deadline is pending: a
+    /// Deployment rollout progressing, a StatefulSet pod ready but not yet available
+    /// (`minReadySeconds`).
+    pub fn time_driven_work(&self) -> bool {
+        self.deployments
+            .values()
+            .any(|d| d.phase == crate::types::RolloutPhase::Progressing)
+            || self.stateful_sets.values().any(|s| s.ready > s.available)
     }
 
     /// Pods bound to `node`, by key (what the node's agent must run).

@@ -311,8 +311,13 @@ pub enum Owner {
     ReplicaSet(String),
     /// A DaemonSet (`namespace/name`).
     DaemonSet(String),
+    /// A StatefulSet (`namespace/name`).
+    StatefulSet(String),
+    /// A Job (`namespace/name`).
+    Job(String),
     /// A node's static pod (the node's name): a manifest in that node's `--static-pods`
-    /// directory, shown like Kubernetes' mirror pods.
+    /// directory, shown like Kubernetes' mirror pods. The last variant: static pods'
+    /// owners sort last.
     Static(String),
 }
 
@@ -324,6 +329,8 @@ impl Owner {
             Owner::ReplicaSet(k) => format!("ReplicaSet/{k}"),
             Owner::DaemonSet(k) => format!("DaemonSet/{k}"),
             Owner::Static(node) => format!("Static/{node}"),
+            Owner::StatefulSet(k) => format!("StatefulSet/{k}"),
+            Owner::Job(k) => format!("Job/{k}"),
         }
     }
 }
@@ -424,7 +431,7 @@ pub struct NodeRecord {
     pub acked: Option<String>,
 }
 
-/// A ReplicaSet made by the Deployment controller.
+/// A ReplicaSet: made by the Deployment controller, or standalone from Git.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaSetRecord {
     /// The namespace.
@@ -443,6 +450,9 @@ pub struct ReplicaSetRecord {
     pub revision: u64,
     /// Pods made so far (names come from this counter).
     pub next_serial: u64,
+    /// A standalone ReplicaSet from Git (`deployment` is empty), not a Deployment's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standalone: bool,
 }
 
 /// How a Deployment's rollout stands.

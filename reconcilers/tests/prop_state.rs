@@ -5,6 +5,10 @@
 //! - no node is over-committed (cpu, memory, pods);
 //! - a Deployment never drops below `replicas - maxUnavailable` ready pods because of the
 //!   controller (pods the entry itself made unready or evicted are discounted);
+//! - no bound pod moves: the same incarnation (UID) stays on its node;
+//! - a pod using a claim runs only on the node of the claim's volume, and a claim's volume
+//!   never changes node (a stateful pod is never started elsewhere on an empty volume);
+//! - a Job never runs more than `parallelism` pods;
 //! - the same log gives the same digest in a fresh state, and after a snapshot round trip;
 //! - the same log with the initial NodeUps shuffled gives the same placements.
 //!
@@ -63,6 +67,31 @@ fn workload_yaml(w: &Workload) -> String {
 
 const DS: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n        - name: c\n          image: agent:1\n          resources:\n            requests: {cpu: 50m, memory: 32Mi}\n";
 
+/// The stateful and batch workloads of a case: a StatefulSet with a claim per ordinal
+/// (replicas, image, Parallel) and a Job (parallelism, completions).
+#[derive(Clone, Copy)]
+struct Extra {
+    sts: Option<(u32, u32, bool)>,
+    job: Option<(u32, u32)>,
+}
+
+fn sts_yaml(replicas: u32, image: u32, parallel: bool) -> String {
+    let policy = if parallel {
+        "  podManagementPolicy: Parallel\n"
+    } else {
+        ""
+    };
+    format!("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: {replicas}\n  serviceName: db\n{policy}  selector:\n    matchLabels: {{app: db}}\n  template:\n    metadata:\n      labels: {{app: db}}\n    spec:\n      containers:\n        - name: main\n          image: db:{image}\n          resources:\n            requests: {{cpu: 100m, memory: 64Mi}}\n  volumeClaimTemplates:\n    - metadata: {{name: data}}\n      spec:\n        resources:\n          requests: {{storage: 1Gi}}\n")
+}
+
+fn job_yaml(parallelism: u32, completions: u32) -> String {
+    format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: batch\nspec:\n  parallelism: {parallelism}\n  completions: {completions}\n  backoffLimit: 3\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: job:1\n          resources:\n            requests: {{cpu: 50m, memory: 32Mi}}\n")
+}
+
+thread_local! {
+    static EXTRA: std::cell::Cell<Extra> = const { std::cell::Cell::new(Extra { sts: None, job: None }) };
+}
+
 fn render(ws: &[Workload], with_ds: bool) -> DesiredState {
     let mut files: Vec<(String, String)> = ws
         .iter()
@@ -70,6 +99,13 @@ fn render(ws: &[Workload], with_ds: bool) -> DesiredState {
         .collect();
     if with_ds {
         files.push(("agent.yaml".into(), DS.into()));
+    }
+    let extra = EXTRA.with(|e| e.get());
+    if let Some((r, i, p)) = extra.sts {
+        files.push(("db.yaml".into(), sts_yaml(r, i, p)));
+    }
+    if let Some((p, c)) = extra.job {
+        files.push(("batch.yaml".into(), job_yaml(p, c)));
     }
     let refs: Vec<(&str, &str)> = files
         .iter()
@@ -136,6 +172,18 @@ fn gen_log(seed: u64) -> (Log, Log) {
         })
         .collect();
     let with_ds = rng.gen_bool(0.5);
+    // The stateful and batch kinds come from an rng of their own, so the Deployment
+    // cases keep the logs they always had.
+    let mut xrng = ChaCha8Rng::seed_from_u64(seed ^ 0x57a7_ef01);
+    let extra = Extra {
+        sts: xrng
+            .gen_bool(0.5)
+            .then(|| (xrng.gen_range(1..=4), 1, xrng.gen_bool(0.5))),
+        job: xrng
+            .gen_bool(0.5)
+            .then(|| (xrng.gen_range(1..=3), xrng.gen_range(1..=6))),
+    };
+    EXTRA.with(|e| e.set(extra));
     let mut rest = Vec::new();
     let mut commit = 0u32;
     let d = render(&ws, with_ds);
@@ -151,6 +199,18 @@ fn gen_log(seed: u64) -> (Log, Log) {
                 if rng.gen_ratio(1, 3) {
                     w.replicas = rng.gen_range(1..=6);
                 }
+                // The StatefulSet rolls or scales too.
+                EXTRA.with(|e| {
+                    let mut x = e.get();
+                    if let Some((r, i, p)) = x.sts {
+                        x.sts = Some(if xrng.gen_bool(0.5) {
+                            (r, i + 1, p)
+                        } else {
+                            (xrng.gen_range(0..=4), i, p)
+                        });
+                    }
+                    e.set(x);
+                });
                 let d = render(&ws, with_ds);
                 commit += 1;
                 adopt_entry(&format!("c{commit}"), Some(&format!("c{}", commit - 1)), &d)
@@ -203,6 +263,7 @@ fn materialize(e: &Entry, state: &ClusterState, rng: &mut ChaCha8Rng) -> Entry {
         let (phase, ready) = match roll {
             0 => (PodPhase::Running, false),
             1 => (PodPhase::Failed, false),
+            15..=17 if matches!(p.owner, Owner::Job(_)) => (PodPhase::Succeeded, false),
             2..=14 => (PodPhase::Running, true),
             _ => continue,
         };
@@ -226,6 +287,12 @@ fn check_capacity(s: &ClusterState) -> Result<(), String> {
     for (name, n) in &s.nodes {
         let (mut cpu, mut mem, mut pods) = (0u64, 0u64, 0u32);
         for p in s.pods_on_node(name) {
+            // A finished Job pod holds nothing on its node.
+            if matches!(p.owner, Owner::Job(_))
+                && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
+            {
+                continue;
+            }
             let (c, m) = pod_requests(&p.spec);
             cpu += c;
             mem += m;
@@ -300,6 +367,54 @@ fn directly_lost(s: &ClusterState, e: &Entry) -> BTreeMap<String, i64> {
     m
 }
 
+/// Bound pods keep their node; claims keep theirs and their pods run there; Jobs stay
+/// within their parallelism.
+fn check_binding(before: &ClusterState, s: &ClusterState) -> Result<(), String> {
+    for (k, p) in &s.pods {
+        if let (Some(n), Some(old)) = (&p.node, before.pods.get(k)) {
+            if old.uid == p.uid && old.node.as_ref().is_some_and(|o| o != n) {
+                return Err(format!("pod {k} moved from {:?} to {n}", old.node));
+            }
+        }
+        if let Some(n) = &p.node {
+            for v in &p.spec.volumes {
+                let Some(c) = &v.persistent_volume_claim else {
+                    continue;
+                };
+                let ck = format!("{}/{}", p.namespace, c.claim_name.as_str());
+                let claim_node = s.claims.get(&ck).and_then(|c| c.node.as_ref());
+                if claim_node != Some(n) {
+                    return Err(format!(
+                        "pod {k} on {n} but claim {ck} is on {claim_node:?}"
+                    ));
+                }
+            }
+        }
+    }
+    for (k, c) in &s.claims {
+        if let Some(old) = before.claims.get(k) {
+            if old.node.is_some() && (old.node != c.node || old.volume != c.volume) {
+                return Err(format!(
+                    "claim {k} moved from {:?} to {:?}",
+                    old.node, c.node
+                ));
+            }
+        }
+    }
+    for (k, j) in &s.desired.jobs {
+        let active = s
+            .pods
+            .values()
+            .filter(|p| p.owner == Owner::Job(k.clone()))
+            .filter(|p| !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
+            .count() as u32;
+        if active > j.spec.parallelism.unwrap_or(1) {
+            return Err(format!("job {k} runs {active} pods"));
+        }
+    }
+    Ok(())
+}
+
 fn describe(e: &Entry) -> String {
     match e {
         Entry::Adopt { commit, .. } => format!("Adopt {commit}"),
@@ -307,6 +422,32 @@ fn describe(e: &Entry) -> String {
         Entry::PodStatus { node, changes } => format!("PodStatus {node} x{}", changes.len()),
         other => format!("{other:?}"),
     }
+}
+
+/// How often the new kinds were exercised over all cases: (StatefulSet pods bound, claims
+/// bound, Job pods succeeded), so the invariants above are known to have had work.
+static COVERAGE: [std::sync::atomic::AtomicUsize; 3] = [
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+];
+
+fn count_coverage(s: &ClusterState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sts = s
+        .pods
+        .values()
+        .filter(|p| matches!(p.owner, Owner::StatefulSet(_)) && p.node.is_some())
+        .count();
+    let claims = s.claims.values().filter(|c| c.node.is_some()).count();
+    let jobs = s
+        .pods
+        .values()
+        .filter(|p| matches!(p.owner, Owner::Job(_)) && p.phase == PodPhase::Succeeded)
+        .count();
+    COVERAGE[0].fetch_add(sts, Relaxed);
+    COVERAGE[1].fetch_add(claims, Relaxed);
+    COVERAGE[2].fetch_add(jobs, Relaxed);
 }
 
 fn run_case(seed: u64) -> Result<(), String> {
@@ -321,9 +462,12 @@ fn run_case(seed: u64) -> Result<(), String> {
         let e = materialize(e, &a, &mut rng);
         let before = ready_by_deployment(&a);
         let lost = directly_lost(&a, &e);
+        let snapshot = a.clone();
         a.apply(&e, *t);
         log.push((e.clone(), *t));
         check_capacity(&a).map_err(|m| format!("step {i}: {m}"))?;
+        check_binding(&snapshot, &a).map_err(|m| format!("step {i} ({}): {m}", describe(&e)))?;
+        count_coverage(&a);
         let after = ready_by_deployment(&a);
         for (key, d) in &a.desired.deployments {
             let replicas = d.spec.replicas.unwrap_or(1);
@@ -390,6 +534,7 @@ fn prop_same_log_same_state_and_invariants_hold() {
                 .collect()
         }
     };
+    let many = seeds.len() > 8;
     for seed in seeds {
         let r = std::panic::catch_unwind(|| run_case(seed));
         let msg = match r {
@@ -399,6 +544,16 @@ fn prop_same_log_same_state_and_invariants_hold() {
         };
         panic!(
             "property failed for seed {seed}: {msg}\nreproduce: KOMMIT_SEED={seed} cargo test -p kommit-reconcilers --test prop_state prop_"
+        );
+    }
+    if many {
+        let c: Vec<usize> = COVERAGE
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        assert!(
+            c.iter().all(|n| *n > 0),
+            "the cases never exercised StatefulSets, claims or Jobs: {c:?}"
         );
     }
 }

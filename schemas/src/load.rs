@@ -264,9 +264,8 @@ fn load_file(
 /// Kinds users often have that kommit does not run, with what to use instead.
 fn unsupported_kind_hint(kind: &str) -> &'static str {
     match kind {
-        "ReplicaSet" => "; use a Deployment, which manages ReplicaSets itself",
-        "StorageClass" | "PersistentVolume" => {
-            "; kommit binds claims to node-local volumes without storage classes"
+        "PersistentVolume" => {
+            "; kommit provisions node-local volumes for claims itself (kommit.dev/local-path)"
         }
         "Ingress" | "IngressClass" | "Gateway" | "HTTPRoute" => {
             "; expose a Service with type NodePort instead"
@@ -582,6 +581,9 @@ fn build(loaded: Vec<Loaded>, settings: model::config::ClusterSettings) -> Desir
             Object::Namespace(o) => {
                 s.namespaces.insert(l.name, o);
             }
+            Object::StorageClass(o) => {
+                s.storage_classes.insert(l.name, o);
+            }
             Object::Pod(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));
                 s.pods.insert(key, o);
@@ -612,6 +614,10 @@ fn build(loaded: Vec<Loaded>, settings: model::config::ClusterSettings) -> Desir
             Object::DaemonSet(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));
                 s.daemon_sets.insert(key, o);
+            }
+            Object::ReplicaSet(mut o) => {
+                o.metadata.namespace = Some(ns_label(&l.namespace));
+                s.replica_sets.insert(key, o);
             }
             Object::StatefulSet(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));

@@ -9,7 +9,7 @@
 
 use crate::model::config::ClusterConfig;
 use crate::model::core::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
-use crate::model::workloads::{CronJob, DaemonSet, Deployment, Job, StatefulSet};
+use crate::model::workloads::{CronJob, DaemonSet, Deployment, Job, ReplicaSet, StatefulSet};
 use crate::model::Kind;
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
@@ -26,8 +26,10 @@ pub fn embedded(kind: Kind) -> &'static str {
         Kind::ConfigMap => include_str!("../configmap.schema.json"),
         Kind::Secret => include_str!("../secret.schema.json"),
         Kind::PersistentVolumeClaim => include_str!("../persistentvolumeclaim.schema.json"),
+        Kind::StorageClass => include_str!("../storageclass.schema.json"),
         Kind::Deployment => include_str!("../deployment.schema.json"),
         Kind::DaemonSet => include_str!("../daemonset.schema.json"),
+        Kind::ReplicaSet => include_str!("../replicaset.schema.json"),
         Kind::StatefulSet => include_str!("../statefulset.schema.json"),
         Kind::Job => include_str!("../job.schema.json"),
         Kind::CronJob => include_str!("../cronjob.schema.json"),
@@ -132,8 +134,10 @@ pub fn generate(kind: Kind) -> Value {
         Kind::ConfigMap => root_schema::<ConfigMap>(),
         Kind::Secret => root_schema::<Secret>(),
         Kind::PersistentVolumeClaim => root_schema::<PersistentVolumeClaim>(),
+        Kind::StorageClass => root_schema::<crate::model::storage::StorageClass>(),
         Kind::Deployment => root_schema::<Deployment>(),
         Kind::DaemonSet => root_schema::<DaemonSet>(),
+        Kind::ReplicaSet => root_schema::<ReplicaSet>(),
         Kind::StatefulSet => root_schema::<StatefulSet>(),
         Kind::Job => root_schema::<Job>(),
         Kind::CronJob => root_schema::<CronJob>(),

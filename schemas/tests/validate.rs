@@ -183,8 +183,8 @@ fn invalid_cases() -> Vec<Case> {
             "a.yaml:17:26: error: hostPath \"/etc\" is not under an allowlisted path (/srv)",
             "a.yaml:19:26: error: hostPath \"/srv/../etc\" must not contain `..`",
         ]),
-        case("unknown kind and apiVersion", &[("a.yaml", "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: x}\n---\napiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: y}\n")], &[
-            "a.yaml:2:7: error: kind `ReplicaSet` (apps/v1) is not supported; use a Deployment, which manages ReplicaSets itself; supported kinds: Namespace, Pod, Service, ConfigMap, Secret, PersistentVolumeClaim, Deployment, DaemonSet, StatefulSet, Job, CronJob",
+        case("unknown kind and apiVersion", &[("a.yaml", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x}\n---\napiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: y}\n")], &[
+            "a.yaml:2:7: error: kind `PodDisruptionBudget` (policy/v1) is not supported; supported kinds: Namespace, Pod, Service, ConfigMap, Secret, PersistentVolumeClaim, StorageClass, Deployment, DaemonSet, ReplicaSet, StatefulSet, Job, CronJob",
             "a.yaml:5:13: error: apiVersion `extensions/v1beta1` is not supported for Deployment; use `apps/v1`",
         ]),
         case("unsupported field", &[("a.yaml", &DEPLOY.replace("      containers:", "      hostNetwork: true\n      containers:"))], &[

@@ -124,3 +124,53 @@ fn plan_fails_on_pending_when_asked_and_on_invalid_repos() {
     assert_eq!(code, 1);
     assert!(text.contains("bad.yaml:"), "{text}");
 }
+
+const STS: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 3\n  serviceName: db\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      containers:\n        - name: db\n          image: postgres:16\n          resources:\n            requests: {cpu: 100m, memory: 64Mi}\n          volumeMounts:\n            - {name: data, mountPath: /data}\n  volumeClaimTemplates:\n    - metadata: {name: data}\n      spec:\n        accessModes: [ReadWriteOnce]\n        resources:\n          requests: {storage: 1Gi}\n";
+const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\nspec:\n  clusterIP: None\n  selector: {app: db}\n  ports:\n    - port: 5432\n";
+const JOB: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  completions: 4\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: m\n          image: busybox\n          resources:\n            requests: {cpu: 50m, memory: 32Mi}\n";
+
+#[test]
+fn plan_shows_stateful_set_ordinals_and_job_pods_whatever_the_layout() {
+    let kommit =
+        std::fs::read_to_string(root().join("tests/fixtures/plan-repo/kommit.yaml")).unwrap();
+    // One file per object.
+    let a = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("kommit.yaml"), &kommit).unwrap();
+    std::fs::create_dir_all(a.path().join("apps/db")).unwrap();
+    std::fs::write(a.path().join("apps/db/sts.yaml"), STS).unwrap();
+    std::fs::write(a.path().join("apps/db/svc.yaml"), SVC).unwrap();
+    std::fs::write(a.path().join("job.yaml"), JOB).unwrap();
+    // Everything in one multi-document file, in another order.
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(b.path().join("kommit.yaml"), &kommit).unwrap();
+    std::fs::write(
+        b.path().join("all.yaml"),
+        format!("{JOB}---\n{SVC}---\n{STS}"),
+    )
+    .unwrap();
+    let out = check_deterministic(a.path());
+    assert_eq!(out, check_deterministic(b.path()), "layouts plan alike");
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("default/db-") || n.starts_with("default/migrate-"))
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("default/db-"))
+            .copied()
+            .collect::<Vec<_>>(),
+        vec!["default/db-0", "default/db-1", "default/db-2"],
+        "{out}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("default/migrate-"))
+            .count(),
+        2,
+        "parallelism 2: {out}"
+    );
+    assert!(out.contains("5 pods: 5 placed, 0 pending"), "{out}");
+}

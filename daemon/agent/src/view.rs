@@ -47,6 +47,33 @@ pub fn annotations(state: &ClusterState, p: &PodRecord) -> BTreeMap<String, Stri
             .get(k)
             .map(|d| d.spec.template.metadata.annotations.clone())
             .unwrap_or_default(),
+        Owner::StatefulSet(k) => state
+            .stateful_sets
+            .get(k)
+            .map(|r| match &r.current_template {
+                Some(t) if p.template_hash == r.current_revision => t.metadata.annotations.clone(),
+                _ => r.template.metadata.annotations.clone(),
+            })
+            .unwrap_or_default(),
+        Owner::Job(k) => {
+            let mut a = state
+                .desired
+                .jobs
+                .get(k)
+                .map(|j| j.spec.template.metadata.annotations.clone())
+                .unwrap_or_default();
+            // Indexed Jobs: the index as Kubernetes annotates it (the downward API reads it).
+            if let Some(i) = p
+                .labels
+                .get(kommit_reconcilers::controllers::job::COMPLETION_INDEX_LABEL)
+            {
+                a.insert(
+                    kommit_reconcilers::controllers::job::COMPLETION_INDEX_LABEL.to_string(),
+                    i.clone(),
+                );
+            }
+            a
+        }
         Owner::Static(node) => p
             .name
             .strip_suffix(node.as_str())
@@ -65,7 +92,11 @@ pub fn annotations(state: &ClusterState, p: &PodRecord) -> BTreeMap<String, Stri
 /// The Deployment (`namespace/name`) owning a pod, if any.
 fn deployment_of(state: &ClusterState, p: &PodRecord) -> Option<String> {
     match &p.owner {
-        Owner::ReplicaSet(k) => state.replica_sets.get(k).map(|rs| rs.deployment.clone()),
+        Owner::ReplicaSet(k) => state
+            .replica_sets
+            .get(k)
+            .filter(|rs| !rs.standalone)
+            .map(|rs| rs.deployment.clone()),
         _ => None,
     }
 }

@@ -26,6 +26,16 @@ pub enum Type {
     /// Jobs.
     #[value(alias = "job")]
     Jobs,
+    /// CronJobs.
+    #[value(alias = "cronjob", alias = "cj")]
+    Cronjobs,
+    /// PersistentVolumeClaims.
+    #[value(
+        alias = "persistentvolumeclaims",
+        alias = "persistentvolumeclaim",
+        alias = "claims"
+    )]
+    Pvc,
     /// Services.
     #[value(alias = "service", alias = "svc")]
     Services,
@@ -332,23 +342,25 @@ pub fn render(args: &Args, state: &ClusterState, now: u64) -> (Vec<Value>, Vec<V
                 items.push(v);
             }
         }
-        Type::Statefulsets | Type::Jobs => {
-            rows.push(head(&["NAME", "STATUS"]));
-            let keys: Vec<&String> = if args.kind == Type::Jobs {
-                state.desired.jobs.keys().collect()
-            } else {
-                state.desired.stateful_sets.keys().collect()
+        Type::Statefulsets | Type::Jobs | Type::Cronjobs | Type::Pvc => {
+            let kind = match args.kind {
+                Type::Statefulsets => "StatefulSet",
+                Type::Jobs => "Job",
+                Type::Cronjobs => "CronJob",
+                _ => "PersistentVolumeClaim",
             };
-            for key in keys {
-                let (ns, n) = split(key);
-                if !in_ns(args, ns) || !named(n) {
+            rows.push(head(super::kube_workloads::header(kind)));
+            for (ns, n, v, cells) in super::kube_workloads::rows(state, kind, &|t| age(now, t)) {
+                if !in_ns(args, &ns) || !named(&n) {
                     continue;
                 }
+                items.push(v);
                 let mut r = Vec::new();
                 if ns_col {
-                    r.push(ns.to_string());
+                    r.push(ns);
                 }
-                r.extend([n.to_string(), "adopted; no controller runs it yet".into()]);
+                r.push(n);
+                r.extend(cells);
                 rows.push(r);
             }
         }

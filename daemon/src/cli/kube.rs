@@ -78,6 +78,13 @@ fn owner_ref(o: &Owner) -> Option<Value> {
         Owner::Pod(_) => return None,
         Owner::ReplicaSet(k) => ("ReplicaSet", k),
         Owner::DaemonSet(k) => ("DaemonSet", k),
+        Owner::StatefulSet(k) => ("StatefulSet", k),
+        Owner::Job(k) => {
+            let name = k.split_once('/').map_or(k.as_str(), |(_, n)| n);
+            return Some(
+                json!({"apiVersion": "batch/v1", "kind": "Job", "name": name, "controller": true}),
+            );
+        }
         // A static pod is shown like Kubernetes' mirror pods: owned by its node.
         Owner::Static(node) => {
             return Some(

@@ -5,6 +5,7 @@ pub mod ctr;
 pub mod daemon;
 pub mod get;
 pub mod kube;
+pub mod kube_workloads;
 pub mod log;
 pub mod node;
 pub mod plan;

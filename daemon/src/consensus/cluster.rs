@@ -8,7 +8,7 @@
 //! a heartbeat's facts with the recorded ones, never sees a difference that is only spelling.
 
 use super::{App, NodeFacts, NodeView};
-use kommit_reconcilers::{ClusterState, Effects, Entry, NodeInfo, RolloutPhase, Taint};
+use kommit_reconcilers::{ClusterState, Effects, Entry, NodeInfo, Taint};
 use kommit_schemas::model::pod::TaintEffect;
 
 /// Parses a taint written as `key[=value]:Effect`.
@@ -156,12 +156,14 @@ impl App for ClusterState {
         self.nodes.keys().cloned().collect()
     }
 
-    /// Time-driven work (progress deadlines, minReadySeconds) only advances on entries, so
-    /// the leader proposes `Tick` while some rollout is still progressing.
+    /// Time-driven work (progress deadlines, minReadySeconds, Job back-offs, deadlines and
+    /// TTLs) only advances on entries, so the leader proposes `Tick` while some rollout is
+    /// progressing or once its clock has passed the state's next deadline.
     fn tick(&self) -> Option<Entry> {
-        self.deployments
-            .values()
-            .any(|d| d.phase == RolloutPhase::Progressing)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (self.time_driven_work() || self.next_deadline().is_some_and(|d| d <= now))
             .then_some(Entry::Tick)
     }
 }

@@ -3,14 +3,16 @@
 //!
 //! Health follows what Argo CD users expect: a Deployment is `progressing` while a rollout
 //! runs, `healthy` once it completed with every replica ready, `degraded` when it completed
-//! but fewer replicas are ready, `failed` past its progress deadline. Kinds no controller runs
-//! yet (StatefulSet, Job, CronJob) are reported `unknown` with that reason rather than
-//! silently left out.
+//! but fewer replicas are ready, `failed` past its progress deadline. A StatefulSet is
+//! `healthy` with every ordinal available on the update revision; a Job `healthy` once
+//! Complete, `failed` once Failed, with its counts; a claim `healthy` once Bound, naming its
+//! volume and node; a CronJob `healthy` with its active runs and last and next times, or
+//! `degraded` when it cannot run (an unknown time zone).
 
 use crate::git::note::Health;
 use crate::git::status::{NodeStatus, ObjectStatus, STATUS_VERSION};
 use crate::git::time::Timestamp;
-use kommit_reconcilers::{ClusterState, Owner, PodPhase, PodRecord, RolloutPhase};
+use kommit_reconcilers::{ClusterState, JobOutcome, Owner, PodPhase, PodRecord, RolloutPhase};
 use std::collections::BTreeMap;
 
 /// Status files by node name and by `namespace/Kind/name`.
@@ -156,23 +158,96 @@ pub fn report(state: &ClusterState, at: Timestamp) -> Report {
             .insert(format!("{}/Pod/{}", split(key).0, split(key).1), o);
     }
 
-    let unsupported = [
-        (
-            "StatefulSet",
-            state.desired.stateful_sets.keys().collect::<Vec<_>>(),
-        ),
-        ("Job", state.desired.jobs.keys().collect()),
-        ("CronJob", state.desired.cron_jobs.keys().collect()),
-    ];
-    for (kind, keys) in unsupported {
-        for key in keys {
-            let mut o = object(key, kind, at, Health::Unknown);
-            o.message = Some(format!(
-                "kommit does not run {kind}s yet: no pods were created"
-            ));
-            out.objects
-                .insert(format!("{}/{kind}/{}", split(key).0, split(key).1), o);
-        }
+    for (key, ss) in &state.desired.stateful_sets {
+        let want = ss.spec.replicas.unwrap_or(1);
+        let pods: Vec<&PodRecord> = by_owner
+            .get(&Owner::StatefulSet(key.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let got = ready(&pods);
+        let (health, message) = match state.stateful_sets.get(key) {
+            Some(r) if r.available >= want && r.replicas == want && r.updated == want => {
+                (Health::Healthy, None)
+            }
+            Some(r) => (
+                Health::Progressing,
+                Some(format!(
+                    "{} of {want} pods available; {} on the update revision {}, current revision {}",
+                    r.available, r.updated, r.update_revision, r.current_revision
+                )),
+            ),
+            None => (Health::Progressing, None),
+        };
+        let mut o = object(key, "StatefulSet", at, health);
+        o.replicas = Some(want);
+        o.ready_replicas = Some(got);
+        o.message = pending_reason(pods.iter().copied()).or(message);
+        out.objects
+            .insert(format!("{}/StatefulSet/{}", split(key).0, split(key).1), o);
+    }
+
+    for key in state.desired.jobs.keys() {
+        let Some(r) = state.jobs.get(key) else {
+            continue;
+        };
+        let counts = format!(
+            "{} active, {} succeeded, {} failed",
+            r.active, r.succeeded, r.failed
+        );
+        let (health, message) = match &r.outcome {
+            Some(JobOutcome::Complete) => (Health::Healthy, format!("Complete: {counts}")),
+            Some(JobOutcome::Failed { reason, message }) => (
+                Health::Failed,
+                format!("Failed ({reason}: {message}): {counts}"),
+            ),
+            None => (Health::Progressing, counts),
+        };
+        let pods: Vec<&PodRecord> = by_owner
+            .get(&Owner::Job(key.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let mut o = object(key, "Job", at, health);
+        o.message = pending_reason(pods.iter().copied()).or(Some(message));
+        out.objects
+            .insert(format!("{}/Job/{}", split(key).0, split(key).1), o);
+    }
+
+    for (key, c) in &state.claims {
+        let (health, message) = match (&c.volume, &c.node) {
+            (Some(v), Some(n)) => (Health::Healthy, format!("Bound: volume {v} on node {n}")),
+            _ => (
+                Health::Progressing,
+                "Pending: waiting for first consumer to be scheduled".to_string(),
+            ),
+        };
+        let mut o = object(key, "PersistentVolumeClaim", at, health);
+        o.message = Some(message);
+        out.objects.insert(
+            format!("{}/PersistentVolumeClaim/{}", split(key).0, split(key).1),
+            o,
+        );
+    }
+
+    for key in state.desired.cron_jobs.keys() {
+        let r = state.cron_jobs.get(key);
+        let (health, message) = match r.and_then(|r| r.message.clone()) {
+            Some(why) => (Health::Degraded, why),
+            None => (
+                Health::Healthy,
+                format!(
+                    "{} active; last scheduled {}; next {}",
+                    r.map_or(0, |r| r.active.len()),
+                    r.and_then(|r| r.last_schedule)
+                        .map_or("never".into(), crate::cli::kube::time),
+                    r.and_then(|r| r.next_at)
+                        .map_or("none".into(), crate::cli::kube::time),
+                ),
+            ),
+        };
+        let mut o = object(key, "CronJob", at, health);
+        o.message = Some(message);
+        out.objects
+            .insert(format!("{}/CronJob/{}", split(key).0, split(key).1), o);
     }
     out
 }

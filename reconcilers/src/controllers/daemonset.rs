@@ -7,8 +7,8 @@
 //! Updates: RollingUpdate (default) replaces pods of an old template while at most
 //! maxUnavailable (default 1) of the DaemonSet's pods are unavailable; OnDelete keeps old pods.
 
+use super::common::resolve;
 use super::new_pod;
-use crate::controllers::deployment::resolve;
 use crate::ids;
 use crate::scheduler::{node_matches, untolerated};
 use crate::state::ClusterState;

@@ -4,10 +4,12 @@
 //! (rounded down), advancing only as pods report ready; Recreate; progressDeadlineSeconds
 //! measured with entry timestamps; revisionHistoryLimit.
 
+use super::common::available;
+pub use super::common::resolve;
 use super::{deletion_order, new_pod};
 use crate::ids;
 use crate::state::ClusterState;
-use crate::types::{DeploymentStatus, Effects, Millis, Owner, ReplicaSetRecord, RolloutPhase};
+use crate::types::{DeploymentStatus, Effects, Owner, ReplicaSetRecord, RolloutPhase};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{Deployment, DeploymentStrategyType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,26 +17,6 @@ use std::sync::Arc;
 
 /// The label carrying a pod's template hash.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-
-/// Resolves an IntOrString bound ("25%" or 2) against `total`, rounding percentages up or
-/// down as Kubernetes does. Malformed values count as 0.
-pub fn resolve(v: &IntOrString, total: u32, round_up: bool) -> u32 {
-    match v {
-        IntOrString::Int(i) => u32::try_from((*i).max(0)).unwrap_or(u32::MAX),
-        IntOrString::String(s) => {
-            let Some(pct) = s.strip_suffix('%').and_then(|p| p.parse::<u64>().ok()) else {
-                return 0;
-            };
-            let num = pct.saturating_mul(u64::from(total));
-            let r = if round_up {
-                num.div_ceil(100)
-            } else {
-                num / 100
-            };
-            u32::try_from(r).unwrap_or(u32::MAX)
-        }
-    }
-}
 
 /// (maxSurge, maxUnavailable) for a Deployment with `replicas`, defaults 25%/25%; when both
 /// resolve to 0, maxUnavailable is 1 so the rollout can move.
@@ -53,13 +35,6 @@ pub fn surge_and_unavailable(d: &Deployment, replicas: u32) -> (u32, u32) {
     } else {
         (surge, unavailable.min(replicas))
     }
-}
-
-/// Whether a pod counts as available: ready for at least minReadySeconds.
-fn available(p: &crate::types::PodRecord, min_ready_secs: u32, now: Millis) -> bool {
-    p.ready
-        && p.ready_since
-            .is_some_and(|t| t.saturating_add(u64::from(min_ready_secs) * 1000) <= now)
 }
 
 struct RsCounts {
@@ -86,7 +61,7 @@ pub(crate) fn reconcile(
     let orphans: Vec<String> = state
         .replica_sets
         .iter()
-        .filter(|(_, rs)| !state.desired.deployments.contains_key(&rs.deployment))
+        .filter(|(_, rs)| !rs.standalone && !state.desired.deployments.contains_key(&rs.deployment))
         .map(|(k, _)| k.clone())
         .collect();
     for k in orphans {
@@ -110,7 +85,7 @@ pub(crate) fn reconcile(
     let deployments = std::mem::take(&mut state.desired.deployments);
     // Each Deployment's ReplicaSets, in key order (a sync only touches its own).
     let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, rs) in &state.replica_sets {
+    for (k, rs) in state.replica_sets.iter().filter(|(_, rs)| !rs.standalone) {
         owned
             .entry(rs.deployment.clone())
             .or_default()
@@ -194,6 +169,7 @@ fn sync_deployment(
                         replicas: 0,
                         revision: max_rev + 1,
                         next_serial: 0,
+                        standalone: false,
                     },
                 );
                 mine.push(new_key.clone());
@@ -386,7 +362,7 @@ fn rolling_update(
 }
 
 /// Creates or deletes pods so the ReplicaSet has exactly `replicas`.
-fn sync_replica_set(
+pub(crate) fn sync_replica_set(
     state: &mut ClusterState,
     rs_key: &str,
     index: &mut BTreeMap<Owner, Vec<String>>,

@@ -6,6 +6,7 @@ use crate::load::Loaded;
 use crate::model::config::ClusterSettings;
 use crate::model::meta::{is_dns1123_label, IntOrString, LabelSelector};
 use crate::model::pod::{PodSpec, RestartPolicy};
+use crate::model::workloads::CompletionMode;
 use crate::model::{Kind, Object};
 use base64::Engine;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +40,11 @@ fn pod_site(o: &Object) -> Option<PodSite<'_>> {
             labels: Some(&d.spec.template.metadata.labels),
         },
         Object::DaemonSet(d) => PodSite {
+            spec: &d.spec.template.spec,
+            ptr: "/spec/template/spec",
+            labels: Some(&d.spec.template.metadata.labels),
+        },
+        Object::ReplicaSet(d) => PodSite {
             spec: &d.spec.template.spec,
             ptr: "/spec/template/spec",
             labels: Some(&d.spec.template.metadata.labels),
@@ -337,6 +343,9 @@ fn workload(l: &Loaded, diags: &mut Vec<Diagnostic>) {
         Object::DaemonSet(d) => {
             selector_matches(l, &d.spec.selector, &d.spec.template.metadata.labels, diags)
         }
+        Object::ReplicaSet(d) => {
+            selector_matches(l, &d.spec.selector, &d.spec.template.metadata.labels, diags)
+        }
         Object::StatefulSet(s) => {
             selector_matches(l, &s.spec.selector, &s.spec.template.metadata.labels, diags);
             for (i, t) in s.spec.volume_claim_templates.iter().enumerate() {
@@ -353,6 +362,15 @@ fn workload(l: &Loaded, diags: &mut Vec<Diagnostic>) {
                     ));
                 }
             }
+        }
+        Object::Job(j)
+            if j.spec.completion_mode == Some(CompletionMode::Indexed)
+                && j.spec.completions.is_none() =>
+        {
+            diags.push(l.at(
+                "/spec",
+                "`spec.completions` is required when `completionMode` is Indexed",
+            ));
         }
         _ => {}
     }

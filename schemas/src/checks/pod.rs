@@ -18,7 +18,7 @@ pub(super) fn pod(
     // Restart policy fits the controller.
     let policy = spec.restart_policy;
     match l.kind {
-        Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet
+        Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet | Kind::StatefulSet
             if policy.is_some_and(|r| r != RestartPolicy::Always) =>
         {
             diags.push(l.at(

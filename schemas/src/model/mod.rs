@@ -8,13 +8,15 @@ pub mod pod;
 pub mod probe;
 pub mod scalars;
 pub mod service;
+pub mod storage;
 mod strict;
 pub mod volume;
 pub mod workloads;
 
 use self::config::{ClusterConfig, ClusterSettings};
 use self::core::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
-use self::workloads::{CronJob, DaemonSet, Deployment, Job, StatefulSet};
+use self::storage::StorageClass;
+use self::workloads::{CronJob, DaemonSet, Deployment, Job, ReplicaSet, StatefulSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -34,10 +36,14 @@ pub enum Kind {
     Secret,
     /// v1 PersistentVolumeClaim.
     PersistentVolumeClaim,
+    /// storage.k8s.io/v1 StorageClass.
+    StorageClass,
     /// apps/v1 Deployment.
     Deployment,
     /// apps/v1 DaemonSet.
     DaemonSet,
+    /// apps/v1 ReplicaSet (standalone).
+    ReplicaSet,
     /// apps/v1 StatefulSet.
     StatefulSet,
     /// batch/v1 Job.
@@ -50,15 +56,17 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
         Kind::ConfigMap,
         Kind::Secret,
         Kind::PersistentVolumeClaim,
+        Kind::StorageClass,
         Kind::Deployment,
         Kind::DaemonSet,
+        Kind::ReplicaSet,
         Kind::StatefulSet,
         Kind::Job,
         Kind::CronJob,
@@ -74,8 +82,10 @@ impl Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::StorageClass => "StorageClass",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::ReplicaSet => "ReplicaSet",
             Kind::StatefulSet => "StatefulSet",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
@@ -92,8 +102,9 @@ impl Kind {
             | Kind::ConfigMap
             | Kind::Secret
             | Kind::PersistentVolumeClaim => "v1",
-            Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet => "apps/v1",
+            Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet | Kind::StatefulSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
+            Kind::StorageClass => "storage.k8s.io/v1",
             Kind::ClusterConfig => "kommit.dev/v1",
         }
     }
@@ -105,7 +116,10 @@ impl Kind {
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::ClusterConfig)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::StorageClass | Kind::ClusterConfig
+        )
     }
 
     /// The schema file's name under `schemas/`.
@@ -117,8 +131,10 @@ impl Kind {
             Kind::ConfigMap => "configmap.schema.json",
             Kind::Secret => "secret.schema.json",
             Kind::PersistentVolumeClaim => "persistentvolumeclaim.schema.json",
+            Kind::StorageClass => "storageclass.schema.json",
             Kind::Deployment => "deployment.schema.json",
             Kind::DaemonSet => "daemonset.schema.json",
+            Kind::ReplicaSet => "replicaset.schema.json",
             Kind::StatefulSet => "statefulset.schema.json",
             Kind::Job => "job.schema.json",
             Kind::CronJob => "cronjob.schema.json",
@@ -142,10 +158,14 @@ pub enum Object {
     Secret(Secret),
     /// A PersistentVolumeClaim.
     PersistentVolumeClaim(PersistentVolumeClaim),
+    /// A StorageClass.
+    StorageClass(StorageClass),
     /// A Deployment.
     Deployment(Deployment),
     /// A DaemonSet.
     DaemonSet(DaemonSet),
+    /// A standalone ReplicaSet.
+    ReplicaSet(ReplicaSet),
     /// A StatefulSet.
     StatefulSet(StatefulSet),
     /// A Job.
@@ -167,8 +187,10 @@ impl Object {
             Kind::ConfigMap => Object::ConfigMap(f(v)?),
             Kind::Secret => Object::Secret(f(v)?),
             Kind::PersistentVolumeClaim => Object::PersistentVolumeClaim(f(v)?),
+            Kind::StorageClass => Object::StorageClass(f(v)?),
             Kind::Deployment => Object::Deployment(f(v)?),
             Kind::DaemonSet => Object::DaemonSet(f(v)?),
+            Kind::ReplicaSet => Object::ReplicaSet(f(v)?),
             Kind::StatefulSet => Object::StatefulSet(f(v)?),
             Kind::Job => Object::Job(f(v)?),
             Kind::CronJob => Object::CronJob(f(v)?),
@@ -201,10 +223,18 @@ pub struct DesiredState {
     pub secrets: BTreeMap<String, Secret>,
     /// Claims.
     pub persistent_volume_claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// StorageClasses by name. Absent from the bytes while empty, so trees without one
+    /// keep their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_classes: BTreeMap<String, StorageClass>,
     /// Deployments.
     pub deployments: BTreeMap<String, Deployment>,
     /// DaemonSets.
     pub daemon_sets: BTreeMap<String, DaemonSet>,
+    /// Standalone ReplicaSets. Absent from the bytes while empty, so trees without one keep
+    /// their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replica_sets: BTreeMap<String, ReplicaSet>,
     /// StatefulSets.
     pub stateful_sets: BTreeMap<String, StatefulSet>,
     /// Jobs.
@@ -253,8 +283,10 @@ impl DesiredState {
             Kind::PersistentVolumeClaim,
             self.persistent_volume_claims.keys().collect(),
         );
+        push(Kind::StorageClass, self.storage_classes.keys().collect());
         push(Kind::Deployment, self.deployments.keys().collect());
         push(Kind::DaemonSet, self.daemon_sets.keys().collect());
+        push(Kind::ReplicaSet, self.replica_sets.keys().collect());
         push(Kind::StatefulSet, self.stateful_sets.keys().collect());
         push(Kind::Job, self.jobs.keys().collect());
         push(Kind::CronJob, self.cron_jobs.keys().collect());

@@ -1,4 +1,5 @@
-//! Workload kinds (apps/v1 and batch/v1): Deployment, DaemonSet, StatefulSet, Job, CronJob.
+//! Workload kinds (apps/v1 and batch/v1): Deployment, ReplicaSet, DaemonSet, StatefulSet, Job,
+//! CronJob.
 
 use super::core::PersistentVolumeClaimSpec;
 use super::meta::{IntOrString, LabelSelector, ObjectMeta, TemplateMeta, Text};
@@ -81,6 +82,38 @@ pub struct RollingUpdate {
     /// Pods allowed to be unavailable (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
+}
+
+/// apps/v1 ReplicaSet, standalone (a Deployment's own ReplicaSets are made by kommit).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicaSet {
+    /// `apps/v1`.
+    #[schemars(extend("const" = "apps/v1"))]
+    pub api_version: String,
+    /// `ReplicaSet`.
+    #[schemars(extend("const" = "ReplicaSet"))]
+    pub kind: String,
+    /// Name, namespace, labels.
+    pub metadata: ObjectMeta,
+    /// The desired state.
+    pub spec: ReplicaSetSpec,
+}
+
+/// A ReplicaSet's spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicaSetSpec {
+    /// Desired pods (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Must match the template's labels.
+    pub selector: LabelSelector,
+    /// The pods. A changed template applies to pods made afterwards only.
+    pub template: PodTemplateSpec,
+    /// Seconds a pod must be ready to count as available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<u32>,
 }
 
 /// apps/v1 DaemonSet.
@@ -184,6 +217,31 @@ pub struct StatefulSetSpec {
     /// Old revisions kept (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<u32>,
+    /// What happens to the claims made from `volumeClaimTemplates` when the set is deleted
+    /// or scaled down (both Retain by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim_retention_policy: Option<PvcRetentionPolicy>,
+}
+
+/// A StatefulSet's claim retention policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PvcRetentionPolicy {
+    /// When the StatefulSet is deleted (default Retain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_deleted: Option<RetentionPolicyType>,
+    /// When the StatefulSet is scaled down, for the ordinals removed (default Retain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_scaled: Option<RetentionPolicyType>,
+}
+
+/// Keep or delete a StatefulSet's claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RetentionPolicyType {
+    /// The claims and their data stay.
+    Retain,
+    /// The claims go, and with them their volumes.
+    Delete,
 }
 
 /// StatefulSet pod management.
@@ -196,7 +254,7 @@ pub enum PodManagementPolicy {
 }
 
 /// How a StatefulSet replaces pods.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatefulSetUpdateStrategy {
     /// RollingUpdate (default) or OnDelete.
@@ -264,8 +322,23 @@ pub struct JobSpec {
     /// Seconds after it finishes before the Job is cleaned up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<u32>,
+    /// NonIndexed (default) or Indexed (each pod gets a completion index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_mode: Option<CompletionMode>,
+    /// No pods run while true (running ones are stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
     /// The pods; restartPolicy must be OnFailure or Never.
     pub template: PodTemplateSpec,
+}
+
+/// How a Job counts completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CompletionMode {
+    /// Any `completions` successful pods complete the Job.
+    NonIndexed,
+    /// One successful pod per index `0..completions`; pods see `JOB_COMPLETION_INDEX`.
+    Indexed,
 }
 
 /// batch/v1 CronJob.

@@ -262,6 +262,8 @@ pub fn owner_kind(owner: &Owner) -> &'static str {
         Owner::Pod(_) => "Pod",
         Owner::ReplicaSet(_) => "ReplicaSet",
         Owner::DaemonSet(_) => "DaemonSet",
+        Owner::StatefulSet(_) => "StatefulSet",
+        Owner::Job(_) => "Job",
         // Kubernetes' mirror pods name their node as owner.
         Owner::Static(_) => "Node",
     }
