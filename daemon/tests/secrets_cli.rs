@@ -129,7 +129,7 @@ fn the_cluster_key_is_a_default_recipient() {
     let data = dir.path().join("data");
     let (code, _, err) = kommit(&["secrets", "key", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("no cluster age identity"), "{err}");
+    assert!(err.contains("no cluster age keyring"), "{err}");
     let recipient = kommit_daemon::cluster_key::ensure(&data, "2025-11-24T16:00:00Z").unwrap();
     // Made once, kept 0600.
     let key = kommit_daemon::cluster_key::path(&data);
