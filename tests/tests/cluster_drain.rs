@@ -7,31 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kommit_reconcilers::{ClusterState, PodPhase};
+use kommit_tests::cluster::manifests::sleeping_web;
 use kommit_tests::cluster::Cluster;
 use kommit_tests::runtime_support::skip_privileged;
 use std::time::{Duration, Instant};
-
-fn web(replicas: u32) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: busybox:1.36
-        command: ["sleep", "3600"]
-        resources:
-          requests: {{cpu: 10m, memory: 8Mi}}
-"#
-    )
-}
 
 /// Running web pods on `node`, and in all.
 fn running(s: &ClusterState, node: &str) -> (usize, usize) {
@@ -56,7 +35,7 @@ fn drain_empties_a_node_and_uncordon_lets_pods_back() {
     let names = c.names();
     c.start();
     std::fs::remove_dir_all(c.work.join("apps/hello")).unwrap();
-    c.write("apps/web/web.yaml", &web(6));
+    c.write("apps/web/web.yaml", &sleeping_web(6));
     let commit = c.push("six web pods");
     c.wait_state(Duration::from_secs(120), "six web pods, two on n2", |s| {
         s.commit.as_deref() == Some(commit.as_str()) && running(s, "n2") == (2, 6)
@@ -76,7 +55,7 @@ fn drain_empties_a_node_and_uncordon_lets_pods_back() {
         c.node(2).containers().is_empty()
     });
     // A scale-up while drained does not use n2.
-    c.write("apps/web/web.yaml", &web(8));
+    c.write("apps/web/web.yaml", &sleeping_web(8));
     let eight = c.push("eight web pods");
     c.wait_state(Duration::from_secs(60), "eight pods, none on n2", |s| {
         s.commit.as_deref() == Some(eight.as_str()) && running(s, "n2") == (0, 8)
@@ -89,7 +68,7 @@ fn drain_empties_a_node_and_uncordon_lets_pods_back() {
         s.nodes.get("n2").is_some_and(|n| !n.drained)
     });
     // Pods do not move back by themselves (as in Kubernetes); new ones land on n2.
-    c.write("apps/web/web.yaml", &web(10));
+    c.write("apps/web/web.yaml", &sleeping_web(10));
     let ten = c.push("ten web pods");
     c.wait_state(Duration::from_secs(60), "the new pods on n2", |s| {
         s.commit.as_deref() == Some(ten.as_str()) && running(s, "n2") == (2, 10)

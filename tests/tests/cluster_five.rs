@@ -7,32 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kommit_reconcilers::PodPhase;
+use kommit_tests::cluster::manifests::sleeping_web;
 use kommit_tests::cluster::Cluster;
 use kommit_tests::runtime_support::skip_privileged;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-
-fn web(replicas: u32) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: busybox:1.36
-        command: ["sleep", "3600"]
-        resources:
-          requests: {{cpu: 10m, memory: 8Mi}}
-"#
-    )
-}
 
 /// The voters, by node name, as the first live node's Raft status lists them.
 fn voters(c: &Cluster) -> BTreeSet<String> {
@@ -60,7 +39,7 @@ fn voters(c: &Cluster) -> BTreeSet<String> {
 
 /// Pushes `replicas` web pods and waits until the survivors run them all.
 fn push_and_run(c: &Cluster, replicas: u32, lost: &[String]) -> Duration {
-    c.write("apps/web/web.yaml", &web(replicas));
+    c.write("apps/web/web.yaml", &sleeping_web(replicas));
     let t = Instant::now();
     let commit = c.push(&format!("web x{replicas}"));
     c.wait_state(

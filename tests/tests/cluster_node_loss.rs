@@ -9,8 +9,8 @@
 //! Root only; skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kommit_reconcilers::{ClusterState, PodPhase};
 use kommit_tests::cluster::history::{check, Availability, Sampler};
+use kommit_tests::cluster::manifests::{web_and_solo_running, SOLO};
 use kommit_tests::cluster::Cluster;
 use kommit_tests::runtime_support::skip_privileged;
 use std::time::{Duration, Instant};
@@ -34,33 +34,7 @@ spec:
         command: ["httpd", "-f", "-p", "8080", "-h", "/"]
         resources:
           requests: {cpu: 10m, memory: 8Mi}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: solo
-  annotations: {kommit.dev/at-most-once: "true"}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: busybox:1.36
-    command: ["sleep", "3600"]
 "#;
-
-/// Every `web` pod and `solo` Running, on nodes other than `not_on`.
-fn all_running(s: &ClusterState, not_on: Option<&str>) -> bool {
-    let ok = |p: &kommit_reconcilers::PodRecord| {
-        p.phase == PodPhase::Running && p.node.is_some() && p.node.as_deref() != not_on
-    };
-    s.pods
-        .values()
-        .filter(|p| p.name.starts_with("web-"))
-        .filter(|p| ok(p))
-        .count()
-        == 6
-        && s.pods.get("default/solo").is_some_and(ok)
-}
 
 #[test]
 fn a_lost_node_s_pods_run_elsewhere_within_5_s_and_never_twice() {
@@ -71,10 +45,10 @@ fn a_lost_node_s_pods_run_elsewhere_within_5_s_and_never_twice() {
     let names = c.names();
     c.start();
     std::fs::remove_dir_all(c.work.join("apps/hello")).unwrap();
-    c.write("apps/loss/loss.yaml", APPS);
+    c.write("apps/loss/loss.yaml", &format!("{APPS}---\n{SOLO}"));
     let commit = c.push("six web pods and an at-most-once one");
     c.wait_state(Duration::from_secs(120), "web and solo Running", |s| {
-        s.commit.as_deref() == Some(commit.as_str()) && all_running(s, None)
+        s.commit.as_deref() == Some(commit.as_str()) && web_and_solo_running(s, 6, None)
     });
     let sampler = Sampler::start(c.watched(), Duration::from_millis(100));
     let deployments = [Availability {
@@ -125,7 +99,7 @@ fn a_lost_node_s_pods_run_elsewhere_within_5_s_and_never_twice() {
             if down_at.is_none() && s.nodes.get(&victim).is_some_and(|n| !n.ready) {
                 down_at = Some(killed.elapsed());
             }
-            all_running(s, Some(victim.as_str()))
+            web_and_solo_running(s, 6, Some(victim.as_str()))
         },
     );
     let replaced = killed.elapsed();

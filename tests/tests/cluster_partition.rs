@@ -9,22 +9,10 @@
 
 use kommit_reconcilers::PodPhase;
 use kommit_tests::cluster::history::{check, first_round, Sampler};
+use kommit_tests::cluster::manifests::SOLO;
 use kommit_tests::cluster::Cluster;
 use kommit_tests::runtime_support::skip_privileged;
 use std::time::{Duration, Instant};
-
-const SOLO: &str = r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: solo
-  annotations: {kommit.dev/at-most-once: "true"}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: busybox:1.36
-    command: ["sleep", "3600"]
-"#;
 
 #[test]
 fn a_cut_off_node_fences_its_at_most_once_pod_before_it_runs_elsewhere() {

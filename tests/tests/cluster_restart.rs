@@ -7,8 +7,8 @@
 //! Root only; skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kommit_reconcilers::{ClusterState, PodPhase};
 use kommit_tests::cluster::history::{check, Availability, Sampler};
+use kommit_tests::cluster::manifests::{web_and_solo_running, SOLO};
 use kommit_tests::cluster::node::FirstStart;
 use kommit_tests::cluster::Cluster;
 use kommit_tests::runtime_support::skip_privileged;
@@ -31,31 +31,7 @@ spec:
         command: ["httpd", "-f", "-p", "8080", "-h", "/"]
         resources:
           requests: {cpu: 10m, memory: 8Mi}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: solo
-  annotations: {kommit.dev/at-most-once: "true"}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: busybox:1.36
-    command: ["sleep", "3600"]
 "#;
-
-fn all_running(s: &ClusterState, web: usize) -> bool {
-    s.pods
-        .values()
-        .filter(|p| p.name.starts_with("web-"))
-        .filter(|p| p.phase == PodPhase::Running)
-        .count()
-        == web
-        && s.pods
-            .get("default/solo")
-            .is_some_and(|p| p.phase == PodPhase::Running)
-}
 
 type Containers = BTreeMap<String, BTreeMap<(String, String), (Option<u32>, Option<u64>)>>;
 
@@ -75,10 +51,10 @@ fn every_daemon_restarted_at_once_restarts_no_container() {
     let names = c.names();
     c.start();
     std::fs::remove_dir_all(c.work.join("apps/hello")).unwrap();
-    c.write("apps/restart/apps.yaml", APPS);
+    c.write("apps/restart/apps.yaml", &format!("{APPS}---\n{SOLO}"));
     let commit = c.push("four web pods and an at-most-once one");
     c.wait_state(Duration::from_secs(120), "web and solo Running", |s| {
-        s.commit.as_deref() == Some(commit.as_str()) && all_running(s, 4)
+        s.commit.as_deref() == Some(commit.as_str()) && web_and_solo_running(s, 4, None)
     });
     // Every node's agent has reported its pods; what its runtime holds now must survive.
     std::thread::sleep(Duration::from_secs(1));
@@ -117,21 +93,21 @@ fn every_daemon_restarted_at_once_restarts_no_container() {
     });
     let leader_after = restarted.elapsed();
     c.wait_state(Duration::from_secs(30), "every node Ready again", |s| {
-        s.nodes.values().all(|n| n.ready) && all_running(s, 4)
+        s.nodes.values().all(|n| n.ready) && web_and_solo_running(s, 4, None)
     });
     let ready_after = restarted.elapsed();
 
     // The cluster keeps adopting commits.
     c.write(
         "apps/restart/apps.yaml",
-        &APPS.replace("replicas: 4", "replicas: 5"),
+        &format!("{}---\n{SOLO}", APPS.replace("replicas: 4", "replicas: 5")),
     );
     let next = c.push("five web pods");
     let pushed = Instant::now();
     c.wait_state(
         Duration::from_secs(60),
         "the next commit adopted and run",
-        |s| s.commit.as_deref() == Some(next.as_str()) && all_running(s, 5),
+        |s| s.commit.as_deref() == Some(next.as_str()) && web_and_solo_running(s, 5, None),
     );
     println!(
         "TIMING full_restart leader_ms={} all_ready_ms={} next_commit_running_ms={}",

@@ -7,51 +7,10 @@
 //! leader loss is `cluster_leader_loss`'s). The daemons run with their default liveness
 //! timing (`--down-after-ms 4000`). Needs root and `cargo build --release -p kommit-daemon`.
 
+use crate::cluster::manifests::{sleeping_web, web_and_solo_running, SOLO};
 use crate::cluster::Cluster;
 use anyhow::{bail, Context};
-use kommit_reconcilers::{ClusterState, PodPhase};
 use std::time::{Duration, Instant};
-
-const APPS: &str = r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 6
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: busybox:1.36
-        command: ["sleep", "3600"]
-        resources:
-          requests: {cpu: 10m, memory: 8Mi}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: solo
-  annotations: {kommit.dev/at-most-once: "true"}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: busybox:1.36
-    command: ["sleep", "3600"]
-"#;
-
-/// Every pod of the bench Running on a node other than `not_on`.
-fn all_running(s: &ClusterState, not_on: Option<&str>) -> bool {
-    let ok = |p: &kommit_reconcilers::PodRecord| {
-        p.phase == PodPhase::Running && p.node.is_some() && p.node.as_deref() != not_on
-    };
-    let web = s.pods.values().filter(|p| p.name.starts_with("web-"));
-    web.clone().count() == 6
-        && web.into_iter().all(ok)
-        && s.pods.get("default/solo").is_some_and(ok)
-}
 
 /// Runs the benchmark.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
@@ -73,10 +32,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let joined = c.start();
     eprintln!("3 nodes up in {} ms", joined.as_millis());
     std::fs::remove_dir_all(c.work.join("apps/hello")).context("removing the template app")?;
-    c.write("apps/loss.yaml", APPS);
+    c.write("apps/loss.yaml", &format!("{}---\n{SOLO}", sleeping_web(6)));
     let commit = c.push("six web pods and an at-most-once one");
     c.wait_state(Duration::from_secs(120), "the bench pods Running", |s| {
-        s.commit.as_deref() == Some(commit.as_str()) && all_running(s, None)
+        s.commit.as_deref() == Some(commit.as_str()) && web_and_solo_running(s, 6, None)
     });
     let url = c.url.clone();
     let mut took_ms = Vec::new();
@@ -107,7 +66,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             || {
                 c.node(survivor)
                     .try_state()
-                    .is_some_and(|s| all_running(&s, Some(victim.as_str())))
+                    .is_some_and(|s| web_and_solo_running(&s, 6, Some(victim.as_str())))
             },
         );
         if !ok {

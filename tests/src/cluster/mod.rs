@@ -11,6 +11,7 @@
 //! bridge and the git daemon. [`Cluster::leftovers`] lists what a teardown would have missed.
 
 pub mod history;
+pub mod manifests;
 pub mod net;
 pub mod node;
 
