@@ -131,30 +131,28 @@ async fn drain<A: App>(
     State(s): State<Arc<Shared<A>>>,
     Json(n): Json<NodeName>,
 ) -> (StatusCode, String) {
-    if s.sm.read(|a| a.node_view(&n.name)).is_none() {
-        return (StatusCode::NOT_FOUND, format!("unknown node {}", n.name));
-    }
-    match propose(&s, &A::node_drain(&n.name)).await {
-        Ok(i) => (
-            StatusCode::OK,
-            format!("node {} drained at index {i}", n.name),
-        ),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
+    operator_entry(&s, &n.name, A::node_drain(&n.name), "drained").await
 }
 
 async fn uncordon<A: App>(
     State(s): State<Arc<Shared<A>>>,
     Json(n): Json<NodeName>,
 ) -> (StatusCode, String) {
-    if s.sm.read(|a| a.node_view(&n.name)).is_none() {
-        return (StatusCode::NOT_FOUND, format!("unknown node {}", n.name));
+    operator_entry(&s, &n.name, A::node_uncordon(&n.name), "uncordoned").await
+}
+
+/// Proposes an operator's entry about a node the state knows.
+async fn operator_entry<A: App>(
+    s: &Shared<A>,
+    name: &str,
+    entry: A::Entry,
+    done: &str,
+) -> (StatusCode, String) {
+    if s.sm.read(|a| a.node_view(name)).is_none() {
+        return (StatusCode::NOT_FOUND, format!("unknown node {name}"));
     }
-    match propose(&s, &A::node_uncordon(&n.name)).await {
-        Ok(i) => (
-            StatusCode::OK,
-            format!("node {} uncordoned at index {i}", n.name),
-        ),
+    match propose(s, &entry).await {
+        Ok(i) => (StatusCode::OK, format!("node {name} {done} at index {i}")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
