@@ -417,7 +417,7 @@ fn schema_errors(
     diags: &mut Vec<Diagnostic>,
 ) {
     use jsonschema::error::ValidationErrorKind as K;
-    let validator = &schema::validators()[&kind];
+    let validator = schema::validator(kind);
     let errors: Vec<_> = validator.iter_errors(value).collect();
     // Paths that already have an unknown-field error: a oneOf/anyOf failure there is noise.
     let unknown_at: Vec<String> = errors

@@ -1,5 +1,5 @@
 //! The JSON Schema files: generated from the typed model, shipped in `schemas/`, embedded in
-//! the binary, and compiled once for validation.
+//! the binary, and compiled for validation when a kind is first used.
 //!
 //! The model is the single source of truth. `generate` derives each kind's schema from it
 //! (draft 2020-12, standard keywords only); a test keeps the files on disk byte-identical to
@@ -15,7 +15,8 @@ use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The schema files as embedded at build time, by kind.
 pub fn embedded(kind: Kind) -> &'static str {
@@ -163,24 +164,129 @@ pub fn generate_text(kind: Kind) -> String {
 /// Whether the embedded schema for `kind` accepts `value` (for tests and tools; `validate`
 /// reports the reasons).
 pub fn accepts(kind: Kind, value: &Value) -> bool {
-    validators()[&kind].is_valid(value)
+    validator(kind).is_valid(value)
 }
 
-/// The compiled validators, built once from the embedded files.
-pub(crate) fn validators() -> &'static BTreeMap<Kind, jsonschema::Validator> {
-    static V: OnceLock<BTreeMap<Kind, jsonschema::Validator>> = OnceLock::new();
-    V.get_or_init(|| {
-        Kind::ALL
+/// Compiled validators by kind, each made on first use and dropped again by
+/// [`Validators::release_idle`].
+struct Validators {
+    slots: BTreeMap<Kind, Slot>,
+}
+
+struct Slot {
+    compiled: Mutex<Option<Arc<jsonschema::Validator>>>,
+    used: AtomicBool,
+}
+
+impl Validators {
+    fn new() -> Self {
+        let slots = Kind::ALL
             .into_iter()
             .map(|k| {
-                let schema: Value = serde_json::from_str(embedded(k))
-                    .expect("embedded schema files are valid JSON (checked by tests)");
-                let v = jsonschema::draft202012::options()
-                    .should_validate_formats(false)
-                    .build(&schema)
-                    .expect("embedded schema files compile (checked by tests)");
-                (k, v)
+                let slot = Slot {
+                    compiled: Mutex::new(None),
+                    used: AtomicBool::new(false),
+                };
+                (k, slot)
             })
+            .collect();
+        Validators { slots }
+    }
+
+    fn get(&self, kind: Kind) -> Arc<jsonschema::Validator> {
+        let slot = &self.slots[&kind];
+        slot.used.store(true, Ordering::Relaxed);
+        let mut compiled = slot.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(compiled.get_or_insert_with(|| Arc::new(compile(kind))))
+    }
+
+    fn release_idle(&self) -> usize {
+        let mut dropped = 0;
+        for slot in self.slots.values() {
+            if !slot.used.swap(false, Ordering::Relaxed) {
+                let mut compiled = slot.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+                dropped += usize::from(compiled.take().is_some());
+            }
+        }
+        dropped
+    }
+
+    #[cfg(test)]
+    fn compiled(&self) -> Vec<Kind> {
+        let held = |s: &Slot| {
+            s.compiled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+        };
+        self.slots
+            .iter()
+            .filter(|(_, s)| held(s))
+            .map(|(k, _)| *k)
             .collect()
-    })
+    }
+}
+
+fn compile(kind: Kind) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(embedded(kind))
+        .expect("embedded schema files are valid JSON (checked by tests)");
+    jsonschema::draft202012::options()
+        .should_validate_formats(false)
+        .build(&schema)
+        .expect("embedded schema files compile (checked by tests)")
+}
+
+fn validators() -> &'static Validators {
+    static V: OnceLock<Validators> = OnceLock::new();
+    V.get_or_init(Validators::new)
+}
+
+/// The compiled validator for `kind`. Kinds are compiled one at a time, when a manifest of
+/// that kind is first validated: a repository of Deployments and Services never pays for
+/// the other kinds' pod templates (every workload kind embeds the whole pod spec, about half
+/// a megabyte compiled, patterns included).
+pub(crate) fn validator(kind: Kind) -> Arc<jsonschema::Validator> {
+    validators().get(kind)
+}
+
+/// Drops the compiled validators of the kinds not used since the previous call, and returns
+/// how many it dropped. A daemon validates only when a commit arrives, yet the validators
+/// of the common kinds hold several megabytes: calling this on a period (the daemon does,
+/// every `kommit_runtime::alloc::TRIM_EVERY`) frees them once the cluster has been idle for
+/// a whole period, at the cost of recompiling a kind (a few milliseconds) on the next
+/// commit. Results never change: a validator is a pure function of its embedded schema.
+pub fn release_idle_validators() -> usize {
+    validators().release_idle()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators_are_compiled_on_use_and_released_after_an_idle_period() {
+        let cache = Validators::new();
+        assert!(cache.compiled().is_empty(), "nothing is compiled up front");
+        let map = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a"}, "data": {"k": "v"}
+        });
+        let bad = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": 1});
+        assert!(cache.get(Kind::ConfigMap).is_valid(&map));
+        assert_eq!(
+            cache.compiled(),
+            vec![Kind::ConfigMap],
+            "only the kind in use"
+        );
+        // Used in this period: kept, and its mark cleared.
+        assert_eq!(cache.release_idle(), 0);
+        assert_eq!(cache.compiled(), vec![Kind::ConfigMap]);
+        // A whole period without use: dropped.
+        assert_eq!(cache.release_idle(), 1);
+        assert!(cache.compiled().is_empty());
+        // Recompiled on the next use, with the same verdicts.
+        assert!(cache.get(Kind::ConfigMap).is_valid(&map));
+        assert!(!cache.get(Kind::ConfigMap).is_valid(&bad));
+        assert_eq!(cache.compiled(), vec![Kind::ConfigMap]);
+    }
 }

@@ -377,8 +377,11 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let _ =
-                    tokio::task::spawn_blocking(kommit_runtime::alloc::release_free_memory).await;
+                let _ = tokio::task::spawn_blocking(|| {
+                    kommit_schemas::schema::release_idle_validators();
+                    kommit_runtime::alloc::release_free_memory();
+                })
+                .await;
             }
         });
         let local = serve_local(node.shared(), &cfg.data_dir.join(SOCKET), extra)?;

@@ -175,10 +175,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     node.wait_state(Duration::from_secs(60), "bench pods gone", |s| {
         s.pods.values().all(|p| !p.name.starts_with("bench"))
     });
-    // Idle: the daemon returns its allocator's free pages every
-    // `kommit_runtime::alloc::TRIM_EVERY` (10 s), so wait past one of those after the bench
-    // pods went.
-    std::thread::sleep(kommit_runtime::alloc::TRIM_EVERY + Duration::from_secs(2));
+    // Idle: every `kommit_runtime::alloc::TRIM_EVERY` (10 s) the daemon drops the schema
+    // validators not used during the previous period and returns its allocator's free pages,
+    // so wait past two of those after the bench pods went.
+    std::thread::sleep(2 * kommit_runtime::alloc::TRIM_EVERY + Duration::from_secs(2));
     let pid = node.daemon_pid().context("the daemon's pid")?;
     let (rss, anon, file) = rss_breakdown(pid).context("reading the daemon's smaps_rollup")?;
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
