@@ -82,6 +82,19 @@ pub struct Security {
     /// Capabilities removed from the default set.
     #[serde(default)]
     pub drop_capabilities: Vec<String>,
+    /// The system-call filter (ignored when privileged: privileged containers are unfiltered).
+    #[serde(default)]
+    pub seccomp: Seccomp,
+}
+
+/// A container's system-call filter (Kubernetes' `seccompProfile.type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seccomp {
+    /// The container runtimes' default filter (see `linux::seccomp`).
+    #[default]
+    RuntimeDefault,
+    /// No filter.
+    Unconfined,
 }
 
 /// One container inside a pod.

@@ -55,6 +55,9 @@ pub(crate) fn unsupported_value(field: &str, value: &serde_json::Value) -> &'sta
             ": kommit clusters are IPv4 single-stack (allowed: SingleStack, PreferDualStack)"
         }
         Some("SCTP") if last == "protocol" => ": kommit serves TCP and UDP only",
+        Some("Localhost") if field.ends_with("seccompProfile.type") => {
+            ": kommit has no node-local seccomp profiles; RuntimeDefault (the default) is the container runtimes' filter"
+        }
         _ => "",
     }
 }
@@ -78,6 +81,8 @@ mod tests {
         assert_eq!(unsupported_field(svc, "spec.hostNetwork"), "");
         assert_eq!(unsupported_field(Kind::Pod, "metadata.hostNetwork"), "");
         assert!(unsupported_value("spec.ipFamilies[1]", &"IPv6".into()).contains("IPv4"));
+        let seccomp = "spec.template.spec.containers[0].securityContext.seccompProfile.type";
+        assert!(unsupported_value(seccomp, &"Localhost".into()).contains("RuntimeDefault"));
         assert_eq!(unsupported_value("spec.ipFamilies[0]", &"IPv5".into()), "");
     }
 }

@@ -160,6 +160,9 @@ fn invalid_cases() -> Vec<Case> {
         case("quantity", &[("a.yaml", &format!("{DEPLOY}        resources:\n          limits: {{memory: 12XB}}\n"))], &[
             "a.yaml:16:28: error: `spec.template.spec.containers[0].resources.limits.memory`: invalid quantity \"12XB\": expected a number with an optional suffix such as 128Mi, 1G, 0.5 or 250m",
         ]),
+        case("node-local seccomp profile", &[("p.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  securityContext:\n    seccompProfile:\n      type: Localhost\n  containers:\n  - name: c\n    image: busybox:1.36\n")], &[
+            "p.yaml:8:13: error: `spec.securityContext.seccompProfile.type`: \"Localhost\" is not supported: kommit has no node-local seccomp profiles; RuntimeDefault (the default) is the container runtimes' filter",
+        ]),
         case("selector mismatch", &[("a.yaml", &DEPLOY.replace("matchLabels: {app: web}", "matchLabels: {app: api}"))], &[
             "a.yaml:7:5: error: `spec.selector` does not match the template's labels (`spec.template.metadata.labels`)",
         ]),

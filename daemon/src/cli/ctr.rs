@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kommit_runtime::images::{normalize_reference, ImageStore};
 use kommit_runtime::linux::{LinuxConfig, LinuxRuntime};
-use kommit_runtime::spec::{ContainerSpec, ContainerState, LogOptions, PodSpec};
+use kommit_runtime::spec::{ContainerSpec, ContainerState, LogOptions, Mount, PodSpec, Seccomp};
 use kommit_runtime::traits::RegistryCredentials;
 use kommit_runtime::{ContainerRuntime, Images};
 
@@ -42,7 +42,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Images(ImagesCmd),
     /// Run a command in a new one-container pod, print its output, exit with its code.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List pods and containers.
     Ps,
     /// Run a command in a running container.
@@ -119,6 +119,22 @@ pub struct RunArgs {
     /// stop the pod when the node's lease expires.
     #[arg(long = "label", short = 'l')]
     pub labels: Vec<String>,
+    /// Capability added to the default set (`SYS_ADMIN` or `CAP_SYS_ADMIN`; repeatable).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Capability removed from the default set (`ALL` for every one; repeatable).
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no masked paths and no seccomp filter.
+    #[arg(long)]
+    pub privileged: bool,
+    /// `seccomp=unconfined` runs without the default system-call filter (like nerdctl's
+    /// `--security-opt`).
+    #[arg(long = "security-opt", value_parser = parse_security_opt)]
+    pub security_opt: Vec<Seccomp>,
+    /// Bind a host path into the container: `HOST:CONTAINER[:ro]` (repeatable).
+    #[arg(long = "volume", short = 'v', value_parser = parse_volume)]
+    pub volumes: Vec<Mount>,
     /// Image reference.
     pub image: String,
     /// Command and arguments (default: the image's).
@@ -343,6 +359,36 @@ pub fn parse_label(kv: &str) -> anyhow::Result<(&str, &str)> {
     Ok((k, v))
 }
 
+fn parse_security_opt(s: &str) -> Result<Seccomp, String> {
+    match s {
+        "seccomp=unconfined" => Ok(Seccomp::Unconfined),
+        "seccomp=runtime/default" | "seccomp=RuntimeDefault" => Ok(Seccomp::RuntimeDefault),
+        other => Err(format!(
+            "unsupported security option {other:?} (known: seccomp=unconfined, seccomp=runtime/default)"
+        )),
+    }
+}
+
+fn parse_volume(s: &str) -> Result<Mount, String> {
+    let (host, rest) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:CONTAINER[:ro]"))?;
+    let (destination, read_only) = match rest.rsplit_once(':') {
+        Some((d, "ro")) => (d, true),
+        Some((d, "rw")) => (d, false),
+        _ => (rest, false),
+    };
+    let source = std::path::PathBuf::from(host);
+    if !source.is_absolute() || !destination.starts_with('/') {
+        return Err(format!("{s:?}: both paths must be absolute"));
+    }
+    Ok(Mount {
+        source,
+        destination: destination.to_string(),
+        read_only,
+    })
+}
+
 fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
     normalize_reference(&r.image)?;
     let st = store(args)?;
@@ -369,6 +415,13 @@ fn run_container(args: &Args, r: &RunArgs) -> anyhow::Result<u8> {
     spec.resources.memory_limit = r.memory.as_deref().map(parse_bytes).transpose()?;
     spec.resources.cpu_limit_millis = r.cpus.map(|c| (c * 1000.0).round() as u64);
     spec.resources.pids_max = r.pids;
+    spec.security.add_capabilities = r.cap_add.clone();
+    spec.security.drop_capabilities = r.cap_drop.clone();
+    spec.security.privileged = r.privileged;
+    if let Some(seccomp) = r.security_opt.last() {
+        spec.security.seccomp = *seccomp;
+    }
+    spec.mounts = r.volumes.clone();
     let mut pod = PodSpec::new(&id);
     for kv in &r.labels {
         let (k, v) = parse_label(kv)?;

@@ -157,6 +157,7 @@ impl ContainerRuntime for LinuxRuntime {
             gid,
             caps,
             privileged: spec.security.privileged,
+            seccomp: spec.security.seccomp,
             read_only: spec.security.read_only_root_filesystem,
             cgroup_join: self.layout.join_files(&rel),
             oom_file: oom_file.map(|(f, k)| (f, k.to_string())),

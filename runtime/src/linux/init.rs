@@ -448,6 +448,9 @@ fn become_workload(cfg: &InitConfig, args: &[String]) -> Result<Never, String> {
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(e("environment"))?;
+    if !cfg.privileged && cfg.seccomp == crate::spec::Seccomp::RuntimeDefault {
+        super::seccomp::install_default(&keep)?;
+    }
     match nix::unistd::execve(&cprog, &cargs, &cenv) {
         Err(x) => Err(format!("exec {}: {x}", prog.display())),
         Ok(never) => match never {},

@@ -17,6 +17,7 @@ mod driver;
 pub mod init;
 pub mod logs;
 pub mod mounts;
+pub mod seccomp;
 pub mod shim;
 pub mod state;
 

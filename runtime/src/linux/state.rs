@@ -51,8 +51,11 @@ pub struct InitConfig {
     pub gid: u32,
     /// Capabilities kept (names like `CAP_CHOWN`); ignored when privileged.
     pub caps: Vec<String>,
-    /// Privileged: all capabilities, no masked paths.
+    /// Privileged: all capabilities, no masked paths, no seccomp filter.
     pub privileged: bool,
+    /// The seccomp filter applied before exec (unless privileged).
+    #[serde(default)]
+    pub seccomp: crate::spec::Seccomp,
     /// Read-only rootfs.
     pub read_only: bool,
     /// Files to write `0` to, to join the container's cgroup (see

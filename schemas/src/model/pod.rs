@@ -481,6 +481,29 @@ pub struct SecurityContext {
     /// Capabilities added to or dropped from the default set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    /// The system-call filter; overrides the pod's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
+}
+
+/// A seccomp profile (`securityContext.seccompProfile`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeccompProfile {
+    /// Which filter applies.
+    #[serde(rename = "type")]
+    pub kind: SeccompProfileType,
+}
+
+/// Seccomp profile types. kommit applies `RuntimeDefault` when none is given (as the kubelet
+/// does with `--seccomp-default`); node-local `Localhost` profiles are not supported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SeccompProfileType {
+    /// The container runtimes' default filter: an allowlist of system calls, widened by the
+    /// container's capabilities.
+    RuntimeDefault,
+    /// No filter.
+    Unconfined,
 }
 
 /// Capability changes, by name without the `CAP_` prefix.
@@ -514,4 +537,7 @@ pub struct PodSecurityContext {
     /// Extra groups for every container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supplemental_groups: Vec<u32>,
+    /// The default system-call filter of every container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
 }

@@ -8,7 +8,7 @@
 use ipnet::Ipv4Net;
 use kommit_reconcilers::{Owner, PodRecord};
 use kommit_runtime::spec::{
-    ContainerSpec, PodSpec as SandboxSpec, PortMapping, Resources, Security,
+    ContainerSpec, PodSpec as SandboxSpec, PortMapping, Resources, Seccomp, Security,
 };
 use kommit_runtime::traits::{
     HostPathKind, Medium, PodAddress, ProjectedFile, RegistryCredentials,
@@ -427,6 +427,16 @@ pub fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// A container's seccomp filter: its own profile, else the pod's, else `RuntimeDefault` (the
+/// kubelet's behaviour with `--seccomp-default`).
+fn seccomp(profile: Option<&kommit_schemas::model::pod::SeccompProfile>) -> Seccomp {
+    use kommit_schemas::model::pod::SeccompProfileType as T;
+    match profile.map(|p| p.kind) {
+        Some(T::Unconfined) => Seccomp::Unconfined,
+        Some(T::RuntimeDefault) | None => Seccomp::RuntimeDefault,
+    }
+}
+
 fn container_plan(
     c: &Container,
     psc: &kommit_schemas::model::pod::PodSecurityContext,
@@ -547,6 +557,7 @@ fn container_plan(
             read_only_root_filesystem: sc.read_only_root_filesystem == Some(true),
             add_capabilities: caps.add.clone(),
             drop_capabilities: caps.drop.clone(),
+            seccomp: seccomp(sc.seccomp_profile.as_ref().or(psc.seccomp_profile.as_ref())),
         },
         log_max_bytes: 0,
         log_max_files: 0,

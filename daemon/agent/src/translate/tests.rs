@@ -431,3 +431,45 @@ fn encrypted_secrets_open_on_the_node_with_the_key() {
     assert!(err.contains("MAC mismatch"), "{err}");
     assert!(!err.contains('\n') && !err.contains("s3cr3t"), "{err}");
 }
+
+#[test]
+fn seccomp_profiles_default_to_the_runtime_filter_and_containers_override_the_pod() {
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: s}
+spec:
+  securityContext:
+    seccompProfile: {type: Unconfined}
+  containers:
+  - {name: inherits, image: busybox:1.36}
+  - name: own
+    image: busybox:1.36
+    securityContext:
+      seccompProfile: {type: RuntimeDefault}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  containers:
+  - {name: c, image: busybox:1.36}
+"#;
+    let (_, v) = adopted(&[("s.yaml", pod)]);
+    let seccomp = |pod: &str, ctr: &str| {
+        let p = v
+            .plans
+            .iter()
+            .find(|p| p.sandbox.id.starts_with(&format!("default_{pod}_")))
+            .expect("pod planned");
+        let c = p
+            .containers
+            .iter()
+            .find(|c| c.spec.name == ctr)
+            .expect("container");
+        c.spec.security.seccomp
+    };
+    assert_eq!(seccomp("s", "inherits"), Seccomp::Unconfined);
+    assert_eq!(seccomp("s", "own"), Seccomp::RuntimeDefault);
+    assert_eq!(seccomp("plain", "c"), Seccomp::RuntimeDefault);
+}
