@@ -165,6 +165,12 @@ fn the_page_follows_the_cluster_live_in_a_browser() {
         "overview names {c1}: {}",
         b.source()
     );
+    assert!(
+        b.wait(Duration::from_secs(5), |b| b.text("#live-state").as_deref()
+            == Some("live"))
+            .is_some(),
+        "the overview's event stream is connected"
+    );
     let row = b
         .text("tr[data-object=\"default/Deployment/hello\"]")
         .expect("the hello Deployment's row");
@@ -191,6 +197,12 @@ fn the_page_follows_the_cluster_live_in_a_browser() {
 
     // 2. A broken commit, watched from the open history page.
     b.goto(&format!("{base}/history"));
+    assert!(
+        b.wait(Duration::from_secs(5), |b| b.text("#live-state").as_deref()
+            == Some("live"))
+            .is_some(),
+        "the history's event stream is connected"
+    );
     b.mark_document();
     let before = b.updates();
     edit(&n, "replicas: 2", "replicas: two");

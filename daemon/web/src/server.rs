@@ -116,6 +116,7 @@ pub fn spawn_recorder(web: Arc<Web>) -> tokio::task::JoinHandle<()> {
 pub fn router(web: Arc<Web>, gate: Gate) -> Router {
     Router::new()
         .route("/events", axum::routing::get(events_root))
+        .route("/events/", axum::routing::get(events_root))
         .route("/events/{*path}", axum::routing::get(events))
         .fallback(page)
         .with_state(web)

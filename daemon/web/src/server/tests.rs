@@ -153,6 +153,9 @@ async fn the_stream_sends_the_fragment_again_when_the_state_changes() {
     let src = fake();
     let web = Web::new(src.clone());
     let app = router(web, open_gate());
+    // What the overview's script asks for (`/events` + `/`), then the history's.
+    let overview = app.clone().oneshot(get("/events/")).await.expect("answer");
+    assert_eq!(overview.status(), StatusCode::OK);
     let resp = app.oneshot(get("/events/history")).await.expect("answer");
     assert_eq!(resp.status(), StatusCode::OK);
     let mut frames = resp.into_body().into_data_stream();
