@@ -17,3 +17,4 @@ pub mod static_pods;
 pub mod sync;
 #[cfg(test)]
 mod testutil;
+pub mod web;

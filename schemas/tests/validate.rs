@@ -348,3 +348,32 @@ fn every_problem_is_reported_in_one_run() {
     let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
     assert_eq!(paths, ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]);
 }
+
+#[test]
+fn commit_url_reaches_the_settings_and_a_bad_one_is_one_line() {
+    let good = "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata: {name: c}\nspec:\n  commitURL: \"https://forge.example/o/r/commit/{sha}\"\n";
+    let d = validate(&tree(&[("kommit.yaml", good)]), &Limits::default()).expect("valid");
+    assert_eq!(
+        d.config.commit_url.as_deref(),
+        Some("https://forge.example/o/r/commit/{sha}")
+    );
+    let unset = validate(&tree(&[]), &Limits::default()).expect("valid");
+    assert_eq!(unset.config.commit_url, None);
+    for bad in [
+        "https://forge.example/o/r/commit/HEAD",
+        "javascript:alert(1)//{sha}",
+        "https://forge.example/\"><script>/{sha}",
+    ] {
+        let text = good.replace(
+            "https://forge.example/o/r/commit/{sha}",
+            &bad.replace('"', "\\\""),
+        );
+        let errs = validate(&tree(&[("kommit.yaml", &text)]), &Limits::default()).expect_err(bad);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        let line = errs[0].to_string();
+        assert!(
+            line.starts_with("kommit.yaml:5:14: error:") && line.contains("commitURL"),
+            "{line}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod agent_support;
 pub mod bench;
+pub mod browser;
 pub mod cluster;
 pub mod fixtures;
 pub mod gen;

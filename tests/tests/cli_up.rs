@@ -41,6 +41,7 @@ impl Up {
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -136,6 +136,14 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the read-only web page on this address (repeatable). On loopback anyone on the
+    /// machine may read it; beyond loopback, --http-token-file is required.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Vec<SocketAddr>,
+    /// File holding the bearer token that non-loopback --http-listen addresses ask for (also
+    /// accepted as the password of HTTP Basic auth).
+    #[arg(long, value_name = "FILE", requires = "http_listen")]
+    pub http_token_file: Option<PathBuf>,
     /// File holding the webhook secret (HMAC key for GitHub/Gitea, token for GitLab).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
@@ -398,6 +406,19 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
                 ))
             }
         };
+        let web = crate::web::start(
+            &args.http_listen,
+            args.http_token_file.as_deref(),
+            crate::web::NodeSource::new(
+                node.shared(),
+                git.as_ref().map(|g| crate::web::GitView {
+                    mirror: g.mirror.clone(),
+                    sync: g.state.clone(),
+                }),
+                cfg.data_dir.clone(),
+            ),
+        )
+        .await?;
         eprintln!(
             "kommit: node {} (id {}) serving cluster port {}",
             cfg.name,
@@ -422,6 +443,9 @@ pub fn run_with(args: Args, default_filter: &str) -> anyhow::Result<u8> {
         }
         if let Some(m) = metrics {
             m.abort();
+        }
+        for w in web {
+            w.abort();
         }
         if let Some(g) = git {
             g.stop().await;

@@ -179,6 +179,37 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The last `lines` lines of each container's current run of `p`, from this node's runtime
+/// in `data_dir` (what `kommit logs --tail` prints), or why there are none: the web page's
+/// pod logs.
+pub fn tail_logs(
+    data_dir: &Path,
+    p: &PodRecord,
+    lines: usize,
+) -> std::collections::BTreeMap<String, Result<String, String>> {
+    let rt = local_runtime(data_dir).map_err(|e| format!("{e:#}"));
+    p.spec
+        .containers
+        .iter()
+        .map(|c| {
+            let name = c.name.as_str();
+            let text = rt.as_ref().map_err(Clone::clone).and_then(|rt| {
+                let (sandbox, rname) =
+                    runtime_container(rt, p, Some(name), false).map_err(|e| format!("{e:#}"))?;
+                let mut out = Vec::new();
+                let opts = LogOptions {
+                    tail: Some(lines),
+                    follow: false,
+                };
+                rt.logs(&sandbox, &rname, &opts, &mut out)
+                    .map_err(|e| e.to_string())?;
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            });
+            (name.to_string(), text)
+        })
+        .collect()
+}
+
 /// Runs `kommit exec`.
 pub fn exec(args: ExecArgs) -> anyhow::Result<u8> {
     kommit_runtime::linux::check_root()?;

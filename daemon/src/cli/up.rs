@@ -27,6 +27,9 @@ pub struct Args {
     /// Serve Prometheus metrics on this address.
     #[arg(long, default_value = "127.0.0.1:9946")]
     pub metrics_listen: SocketAddr,
+    /// Serve the read-only web page on this address.
+    #[arg(long, default_value = "127.0.0.1:8946")]
+    pub http_listen: SocketAddr,
     /// Stop and remove the development node's pods instead (after Ctrl-C they keep running,
     /// as after any daemon restart).
     #[arg(long)]
@@ -174,6 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let node_dir_s = node_dir.to_str().context("data dir path is not UTF-8")?;
     let listen = args.listen.to_string();
     let metrics = args.metrics_listen.to_string();
+    let http = args.http_listen.to_string();
     let mut line = vec![
         "daemon",
         "--data-dir",
@@ -192,6 +196,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         "2000",
         "--metrics-listen",
         &metrics,
+        "--http-listen",
+        &http,
     ];
     if first {
         line.push("--bootstrap");
@@ -206,8 +212,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .context("starting the readiness watch")?;
     eprintln!(
         "kommit up: one-node cluster \"dev\" on {listen}, desired state {url} (branch {branch})\n\
-         kommit up: follow it with `kommit status --data-dir {node_dir_s}`, `kommit log {url}` \
-         or `git --git-dir {url} log kommit/status`; stop with Ctrl-C"
+         kommit up: follow it on http://{http}/, with `kommit status --data-dir {node_dir_s}`, \
+         `kommit log {url}` or `git --git-dir {url} log kommit/status`; stop with Ctrl-C"
     );
     super::daemon::run_with(daemon, "warn,kommit_daemon::sync=info")
 }

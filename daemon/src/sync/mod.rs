@@ -137,6 +137,8 @@ pub struct GitSide {
     pub state: watch::Receiver<SyncState>,
     /// The status writer (its outbox and counters).
     pub writer: StatusWriter,
+    /// The mirror (the web page reads commits' subjects and authors from it).
+    pub mirror: Mirror,
 }
 
 impl GitSide {
@@ -203,7 +205,7 @@ impl GitSide {
         let writer_task = tokio::spawn(writer.clone().run(stopped.clone()));
         let (sync_task, state) = spawn(
             shared,
-            m,
+            m.clone(),
             fetched,
             writer.clone(),
             git.sync.clone(),
@@ -216,6 +218,7 @@ impl GitSide {
             stop,
             state,
             writer,
+            mirror: m,
         })
     }
 

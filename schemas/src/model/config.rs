@@ -78,6 +78,10 @@ pub struct ClusterConfigSpec {
     /// At most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_signing_keys: Vec<SigningKeyText>,
+    /// Where the forge shows a commit: an http(s) URL with `{sha}` where the commit's id
+    /// goes (`https://github.com/org/repo/commit/{sha}`); the web page links commits there.
+    #[serde(default, rename = "commitURL", skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<CommitUrlText>,
 }
 
 /// The settings with every default resolved, as the cluster uses them.
@@ -111,6 +115,10 @@ pub struct ClusterSettings {
     /// SSH public keys trusted to sign heads. Absent from the bytes while empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_signing_keys: Vec<String>,
+    /// The forge's commit URL pattern (`{sha}` for the commit). Absent from the bytes while
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -130,6 +138,7 @@ impl Default for ClusterSettings {
             allow_history_rewrite: false,
             require_encrypted_secrets: false,
             trusted_signing_keys: Vec::new(),
+            commit_url: None,
         }
     }
 }
@@ -202,6 +211,7 @@ impl ClusterConfig {
                 .iter()
                 .map(|k| k.as_str().to_owned())
                 .collect(),
+            commit_url: s.commit_url.as_ref().map(|u| u.as_str().to_owned()),
         })
     }
 }
@@ -290,6 +300,46 @@ impl JsonSchema for SigningKeyText {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({"type": "string", "pattern": SIGNING_KEY, "description": "an OpenSSH public key line: ssh-ed25519 AAAA... comment"})
+    }
+}
+
+/// The pattern of `commitURL`: an http(s) URL holding `{sha}`, without spaces, quotes or
+/// angle brackets.
+pub const COMMIT_URL: &str = r#"^https?://[^\s"'<>{}]{1,400}\{sha\}[^\s"'<>{}]{0,100}$"#;
+
+/// `commitURL` as written; the web page puts a commit's id where `{sha}` is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CommitUrlText(String);
+
+impl CommitUrlText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for CommitUrlText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let re = regex::Regex::new(COMMIT_URL).map_err(serde::de::Error::custom)?;
+        if re.is_match(&s) {
+            Ok(CommitUrlText(s))
+        } else {
+            let shown: String = s.chars().take(60).collect();
+            Err(serde::de::Error::custom(format!(
+                "invalid commitURL \"{shown}\": expected an http(s) URL with {{sha}} where the commit goes"
+            )))
+        }
+    }
+}
+
+impl JsonSchema for CommitUrlText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CommitUrl".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": COMMIT_URL, "description": "an http(s) URL with {sha} where the commit id goes"})
     }
 }
 

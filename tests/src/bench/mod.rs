@@ -8,3 +8,4 @@ pub mod runtime;
 pub mod schedule;
 pub mod services;
 pub mod validate;
+pub mod web;

@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
         eprintln!(
-            "usage: kommit-bench <validate|schedule|runtime|push-to-running|cluster-push-to-running|node-loss|services|dns> [options]"
+            "usage: kommit-bench <validate|schedule|runtime|push-to-running|cluster-push-to-running|node-loss|services|dns|web> [options]"
         );
         return ExitCode::from(2);
     };
@@ -23,9 +23,10 @@ fn main() -> ExitCode {
         "node-loss" => kommit_tests::bench::node_loss::main(rest),
         "services" => kommit_tests::bench::services::main(rest),
         "dns" => kommit_tests::bench::dns::main(rest),
+        "web" => kommit_tests::bench::web::main(rest),
         other => {
             eprintln!(
-                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, cluster-push-to-running, node-loss, services, dns)"
+                "kommit-bench: unknown benchmark `{other}` (known: validate, schedule, runtime, push-to-running, cluster-push-to-running, node-loss, services, dns, web)"
             );
             return ExitCode::from(2);
         }
