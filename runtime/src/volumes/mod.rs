@@ -4,7 +4,9 @@
 //!
 //! - emptyDir: a directory (`Disk`), or a tmpfs mounted on it (`Memory`), mode 0777;
 //! - projected volumes: written by [`projected`] with atomic version swaps;
-//! - hostPath: checked or created in place, never copied.
+//! - hostPath: checked or created in place, never copied;
+//! - node-local persistent volumes (`local`): `<data>/volumes/_local/<name>`, kept across
+//!   pods until removed.
 //!
 //! Containers get volumes as bind mounts ([`crate::spec::Mount`]), made in the container's
 //! own mount namespace. The only host-side mounts are the `Memory` emptyDirs' tmpfs, mounted
@@ -21,7 +23,10 @@ use std::path::{Path, PathBuf};
 use crate::spec::validate_name;
 use crate::traits::{HostPathKind, Medium, ProjectedFile, Result, RuntimeError, Volumes};
 
+mod local;
 pub mod projected;
+
+pub use local::LOCAL_DIR;
 
 pub use projected::{MAX_PROJECTED_BYTES, MAX_PROJECTED_FILES};
 
@@ -453,6 +458,18 @@ impl Volumes for LinuxVolumes {
 
     fn pods_with_volumes(&self) -> Result<Vec<String>> {
         self.store().pods_with_volumes()
+    }
+
+    fn local_volume(&self, name: &str) -> Result<PathBuf> {
+        self.store().local_volume(name)
+    }
+
+    fn local_volumes(&self) -> Result<Vec<String>> {
+        self.store().local_volumes()
+    }
+
+    fn remove_local_volume(&self, name: &str) -> Result<()> {
+        self.store().remove_local_volume(name)
     }
 }
 
