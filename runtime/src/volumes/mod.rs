@@ -494,6 +494,32 @@ mod tests {
     }
 
     #[test]
+    fn local_volumes_outlive_pods_until_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut s = VolumeStore::new(d.path().join("volumes"), Rec::default());
+        let v = s.local_volume("pvc-a").expect("local volume");
+        assert_eq!(v, d.path().join("volumes/_local/pvc-a"));
+        let mode = std::fs::metadata(&v).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o777);
+        std::fs::write(v.join("data"), "kept").expect("write");
+        // Idempotent, and no pod's volumes: removing every pod's volumes keeps it.
+        assert_eq!(s.local_volume("pvc-a").expect("again"), v);
+        s.empty_dir("p", "cache", Medium::Disk, None).expect("disk");
+        assert_eq!(s.pods_with_volumes().expect("pods"), ["p"]);
+        s.remove_pod_volumes("p").expect("remove pod");
+        assert_eq!(
+            std::fs::read_to_string(v.join("data")).expect("read"),
+            "kept"
+        );
+        assert_eq!(s.local_volumes().expect("list"), ["pvc-a"]);
+        assert!(s.local_volume("../x").is_err(), "names are checked");
+        s.remove_local_volume("pvc-a").expect("remove");
+        s.remove_local_volume("pvc-a").expect("idempotent");
+        assert!(s.local_volumes().expect("list").is_empty());
+    }
+
+    #[test]
     fn empty_dirs_are_idempotent_and_removed() {
         let d = tempfile::tempdir().expect("tempdir");
         let mut s = VolumeStore::new(d.path().join("volumes"), Rec::default());
