@@ -30,7 +30,8 @@ pub mod types;
 
 pub use history::{CommitOutcome, CommitRecord, History, HISTORY_LEN};
 pub use records::{
-    ClaimRecord, CronJobRecord, JobOutcome, JobRecord, SpawnedJob, StatefulSetRecord,
+    ClaimRecord, CronJobRecord, JobOutcome, JobRecord, ReleasedVolume, SpawnedJob,
+    StatefulSetRecord,
 };
 pub use state::{ClusterState, StateError};
 pub use types::{

@@ -112,11 +112,15 @@ pub struct ClaimRecord {
     /// first pod using it was scheduled to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// The bound volume's name (`pvc-<uid>`), a directory under the node's data dir.
+    /// The bound volume's name: `pvc-<uid>`, a directory under the node's data dir, or a
+    /// pre-provisioned PersistentVolume's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
     /// When it was made.
     pub created_at: Millis,
+    /// `volume` names a PersistentVolume from Git (not a local-path directory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_provisioned: bool,
 }
 
 impl ClaimRecord {
@@ -131,6 +135,11 @@ impl ClaimRecord {
             .storage_class_name
             .as_deref()
             .unwrap_or(LOCAL_PATH_CLASS)
+    }
+
+    /// Whether its pods mount it read-only: `ReadOnlyMany` is its only access mode.
+    pub fn read_only(&self) -> bool {
+        self.spec.access_modes == [AccessMode::ReadOnlyMany]
     }
 
     /// Whether only one pod may use it at a time (`ReadWriteOncePod`).
@@ -185,3 +194,27 @@ pub struct SpawnedJob {
     /// The Job.
     pub job: Job,
 }
+
+/// A volume whose claim went, kept by its reclaim policy (`Retain`), or a pre-provisioned
+/// one whatever its policy (kommit never deletes the data of a volume it did not make).
+/// It is not bound again: a local-path directory stays on its node for the operator, a
+/// PersistentVolume is Released until it leaves Git (added back, it is Available).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleasedVolume {
+    /// The claim it was bound to, `namespace/name`.
+    pub claim: String,
+    /// The node that holds its data, if it was ever used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// A PersistentVolume from Git (else a local-path directory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_provisioned: bool,
+    /// `Retain`, or `Delete` for a PersistentVolume kommit does not delete (its phase is
+    /// then Failed, as Kubernetes shows a volume its plugin cannot delete).
+    pub policy: kommit_schemas::model::storage::ReclaimPolicy,
+    /// When its claim went.
+    pub at: Millis,
+}
+
+/// Most released volumes the state keeps (oldest first out).
+pub const MAX_RELEASED_VOLUMES: usize = 1024;

@@ -4,7 +4,9 @@
 
 use crate::controllers;
 use crate::history::{CommitOutcome, CommitRecord, History};
-use crate::records::{ClaimRecord, CronJobRecord, JobRecord, SpawnedJob, StatefulSetRecord};
+use crate::records::{
+    ClaimRecord, CronJobRecord, JobRecord, ReleasedVolume, SpawnedJob, StatefulSetRecord,
+};
 use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
@@ -93,6 +95,10 @@ pub struct ClusterState {
     /// Git's. Absent while empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cron_spawned: BTreeMap<String, SpawnedJob>,
+    /// Volumes whose claims went and that are kept (see [`ReleasedVolume`]), by volume
+    /// name. Absent while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub released_volumes: BTreeMap<String, ReleasedVolume>,
 }
 
 impl ClusterState {
@@ -293,6 +299,7 @@ impl ClusterState {
                 pod_cidr: None,
                 joined_at: now,
                 acked: None,
+                drain_waits: BTreeMap::new(),
             });
         n.info = info.clone();
         n.ready = true;

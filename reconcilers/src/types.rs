@@ -429,6 +429,11 @@ pub struct NodeRecord {
     pub joined_at: Millis,
     /// The last commit it acknowledged.
     pub acked: Option<String>,
+    /// While drained: the pods whose eviction waits, `namespace/name` -> the budget that
+    /// holds it (`PodDisruptionBudget ns/name needs 2 healthy pods and has 2`). Absent from
+    /// the bytes while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drain_waits: BTreeMap<String, String>,
 }
 
 /// A ReplicaSet: made by the Deployment controller, or standalone from Git.

@@ -383,10 +383,12 @@ fn evictions_move_pods_only_when_their_node_is_lost_drained_or_noexecute() {
     });
     s.apply(&Entry::NodeUp { info: t }, 14);
     assert!(s.pods.values().all(|p| p.node.as_deref() == Some("n9")));
-    // Drain n9: everything is Pending with a reason.
+    // Drain n9: none of its pods is available yet, so no budget holds them: everything is
+    // Pending with a reason.
     s.apply(&Entry::NodeDrain { node: "n9".into() }, 15);
+    assert!(s.pods.values().all(|p| p.node.is_none()));
+    assert!(s.nodes["n9"].drain_waits.is_empty());
     let p = s.pods.values().next().unwrap();
-    assert!(p.node.is_none());
     assert_eq!(
         p.reason.as_deref(),
         Some("0/3 nodes are available: 1 node(s) had untolerated taint {maint: }, 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, 1 node(s) were unschedulable.")

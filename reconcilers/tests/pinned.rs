@@ -390,12 +390,12 @@ fn replayed_log_placements_reasons_and_effects_are_pinned() {
         (
             11,
             8,
-            "7eb88365b7766002d08169009bcf95d4fb3dc06310d23f0e9b032779d4b3eaf8",
+            "42ba187d53a027d9e2ad7aa7f4c24f91c74b62f3c6b2249694658857a7669834",
         ),
         (
             12,
             30,
-            "80368001f36eb8d81e7a3297f566d92ecceabd11aa92de07492cf1e7dc95b2d6",
+            "46065cd964f332b616aaee5e8212398dfc70cae94eaf170c232037d98863140f",
         ),
     ];
     for &(seed, nodes, want) in cases {

@@ -273,4 +273,11 @@ pub trait Volumes: Send + Sync {
     fn remove_pod_volumes(&self, pod: &str) -> Result<()>;
     /// Pod ids that have volumes on disk, sorted (for garbage collection after a restart).
     fn pods_with_volumes(&self) -> Result<Vec<String>>;
+    /// Create (idempotent) the node-local persistent volume `name` (mode 0777) and return
+    /// its directory; it outlives the pods that use it.
+    fn local_volume(&self, name: &str) -> Result<PathBuf>;
+    /// The node-local persistent volumes on disk, sorted.
+    fn local_volumes(&self) -> Result<Vec<String>>;
+    /// Remove a node-local persistent volume with its data. Idempotent.
+    fn remove_local_volume(&self, name: &str) -> Result<()>;
 }

@@ -264,9 +264,6 @@ fn load_file(
 /// Kinds users often have that kommit does not run, with what to use instead.
 fn unsupported_kind_hint(kind: &str) -> &'static str {
     match kind {
-        "PersistentVolume" => {
-            "; kommit provisions node-local volumes for claims itself (kommit.dev/local-path)"
-        }
         "Ingress" | "IngressClass" | "Gateway" | "HTTPRoute" => {
             "; expose a Service with type NodePort instead"
         }
@@ -583,6 +580,13 @@ fn build(loaded: Vec<Loaded>, settings: model::config::ClusterSettings) -> Desir
             }
             Object::StorageClass(o) => {
                 s.storage_classes.insert(l.name, o);
+            }
+            Object::PersistentVolume(o) => {
+                s.persistent_volumes.insert(l.name, o);
+            }
+            Object::PodDisruptionBudget(mut o) => {
+                o.metadata.namespace = Some(ns_label(&l.namespace));
+                s.pod_disruption_budgets.insert(key, o);
             }
             Object::Pod(mut o) => {
                 o.metadata.namespace = Some(ns_label(&l.namespace));

@@ -97,7 +97,15 @@ fn valid_tree_covering_every_kind() {
         web.resources.as_ref().unwrap().requests["memory"].units(),
         128 * 1024 * 1024
     );
-    assert_eq!(state.object_ids().len(), 16);
+    assert_eq!(
+        state.persistent_volumes.keys().collect::<Vec<_>>(),
+        ["disk-a"]
+    );
+    assert_eq!(
+        state.pod_disruption_budgets.keys().collect::<Vec<_>>(),
+        ["shop/db"]
+    );
+    assert_eq!(state.object_ids().len(), 18);
 }
 
 #[test]
@@ -186,9 +194,19 @@ fn invalid_cases() -> Vec<Case> {
             "a.yaml:17:26: error: hostPath \"/etc\" is not under an allowlisted path (/srv)",
             "a.yaml:19:26: error: hostPath \"/srv/../etc\" must not contain `..`",
         ]),
-        case("unknown kind and apiVersion", &[("a.yaml", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x}\n---\napiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: y}\n")], &[
-            "a.yaml:2:7: error: kind `PodDisruptionBudget` (policy/v1) is not supported; supported kinds: Namespace, Pod, Service, ConfigMap, Secret, PersistentVolumeClaim, StorageClass, Deployment, DaemonSet, ReplicaSet, StatefulSet, Job, CronJob",
+        case("unknown kind and apiVersion", &[("a.yaml", "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: x}\n---\napiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: y}\n")], &[
+            "a.yaml:2:7: error: kind `HorizontalPodAutoscaler` (autoscaling/v2) is not supported; supported kinds: Namespace, Pod, Service, ConfigMap, Secret, PersistentVolumeClaim, StorageClass, PersistentVolume, PodDisruptionBudget, Deployment, DaemonSet, ReplicaSet, StatefulSet, Job, CronJob",
             "a.yaml:5:13: error: apiVersion `extensions/v1beta1` is not supported for Deployment; use `apps/v1`",
+        ]),
+        case("pod disruption budget bounds", &[("a.yaml", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec:\n  minAvailable: 1\n  maxUnavailable: 120%\n  selector: {matchLabels: {app: x}}\n")], &[
+            "a.yaml:6:19: error: `maxUnavailable`: \"120%\" must be a count or a percentage such as \"25%\"",
+            "a.yaml:6:19: error: `minAvailable` and `maxUnavailable` cannot both be set",
+        ]),
+        case("persistent volume sources", &[("a.yaml", "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\nspec:\n  capacity: {storage: 1Gi}\n  local: {path: /mnt/a}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: b}\nspec:\n  capacity: {storage: 1Gi}\n  hostPath: {path: /etc}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: c}\nspec:\n  capacity: {}\n  accessModes: [ReadWriteOnce]\n")], &[
+            "a.yaml:6:10: error: a `local` PersistentVolume needs `spec.nodeAffinity`: the nodes that hold it",
+            "a.yaml:13:20: error: hostPath \"/etc\" is not allowed: kommit.yaml spec.hostPathAllowlist is empty",
+            "a.yaml:19:3: error: a PersistentVolume needs `local` or `hostPath`: kommit has node-local volumes only",
+            "a.yaml:19:13: error: `spec.capacity.storage` is required",
         ]),
         case("unsupported field", &[("a.yaml", &DEPLOY.replace("      containers:", "      hostNetwork: true\n      containers:"))], &[
             "a.yaml:12:7: error: `spec.template.spec.hostNetwork` is not supported: every kommit pod has its own network namespace; expose it with a NodePort or LoadBalancer Service, or a container's `hostPort`",

@@ -1,7 +1,9 @@
 //! Drain and uncordon (issue 14): `kommit node drain n2` on a three-node cluster moves every
-//! pod off n2 and keeps new ones away; `kommit node uncordon n2` lets pods land there again.
-//! (Pacing a drain by each Deployment's `maxUnavailable` and PodDisruptionBudgets is issue
-//! 15's; this test checks the end states and that the other nodes run every replica.)
+//! pod off n2, paced by the Deployment's `maxUnavailable` (25% of 6: one pod at a time, so
+//! at no sampled moment are fewer than five of six ready), and keeps new ones away;
+//! `kommit node uncordon n2` lets pods land there again. Then a PodDisruptionBudget that
+//! needs every pod holds a second drain, and `kommit node drain` says which budget holds
+//! it (issue 15).
 //!
 //! Root only; skipped only with KOMMIT_SKIP_PRIVILEGED=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,6 +28,14 @@ fn running(s: &ClusterState, node: &str) -> (usize, usize) {
     (on, web.len())
 }
 
+/// Running and ready web pods.
+fn ready(s: &ClusterState) -> usize {
+    s.pods
+        .values()
+        .filter(|p| p.name.starts_with("web-") && p.phase == PodPhase::Running && p.ready)
+        .count()
+}
+
 #[test]
 fn drain_empties_a_node_and_uncordon_lets_pods_back() {
     if skip_privileged("cluster drain") {
@@ -38,18 +48,28 @@ fn drain_empties_a_node_and_uncordon_lets_pods_back() {
     c.write("apps/web/web.yaml", &sleeping_web(6));
     let commit = c.push("six web pods");
     c.wait_state(Duration::from_secs(120), "six web pods, two on n2", |s| {
-        s.commit.as_deref() == Some(commit.as_str()) && running(s, "n2") == (2, 6)
+        s.commit.as_deref() == Some(commit.as_str()) && running(s, "n2") == (2, 6) && ready(s) == 6
     });
 
     let t = Instant::now();
-    let (ok, out, err) = c.node(1).kommit(&["node", "drain", "n2"]);
+    let (ok, out, err) = c.node(1).kommit(&["node", "drain", "n2", "--no-wait"]);
     assert!(ok, "kommit node drain: {out}{err}");
+    let mut fewest_ready = usize::MAX;
     c.wait_state(
         Duration::from_secs(60),
         "n2 empty, six pods elsewhere",
-        |s| s.nodes.get("n2").is_some_and(|n| n.drained) && running(s, "n2") == (0, 6),
+        |s| {
+            if s.commit.as_deref() == Some(commit.as_str()) {
+                fewest_ready = fewest_ready.min(ready(s));
+            }
+            s.nodes.get("n2").is_some_and(|n| n.drained) && running(s, "n2") == (0, 6)
+        },
     );
     let drained = t.elapsed();
+    assert!(
+        fewest_ready >= 5,
+        "maxUnavailable 1: at least five of six ready at every sample, saw {fewest_ready}"
+    );
     // Its runtime holds none of them either.
     c.wait(Duration::from_secs(30), "n2's runtime empty", |c| {
         c.node(2).containers().is_empty()
@@ -73,7 +93,33 @@ fn drain_empties_a_node_and_uncordon_lets_pods_back() {
     c.wait_state(Duration::from_secs(60), "the new pods on n2", |s| {
         s.commit.as_deref() == Some(ten.as_str()) && running(s, "n2") == (2, 10)
     });
-    println!("TIMING drain empty_after_ms={}", drained.as_millis());
+    println!(
+        "TIMING drain empty_after_ms={} fewest_ready={fewest_ready}",
+        drained.as_millis()
+    );
+
+    // A budget that needs all ten holds the next drain, and the drain says so.
+    c.write(
+        "apps/web/pdb.yaml",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web-pdb}\nspec:\n  minAvailable: 10\n  selector: {matchLabels: {app: web}}\n",
+    );
+    let budget = c.push("a budget for web");
+    c.wait_state(Duration::from_secs(60), "the budget adopted", |s| {
+        s.commit.as_deref() == Some(budget.as_str()) && ready(s) == 10
+    });
+    let (ok, out, err) = c.node(3).kommit(&["node", "drain", "n2", "--timeout", "3"]);
+    assert!(!ok, "the budget holds the drain: {out}{err}");
+    assert!(
+        out.contains("PodDisruptionBudget default/web-pdb needs 10 healthy pods and has 10"),
+        "{out}{err}"
+    );
+    assert_eq!(
+        running(&c.node(1).state(), "n2"),
+        (2, 10),
+        "nothing evicted"
+    );
+    let (ok, out, err) = c.node(3).kommit(&["node", "uncordon", "n2"]);
+    assert!(ok, "{out}{err}");
     let (bad, _, err) = c.node(1).kommit(&["node", "uncordon", "n9"]);
     assert!(!bad && err.contains("unknown node n9"), "{err}");
 

@@ -350,6 +350,9 @@ impl Agent {
         if n.is_multiple_of(60) {
             let live: BTreeSet<String> = after.keys().cloned().collect();
             self.exec.collect_orphan_volumes(&live);
+            if let Some(keep) = &view.local_volumes {
+                self.exec.collect_local_volumes(keep, &view.plans);
+            }
         }
         // Steps just taken may need a quick follow-up (a container started: report it), and
         // changes the rate limit held back go out as soon as it allows.

@@ -2,9 +2,10 @@
 //! the node may acknowledge the commit in force. Pure: the state and the node's own facts in,
 //! a [`View`] out.
 
-use crate::translate::{translate, NodeContext, PodPlan, SecretKeys};
+use crate::translate::{translate, ClaimVolume, NodeContext, PodPlan, SecretKeys, VolumePlan};
 use kommit_reconcilers::{ClusterState, Owner, PodPhase, PodRecord, RolloutPhase};
-use std::collections::BTreeMap;
+use kommit_runtime::traits::HostPathKind;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// This node's share of the replicated state.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +25,59 @@ pub struct View {
     pub registered: bool,
     /// The cluster's pod CIDR, once a commit is adopted.
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// Once a commit is adopted: the node-local persistent volumes this node keeps (those
+    /// of claims bound here, and released ones kept by `Retain`); any other one on disk
+    /// goes (reclaim policy Delete).
+    pub local_volumes: Option<BTreeSet<String>>,
+}
+
+/// The claims bound to volumes on `node`, as its pods mount them, and the local-path
+/// volumes it keeps.
+fn claims_on(
+    state: &ClusterState,
+    node: &str,
+) -> (BTreeMap<String, ClaimVolume>, BTreeSet<String>) {
+    let mut claims = BTreeMap::new();
+    let mut keep = BTreeSet::new();
+    for (k, c) in &state.claims {
+        if c.node.as_deref() != Some(node) {
+            continue;
+        }
+        let Some(volume) = &c.volume else { continue };
+        let plan = if c.pre_provisioned {
+            let Some(pv) = state.desired.persistent_volumes.get(volume) else {
+                continue;
+            };
+            let Some(path) = pv.spec.path() else { continue };
+            let kind = match &pv.spec.host_path {
+                Some(h) => crate::translate::host_path_kind(h.kind),
+                // A local volume is a directory that must exist, as Kubernetes requires.
+                None => HostPathKind::Directory,
+            };
+            VolumePlan::HostPath {
+                path: path.to_string(),
+                kind,
+            }
+        } else {
+            keep.insert(volume.clone());
+            VolumePlan::Local {
+                name: volume.clone(),
+            }
+        };
+        claims.insert(
+            k.clone(),
+            ClaimVolume {
+                plan,
+                read_only: c.read_only(),
+            },
+        );
+    }
+    for (name, r) in &state.released_volumes {
+        if !r.pre_provisioned && r.node.as_deref() == Some(node) {
+            keep.insert(name.clone());
+        }
+    }
+    (claims, keep)
 }
 
 /// The template annotations of a pod, from its owner in the desired state (a static pod's
@@ -123,12 +177,14 @@ pub fn view(
         .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'))
         .unwrap_or(&rec.info.address)
         .to_string();
+    let (claims, keep) = claims_on(state, node);
     let ctx = NodeContext {
         name: node.to_string(),
         host_ip,
         pod_cidr: rec.pod_cidr,
         host_resolv_conf: host_resolv_conf.to_string(),
         secrets: secrets.clone(),
+        claims,
     };
     let mut plans = Vec::new();
     let mut converged = true;
@@ -159,5 +215,6 @@ pub fn view(
             .commit
             .is_some()
             .then_some(state.desired.config.pod_cidr),
+        local_volumes: state.commit.is_some().then_some(keep),
     }
 }

@@ -108,6 +108,11 @@ pub fn render(s: &ClusterState) -> String {
         ]);
     }
     out.push_str(&table(&nodes));
+    for (name, n) in &s.nodes {
+        for (pod, why) in &n.drain_waits {
+            out.push_str(&format!("node {name}: waiting to evict pod {pod}: {why}\n"));
+        }
+    }
     out.push('\n');
     let mut pods = vec![
         ["POD", "NODE", "PHASE", "READY", "RESTARTS", "IP", "REASON"]

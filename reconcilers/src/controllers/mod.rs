@@ -2,14 +2,16 @@
 //! whole desired and current state and moves the current state one step toward the desired
 //! one. They run in a fixed order after every entry:
 //!
-//! 1. evictions (node down, removed, drained, untolerated NoExecute taint) and cleanup of
-//!    finished controller pods;
+//! 1. evictions (node down, removed, untolerated NoExecute taint; a drained node's pods
+//!    paced by their Deployments' `maxUnavailable` and PodDisruptionBudgets, [`drain`]) and
+//!    cleanup of finished controller pods;
 //! 2. bare pods (create, replace on spec change, prune);
 //! 3. standalone ReplicaSets from Git ([`replicaset`]), then Deployments -> ReplicaSets ->
 //!    pods ([`deployment`]);
 //! 4. DaemonSets ([`daemonset`]), then nodes' static pods ([`static_pods`]: bound at once);
 //! 5. claims from Git ([`volumes`]), StatefulSets ([`statefulset`]), CronJobs
-//!    ([`cronjob`]: Jobs per scheduled time), Jobs ([`job`], Git's and CronJobs');
+//!    ([`cronjob`]: Jobs per scheduled time), Jobs ([`job`], Git's and CronJobs'), then
+//!    unbound claims to pre-provisioned PersistentVolumes ([`pv`]);
 //! 6. services (ClusterIPs and NodePorts, [`services`]), the scheduler for every Pending
 //!    pod (claims pin pods to their volume's node and bind on first placement), then
 //!    endpoints.
@@ -25,9 +27,11 @@ pub mod common;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+mod drain;
 mod endpoints;
 pub mod job;
 mod pods;
+mod pv;
 pub mod replicaset;
 mod schedule;
 pub mod services;
@@ -72,6 +76,9 @@ pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
         cronjob::reconcile(state);
     }
     job::reconcile(state, &mut index);
+    if !state.desired.persistent_volumes.is_empty() || !state.released_volumes.is_empty() {
+        pv::bind_pre_provisioned(state);
+    }
     services::reconcile(state, fx);
     schedule::schedule_pending(state, fx);
     endpoints::endpoints(state, fx);

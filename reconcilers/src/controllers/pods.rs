@@ -8,42 +8,68 @@ use crate::state::ClusterState;
 use crate::types::{Owner, PodPhase, PodRecord};
 use std::sync::Arc;
 
+/// Whether and how a pod leaves its node.
+#[derive(PartialEq)]
+enum Leave {
+    /// It stays.
+    Stay,
+    /// At once: the node is gone or down, or carries a NoExecute taint the pod does not
+    /// tolerate.
+    Now,
+    /// As its budgets allow: the node is drained ([`super::drain`]).
+    Drain,
+}
+
 /// Whether a pod must leave its node: the node is gone or down, drained (DaemonSet pods
 /// stay), or carries a NoExecute taint the pod does not tolerate. Static pods leave only
 /// with their node.
-fn must_leave(state: &ClusterState, p: &PodRecord) -> bool {
-    let Some(node) = &p.node else { return false };
+fn must_leave(state: &ClusterState, p: &PodRecord) -> Leave {
+    let Some(node) = &p.node else {
+        return Leave::Stay;
+    };
     let Some(n) = state.nodes.get(node) else {
-        return true;
+        return Leave::Now;
     };
     // A static pod belongs to its node whatever the node's state, as the kubelet's.
     if matches!(p.owner, Owner::Static(_)) {
-        return false;
+        return Leave::Stay;
     }
     // A finished Job pod runs nothing: it stays as the Job's record of a completion or a
     // failure, whatever happens to its node.
     if matches!(p.owner, Owner::Job(_)) && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
     {
-        return false;
+        return Leave::Stay;
     }
-    !n.ready
-        || (n.drained && !matches!(p.owner, Owner::DaemonSet(_)))
-        || scheduler::untolerated_no_execute(&p.spec.tolerations, &n.info.taints).is_some()
+    if !n.ready || scheduler::untolerated_no_execute(&p.spec.tolerations, &n.info.taints).is_some()
+    {
+        Leave::Now
+    } else if n.drained && !matches!(p.owner, Owner::DaemonSet(_)) {
+        Leave::Drain
+    } else {
+        Leave::Stay
+    }
 }
 
 pub(super) fn evict(state: &mut ClusterState) {
-    let gone: Vec<String> = state
-        .pods
-        .iter()
-        .filter(|(_, p)| {
-            must_leave(state, p)
-                || (!matches!(p.owner, Owner::Pod(_) | Owner::Static(_) | Owner::Job(_))
-                    && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
+    let mut gone: Vec<String> = Vec::new();
+    let mut drained: Vec<String> = Vec::new();
+    for (k, p) in &state.pods {
+        let finished = !matches!(p.owner, Owner::Pod(_) | Owner::Static(_) | Owner::Job(_))
+            && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed);
+        match must_leave(state, p) {
+            Leave::Now => gone.push(k.clone()),
+            _ if finished => gone.push(k.clone()),
+            Leave::Drain => drained.push(k.clone()),
+            Leave::Stay => {}
+        }
+    }
     for k in gone {
         state.pods.remove(&k);
+    }
+    if !drained.is_empty() || state.nodes.values().any(|n| !n.drain_waits.is_empty()) {
+        for k in super::drain::pace(state, drained) {
+            state.pods.remove(&k);
+        }
     }
 }
 

@@ -62,9 +62,15 @@ pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Ve
     for (k, delete_claims) in gone {
         state.stateful_sets.remove(&k);
         if delete_claims {
-            state
+            let mine: Vec<String> = state
                 .claims
-                .retain(|_, c| c.stateful_set.as_deref() != Some(k.as_str()));
+                .iter()
+                .filter(|(_, c)| c.stateful_set.as_deref() == Some(k.as_str()))
+                .map(|(ck, _)| ck.clone())
+                .collect();
+            for ck in mine {
+                super::volumes::release_claim(state, &ck);
+            }
         }
     }
     // Syncs never read the desired state, so it is lent out rather than cloned.
@@ -256,9 +262,8 @@ fn sync(state: &mut ClusterState, key: &str, ss: &StatefulSet, keys: Vec<String>
             if delete_when_scaled {
                 for t in &ss.spec.volume_claim_templates {
                     if let Some(tn) = &t.metadata.name {
-                        state
-                            .claims
-                            .remove(&format!("{ns}/{}-{name}-{ord}", tn.as_str()));
+                        let ck = format!("{ns}/{}-{name}-{ord}", tn.as_str());
+                        super::volumes::release_claim(state, &ck);
                     }
                 }
             }
@@ -361,6 +366,7 @@ fn make_pod(state: &mut ClusterState, plan: &Plan, ord: u32) -> PodRecord {
                 node: None,
                 volume: None,
                 created_at: now,
+                pre_provisioned: false,
             });
     }
     pod

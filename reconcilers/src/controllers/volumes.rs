@@ -14,7 +14,11 @@
 //! - a missing claim, or a `ReadWriteOncePod` claim another bound pod uses, keeps the pod
 //!   Pending with a reason;
 //! - a claim removed from Git goes once no bound pod uses it (Kubernetes'
-//!   `pvc-protection`); its volume is then deleted, `local-path`'s reclaim policy.
+//!   `pvc-protection`); its volume then follows its reclaim policy (the StorageClass's,
+//!   default Delete: the node's agent removes the directory; Retain: kept, see
+//!   [`crate::records::ReleasedVolume`]);
+//! - a claim that a pre-provisioned PersistentVolume fits binds to it first ([`super::pv`]);
+//!   its pods then run only on a node the volume's `nodeAffinity` admits.
 
 use crate::ids;
 use crate::records::{ClaimRecord, LOCAL_PATH_PROVISIONER};
@@ -42,6 +46,7 @@ pub(super) fn sync_git_claims(state: &mut ClusterState) {
                 node: None,
                 volume: None,
                 created_at: now,
+                pre_provisioned: false,
             },
         );
     }
@@ -59,7 +64,62 @@ pub(super) fn sync_git_claims(state: &mut ClusterState) {
     let used = claims_in_use(state);
     for k in stale {
         if !used.contains(&k) {
-            state.claims.remove(&k);
+            release_claim(state, &k);
+        }
+    }
+}
+
+/// Removes a claim; its volume follows its reclaim policy. A local-path volume of a class
+/// with `reclaimPolicy: Retain` is kept on its node; one with Delete (the default) goes
+/// (the node's agent removes directories no claim holds). A PersistentVolume from Git is
+/// Released, whatever its policy: kommit never deletes data it did not provision.
+pub(crate) fn release_claim(state: &mut ClusterState, key: &str) {
+    use kommit_schemas::model::storage::ReclaimPolicy;
+    let Some(c) = state.claims.remove(key) else {
+        return;
+    };
+    let Some(volume) = c.volume.clone() else {
+        return;
+    };
+    let policy = if c.pre_provisioned {
+        state
+            .desired
+            .persistent_volumes
+            .get(&volume)
+            .and_then(|pv| pv.spec.persistent_volume_reclaim_policy)
+            .unwrap_or(ReclaimPolicy::Retain)
+    } else {
+        state
+            .desired
+            .storage_classes
+            .get(c.class())
+            .and_then(|sc| sc.reclaim_policy)
+            .unwrap_or(ReclaimPolicy::Delete)
+    };
+    if !c.pre_provisioned && policy == ReclaimPolicy::Delete {
+        return;
+    }
+    state.released_volumes.insert(
+        volume,
+        crate::records::ReleasedVolume {
+            claim: key.to_owned(),
+            node: c.node.clone(),
+            pre_provisioned: c.pre_provisioned,
+            policy,
+            at: state.now,
+        },
+    );
+    while state.released_volumes.len() > crate::records::MAX_RELEASED_VOLUMES {
+        let oldest = state
+            .released_volumes
+            .iter()
+            .min_by_key(|(name, r)| (r.at, (*name).clone()))
+            .map(|(name, _)| name.clone());
+        match oldest {
+            Some(name) => {
+                state.released_volumes.remove(&name);
+            }
+            None => break,
         }
     }
 }
@@ -114,10 +174,13 @@ pub(super) fn gate<'a>(
         let Some(claim) = state.claims.get(&key) else {
             return Gate::Blocked(format!("persistentvolumeclaim \"{c}\" not found"));
         };
-        if let Some(sc) = state.desired.storage_classes.get(claim.class()) {
+        if let (None, Some(sc)) = (
+            &claim.volume,
+            state.desired.storage_classes.get(claim.class()),
+        ) {
             if !is_local_path(&sc.provisioner) {
                 return Gate::Blocked(format!(
-                    "persistentvolumeclaim \"{c}\": storageclass \"{}\" uses provisioner \"{}\", which kommit does not have (it provisions {LOCAL_PATH_PROVISIONER})",
+                    "persistentvolumeclaim \"{c}\": no PersistentVolume fits it, and storageclass \"{}\" uses provisioner \"{}\", which kommit does not have (it provisions {LOCAL_PATH_PROVISIONER})",
                     claim.class(),
                     sc.provisioner
                 ));
@@ -127,6 +190,22 @@ pub(super) fn gate<'a>(
             return Gate::Blocked(format!(
                 "persistentvolumeclaim \"{c}\" is ReadWriteOncePod and another pod uses it"
             ));
+        }
+        if claim.pre_provisioned && claim.node.is_none() {
+            match super::pv::affinity_node(state, claim) {
+                Ok(Some(n)) => {
+                    if pin.is_some_and(|p| p != n) {
+                        return Gate::Blocked(format!(
+                            "the pod's claims are bound to volumes on different nodes ({} and {n})",
+                            pin.unwrap_or_default()
+                        ));
+                    }
+                    pin = Some(n);
+                }
+                Ok(None) => {}
+                Err(why) => return Gate::Blocked(format!("persistentvolumeclaim \"{c}\": {why}")),
+            }
+            continue;
         }
         let Some(node) = claim.node.as_deref() else {
             continue;
@@ -198,9 +277,11 @@ pub(super) fn bind(
         let key = format!("{}/{c}", p.namespace);
         if let Some(r) = claims.get_mut(&key) {
             if r.node.is_none() {
-                let uid = ids::uid(&[key.as_bytes(), &r.created_at.to_be_bytes()]);
                 r.node = Some(node.to_owned());
-                r.volume = Some(format!("pvc-{uid}"));
+                if r.volume.is_none() {
+                    let uid = ids::uid(&[key.as_bytes(), &r.created_at.to_be_bytes()]);
+                    r.volume = Some(format!("pvc-{uid}"));
+                }
             }
         }
     }

@@ -102,7 +102,9 @@ pub(super) fn label<'a>(
     }
 }
 
-fn term_matches(
+/// Whether a node matches one node selector term (the hostname label defaults to the
+/// node's name).
+pub(crate) fn term_matches(
     term: &NodeSelectorTerm,
     node_name: &str,
     labels: &BTreeMap<String, String>,

@@ -17,6 +17,7 @@
 
 mod explain;
 mod filters;
+pub(crate) use filters::term_matches;
 mod score;
 
 pub use filters::{

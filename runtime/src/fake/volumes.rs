@@ -107,6 +107,21 @@ impl Volumes for FakeVolumes {
         let mut g = enter(&self.world, "pods_with_volumes", String::new())?;
         g.with_store(|s| s.pods_with_volumes())
     }
+
+    fn local_volume(&self, name: &str) -> Result<PathBuf> {
+        let mut g = enter(&self.world, "local_volume", name.into())?;
+        g.with_store(|s| s.local_volume(name))
+    }
+
+    fn local_volumes(&self) -> Result<Vec<String>> {
+        let mut g = enter(&self.world, "local_volumes", String::new())?;
+        g.with_store(|s| s.local_volumes())
+    }
+
+    fn remove_local_volume(&self, name: &str) -> Result<()> {
+        let mut g = enter(&self.world, "remove_local_volume", name.into())?;
+        g.with_store(|s| s.remove_local_volume(name))
+    }
 }
 
 /// The mount holding container path `path` (the longest destination that is a prefix of it

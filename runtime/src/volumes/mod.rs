@@ -4,7 +4,9 @@
 //!
 //! - emptyDir: a directory (`Disk`), or a tmpfs mounted on it (`Memory`), mode 0777;
 //! - projected volumes: written by [`projected`] with atomic version swaps;
-//! - hostPath: checked or created in place, never copied.
+//! - hostPath: checked or created in place, never copied;
+//! - node-local persistent volumes (`local`): `<data>/volumes/_local/<name>`, kept across
+//!   pods until removed.
 //!
 //! Containers get volumes as bind mounts ([`crate::spec::Mount`]), made in the container's
 //! own mount namespace. The only host-side mounts are the `Memory` emptyDirs' tmpfs, mounted
@@ -21,7 +23,10 @@ use std::path::{Path, PathBuf};
 use crate::spec::validate_name;
 use crate::traits::{HostPathKind, Medium, ProjectedFile, Result, RuntimeError, Volumes};
 
+mod local;
 pub mod projected;
+
+pub use local::LOCAL_DIR;
 
 pub use projected::{MAX_PROJECTED_BYTES, MAX_PROJECTED_FILES};
 
@@ -454,6 +459,18 @@ impl Volumes for LinuxVolumes {
     fn pods_with_volumes(&self) -> Result<Vec<String>> {
         self.store().pods_with_volumes()
     }
+
+    fn local_volume(&self, name: &str) -> Result<PathBuf> {
+        self.store().local_volume(name)
+    }
+
+    fn local_volumes(&self) -> Result<Vec<String>> {
+        self.store().local_volumes()
+    }
+
+    fn remove_local_volume(&self, name: &str) -> Result<()> {
+        self.store().remove_local_volume(name)
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +491,32 @@ mod tests {
         fn is_mounted(&self, dir: &Path) -> bool {
             self.0.contains(dir)
         }
+    }
+
+    #[test]
+    fn local_volumes_outlive_pods_until_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut s = VolumeStore::new(d.path().join("volumes"), Rec::default());
+        let v = s.local_volume("pvc-a").expect("local volume");
+        assert_eq!(v, d.path().join("volumes/_local/pvc-a"));
+        let mode = std::fs::metadata(&v).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o777);
+        std::fs::write(v.join("data"), "kept").expect("write");
+        // Idempotent, and no pod's volumes: removing every pod's volumes keeps it.
+        assert_eq!(s.local_volume("pvc-a").expect("again"), v);
+        s.empty_dir("p", "cache", Medium::Disk, None).expect("disk");
+        assert_eq!(s.pods_with_volumes().expect("pods"), ["p"]);
+        s.remove_pod_volumes("p").expect("remove pod");
+        assert_eq!(
+            std::fs::read_to_string(v.join("data")).expect("read"),
+            "kept"
+        );
+        assert_eq!(s.local_volumes().expect("list"), ["pvc-a"]);
+        assert!(s.local_volume("../x").is_err(), "names are checked");
+        s.remove_local_volume("pvc-a").expect("remove");
+        s.remove_local_volume("pvc-a").expect("idempotent");
+        assert!(s.local_volumes().expect("list").is_empty());
     }
 
     #[test]

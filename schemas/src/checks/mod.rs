@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod pod;
 mod service;
+mod storage;
 pub use pod::host_path_allowed;
 use pod::pod;
 use service::service;
@@ -154,6 +155,8 @@ pub(crate) fn check_all(
                     "`spec.resources.requests.storage` is required",
                 ))
             }
+            Object::PersistentVolume(pv) => storage::persistent_volume(l, pv, &settings, diags),
+            Object::PodDisruptionBudget(pdb) => storage::pod_disruption_budget(l, pdb, diags),
             Object::CronJob(c) => {
                 if let Err(e) = crate::cron::check_cron(&c.spec.schedule) {
                     diags.push(l.at(
@@ -293,7 +296,7 @@ fn selector_matches(
     }
 }
 
-fn percent_or_count(v: &IntOrString) -> Result<(), String> {
+pub(super) fn percent_or_count(v: &IntOrString) -> Result<(), String> {
     match v {
         IntOrString::Int(i) if *i >= 0 => Ok(()),
         IntOrString::Int(i) => Err(format!("{i} must not be negative")),

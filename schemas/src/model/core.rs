@@ -141,6 +141,9 @@ pub struct PersistentVolumeClaimSpec {
     /// Filesystem (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_mode: Option<VolumeMode>,
+    /// Labels a pre-provisioned volume must carry to bind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<super::meta::LabelSelector>,
 }
 
 /// Volume access modes.

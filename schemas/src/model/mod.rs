@@ -5,6 +5,7 @@ pub mod core;
 pub mod meta;
 pub mod placement;
 pub mod pod;
+pub mod policy;
 pub mod probe;
 pub mod scalars;
 pub mod service;
@@ -15,7 +16,8 @@ pub mod workloads;
 
 use self::config::{ClusterConfig, ClusterSettings};
 use self::core::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
-use self::storage::StorageClass;
+use self::policy::PodDisruptionBudget;
+use self::storage::{PersistentVolume, StorageClass};
 use self::workloads::{CronJob, DaemonSet, Deployment, Job, ReplicaSet, StatefulSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,6 +40,10 @@ pub enum Kind {
     PersistentVolumeClaim,
     /// storage.k8s.io/v1 StorageClass.
     StorageClass,
+    /// v1 PersistentVolume.
+    PersistentVolume,
+    /// policy/v1 PodDisruptionBudget.
+    PodDisruptionBudget,
     /// apps/v1 Deployment.
     Deployment,
     /// apps/v1 DaemonSet.
@@ -56,7 +62,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
@@ -64,6 +70,8 @@ impl Kind {
         Kind::Secret,
         Kind::PersistentVolumeClaim,
         Kind::StorageClass,
+        Kind::PersistentVolume,
+        Kind::PodDisruptionBudget,
         Kind::Deployment,
         Kind::DaemonSet,
         Kind::ReplicaSet,
@@ -83,6 +91,8 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::StorageClass => "StorageClass",
+            Kind::PersistentVolume => "PersistentVolume",
+            Kind::PodDisruptionBudget => "PodDisruptionBudget",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
             Kind::ReplicaSet => "ReplicaSet",
@@ -101,10 +111,12 @@ impl Kind {
             | Kind::Service
             | Kind::ConfigMap
             | Kind::Secret
-            | Kind::PersistentVolumeClaim => "v1",
+            | Kind::PersistentVolumeClaim
+            | Kind::PersistentVolume => "v1",
             Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet | Kind::StatefulSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
             Kind::StorageClass => "storage.k8s.io/v1",
+            Kind::PodDisruptionBudget => "policy/v1",
             Kind::ClusterConfig => "kommit.dev/v1",
         }
     }
@@ -118,7 +130,7 @@ impl Kind {
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::StorageClass | Kind::ClusterConfig
+            Kind::Namespace | Kind::StorageClass | Kind::PersistentVolume | Kind::ClusterConfig
         )
     }
 
@@ -132,6 +144,8 @@ impl Kind {
             Kind::Secret => "secret.schema.json",
             Kind::PersistentVolumeClaim => "persistentvolumeclaim.schema.json",
             Kind::StorageClass => "storageclass.schema.json",
+            Kind::PersistentVolume => "persistentvolume.schema.json",
+            Kind::PodDisruptionBudget => "poddisruptionbudget.schema.json",
             Kind::Deployment => "deployment.schema.json",
             Kind::DaemonSet => "daemonset.schema.json",
             Kind::ReplicaSet => "replicaset.schema.json",
@@ -160,6 +174,10 @@ pub enum Object {
     PersistentVolumeClaim(PersistentVolumeClaim),
     /// A StorageClass.
     StorageClass(StorageClass),
+    /// A PersistentVolume.
+    PersistentVolume(PersistentVolume),
+    /// A PodDisruptionBudget.
+    PodDisruptionBudget(PodDisruptionBudget),
     /// A Deployment.
     Deployment(Deployment),
     /// A DaemonSet.
@@ -188,6 +206,8 @@ impl Object {
             Kind::Secret => Object::Secret(f(v)?),
             Kind::PersistentVolumeClaim => Object::PersistentVolumeClaim(f(v)?),
             Kind::StorageClass => Object::StorageClass(f(v)?),
+            Kind::PersistentVolume => Object::PersistentVolume(f(v)?),
+            Kind::PodDisruptionBudget => Object::PodDisruptionBudget(f(v)?),
             Kind::Deployment => Object::Deployment(f(v)?),
             Kind::DaemonSet => Object::DaemonSet(f(v)?),
             Kind::ReplicaSet => Object::ReplicaSet(f(v)?),
@@ -227,6 +247,12 @@ pub struct DesiredState {
     /// keep their digests.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storage_classes: BTreeMap<String, StorageClass>,
+    /// Pre-provisioned PersistentVolumes by name. Absent from the bytes while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub persistent_volumes: BTreeMap<String, PersistentVolume>,
+    /// PodDisruptionBudgets. Absent from the bytes while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_disruption_budgets: BTreeMap<String, PodDisruptionBudget>,
     /// Deployments.
     pub deployments: BTreeMap<String, Deployment>,
     /// DaemonSets.
@@ -284,6 +310,14 @@ impl DesiredState {
             self.persistent_volume_claims.keys().collect(),
         );
         push(Kind::StorageClass, self.storage_classes.keys().collect());
+        push(
+            Kind::PersistentVolume,
+            self.persistent_volumes.keys().collect(),
+        );
+        push(
+            Kind::PodDisruptionBudget,
+            self.pod_disruption_budgets.keys().collect(),
+        );
         push(Kind::Deployment, self.deployments.keys().collect());
         push(Kind::DaemonSet, self.daemon_sets.keys().collect());
         push(Kind::ReplicaSet, self.replica_sets.keys().collect());

@@ -44,6 +44,7 @@ pub struct Runtimes {
 /// `imagePullSecrets`).
 pub type Credentials = Arc<dyn Fn(&str) -> Option<RegistryCredentials> + Send + Sync>;
 
+mod gc;
 mod stop;
 
 #[derive(Default)]
@@ -410,6 +411,7 @@ impl Executor {
                 VolumePlan::HostPath { path, kind } => {
                     self.rt.volumes.host_path(std::path::Path::new(path), *kind)
                 }
+                VolumePlan::Local { name } => self.rt.volumes.local_volume(name),
             };
             match r {
                 Ok(path) => {
@@ -671,19 +673,6 @@ impl Executor {
             }
         }
         Ok(())
-    }
-
-    /// Pods with volumes on disk but no sandbox (left by a crash), removed.
-    pub fn collect_orphan_volumes(&self, live: &BTreeSet<String>) {
-        if let Ok(pods) = self.rt.volumes.pods_with_volumes() {
-            for p in pods {
-                if !live.contains(&p) && !self.busy(&p) {
-                    if let Err(e) = self.rt.volumes.remove_pod_volumes(&p) {
-                        tracing::warn!(pod = p, "removing orphaned volumes: {e}");
-                    }
-                }
-            }
-        }
     }
 
     /// The runtime.

@@ -17,7 +17,7 @@ use kommit_schemas::model::pod::{
     Container, FieldPath, Probe, Protocol, PullPolicy, RestartPolicy,
 };
 use kommit_schemas::DesiredState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 /// Sandbox label holding the pod's `namespace/name`.
@@ -53,6 +53,19 @@ pub struct NodeContext {
     pub host_resolv_conf: String,
     /// The age identities this node opens SOPS-encrypted Secrets with.
     pub secrets: SecretKeys,
+    /// Claims bound to volumes on this node, by `namespace/name`: what a pod's
+    /// `persistentVolumeClaim` volumes mount.
+    pub claims: BTreeMap<String, ClaimVolume>,
+}
+
+/// A claim bound to a volume on this node, as its pods mount it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimVolume {
+    /// [`VolumePlan::Local`] for a local-path volume, [`VolumePlan::HostPath`] for a
+    /// pre-provisioned one.
+    pub plan: VolumePlan,
+    /// `ReadOnlyMany` is its only access mode: every mount of it is read-only.
+    pub read_only: bool,
 }
 
 impl NodeContext {
@@ -174,6 +187,12 @@ pub enum VolumePlan {
         /// What must be there.
         kind: HostPathKind,
     },
+    /// A node-local persistent volume (a local-path claim's `pvc-<uid>`), made on first
+    /// use under the node's data dir and kept across pods.
+    Local {
+        /// The volume's name.
+        name: String,
+    },
 }
 
 impl VolumePlan {
@@ -186,6 +205,7 @@ impl VolumePlan {
                 h.update(format!("empty:{medium:?}:{size_limit:?}"));
             }
             VolumePlan::HostPath { path, kind } => h.update(format!("host:{path}:{kind:?}")),
+            VolumePlan::Local { name } => h.update(format!("local:{name}")),
             VolumePlan::Projected { files, medium } => {
                 h.update(format!("{medium:?}:"));
                 for (p, f) in files {
@@ -340,8 +360,8 @@ pub fn translate(
     let psc = spec.security_context.clone().unwrap_or_default();
     let mut container =
         |c: &Container| container_plan(c, &psc, &pod.namespace, desired, &fields, &mut errors);
-    let init: Vec<ContainerPlan> = spec.init_containers.iter().map(&mut container).collect();
-    let containers: Vec<ContainerPlan> = spec.containers.iter().map(&mut container).collect();
+    let mut init: Vec<ContainerPlan> = spec.init_containers.iter().map(&mut container).collect();
+    let mut containers: Vec<ContainerPlan> = spec.containers.iter().map(&mut container).collect();
     let mut volumes = BTreeMap::new();
     for v in &spec.volumes {
         match volume_plan(v, &pod.namespace, desired, &fields) {
@@ -350,6 +370,26 @@ pub fn translate(
             }
             Ok(None) => {}
             Err(e) => errors.push(e),
+        }
+    }
+    // Claims mounted read-only: `readOnly` in the pod's volume, or a `ReadOnlyMany` claim.
+    let read_only: BTreeSet<&str> = spec
+        .volumes
+        .iter()
+        .filter(|v| {
+            v.persistent_volume_claim.as_ref().is_some_and(|c| {
+                c.read_only == Some(true)
+                    || node
+                        .claims
+                        .get(&format!("{}/{}", pod.namespace, c.claim_name.as_str()))
+                        .is_some_and(|cv| cv.read_only)
+            })
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    for c in init.iter_mut().chain(containers.iter_mut()) {
+        for m in &mut c.mounts {
+            m.read_only |= read_only.contains(m.volume.as_str());
         }
     }
     PodPlan {
@@ -639,6 +679,7 @@ mod sources;
 pub use sealed::SecretKeys;
 
 use probes::{http_handler, probe_spec};
+pub(crate) use sources::host_path_kind;
 pub use sources::pull_credentials;
 use sources::{config_map_data, config_map_value, secret_data, volume_plan};
 

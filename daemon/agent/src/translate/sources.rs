@@ -265,20 +265,29 @@ pub(super) fn volume_plan(
                 "volume {name}: hostPath {path} is not under an allowlisted directory"
             ));
         }
-        let kind = match h.kind {
-            None | Some(HostPathType::Unset) => HostPathKind::Any,
-            Some(HostPathType::DirectoryOrCreate) => HostPathKind::DirectoryOrCreate,
-            Some(HostPathType::Directory) => HostPathKind::Directory,
-            Some(HostPathType::FileOrCreate) => HostPathKind::FileOrCreate,
-            Some(HostPathType::File) => HostPathKind::File,
-            Some(HostPathType::Socket) => HostPathKind::Socket,
-        };
+        let kind = host_path_kind(h.kind);
         return Ok(Some(VolumePlan::HostPath { path, kind }));
     }
-    if v.persistent_volume_claim.is_some() {
-        return Err(format!(
-            "volume {name}: persistentVolumeClaim volumes are not provisioned yet"
-        ));
+    if let Some(c) = &v.persistent_volume_claim {
+        let key = format!("{ns}/{}", c.claim_name.as_str());
+        return match fields.node.claims.get(&key) {
+            Some(cv) => Ok(Some(cv.plan.clone())),
+            None => Err(format!(
+                "volume {name}: persistentvolumeclaim {key} is not bound to a volume on this node"
+            )),
+        };
     }
     Ok(None)
+}
+
+/// The runtime's check for a hostPath `type`.
+pub(crate) fn host_path_kind(t: Option<HostPathType>) -> HostPathKind {
+    match t {
+        None | Some(HostPathType::Unset) => HostPathKind::Any,
+        Some(HostPathType::DirectoryOrCreate) => HostPathKind::DirectoryOrCreate,
+        Some(HostPathType::Directory) => HostPathKind::Directory,
+        Some(HostPathType::FileOrCreate) => HostPathKind::FileOrCreate,
+        Some(HostPathType::File) => HostPathKind::File,
+        Some(HostPathType::Socket) => HostPathKind::Socket,
+    }
 }

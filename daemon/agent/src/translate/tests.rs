@@ -247,6 +247,7 @@ fn missing_references_are_config_errors_unless_optional() {
         pod_cidr: s.nodes["n1"].pod_cidr,
         host_resolv_conf: String::new(),
         secrets: SecretKeys::default(),
+        claims: BTreeMap::new(),
     };
     // (keys left in the ConfigMap, config error containing)
     let rows: [(&[&str], Option<&str>); 3] = [
@@ -472,4 +473,84 @@ spec:
     assert_eq!(seccomp("s", "inherits"), Seccomp::Unconfined);
     assert_eq!(seccomp("s", "own"), Seccomp::RuntimeDefault);
     assert_eq!(seccomp("plain", "c"), Seccomp::RuntimeDefault);
+}
+
+#[test]
+fn claims_mount_their_node_local_volumes() {
+    let files = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: shared}
+spec:
+  accessModes: [ReadOnlyMany]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: pre}
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: disk-a}
+spec:
+  storageClassName: manual
+  capacity: {storage: 5Gi}
+  accessModes: [ReadWriteOnce]
+  local: {path: /mnt/disk-a}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [n1]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    volumeMounts:
+    - {name: data, mountPath: /data}
+    - {name: shared, mountPath: /shared}
+    - {name: pre, mountPath: /pre}
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data}}
+  - {name: shared, persistentVolumeClaim: {claimName: shared}}
+  - {name: pre, persistentVolumeClaim: {claimName: pre}}
+"#;
+    let (s, v) = adopted(&[("a.yaml", files)]);
+    let p = &v.plans[0];
+    assert_eq!(p.config_error, None);
+    let vol = |c: &str| s.claims[&format!("default/{c}")].volume.clone().unwrap();
+    assert_eq!(p.volumes["data"], VolumePlan::Local { name: vol("data") });
+    assert_eq!(
+        p.volumes["pre"],
+        VolumePlan::HostPath {
+            path: "/mnt/disk-a".into(),
+            kind: kommit_runtime::traits::HostPathKind::Directory
+        }
+    );
+    let ro: Vec<(&str, bool)> = p.containers[0]
+        .mounts
+        .iter()
+        .map(|m| (m.volume.as_str(), m.read_only))
+        .collect();
+    assert_eq!(ro, [("data", false), ("shared", true), ("pre", false)]);
+    // The node keeps its local-path volumes, not the pre-provisioned one.
+    assert_eq!(
+        v.local_volumes,
+        Some([vol("data"), vol("shared")].into_iter().collect())
+    );
 }
