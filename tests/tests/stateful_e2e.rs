@@ -295,5 +295,13 @@ fn stateful_sets_keep_their_data_and_jobs_complete() {
     n.wait_state(Duration::from_secs(10), "waits cleared", |s| {
         s.nodes["e2e"].drain_waits.is_empty()
     });
+    // The drain evicted the StatefulSet's pods (no budget holds them); uncordoned, they come
+    // back. End converged: a daemon killed while it creates a pod leaves a sandbox the
+    // teardown cannot see yet.
+    n.wait_state(
+        Duration::from_secs(60),
+        "db and web running after uncordon",
+        |s| running(s, "db-") == 3 && running(s, "web-") == 2,
+    );
     println!("TIMING stateful_e2e total_ms={}", t0.elapsed().as_millis());
 }
