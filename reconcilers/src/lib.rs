@@ -22,13 +22,16 @@ pub mod controllers;
 pub mod cron;
 pub mod history;
 pub mod ids;
+pub mod pods;
 pub mod records;
 pub mod scheduler;
 pub mod services;
 pub mod state;
+mod tracker;
 pub mod types;
 
 pub use history::{CommitOutcome, CommitRecord, History, HISTORY_LEN};
+pub use pods::Pods;
 pub use records::{
     ClaimRecord, CronJobRecord, JobOutcome, JobRecord, ReleasedVolume, SpawnedJob,
     StatefulSetRecord,

@@ -4,9 +4,11 @@
 
 use crate::controllers;
 use crate::history::{CommitOutcome, CommitRecord, History};
+use crate::pods::Pods;
 use crate::records::{
     ClaimRecord, CronJobRecord, JobRecord, ReleasedVolume, SpawnedJob, StatefulSetRecord,
 };
+use crate::tracker::{Pass, Tracker};
 use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
@@ -46,8 +48,8 @@ pub struct ClusterState {
     pub now: Millis,
     /// Nodes by name.
     pub nodes: BTreeMap<String, NodeRecord>,
-    /// Pods by `namespace/name`.
-    pub pods: BTreeMap<String, PodRecord>,
+    /// Pods by `namespace/name` (serialized as a plain map), indexed.
+    pub pods: Pods,
     /// ReplicaSets by `namespace/name`.
     pub replica_sets: BTreeMap<String, ReplicaSetRecord>,
     /// Rollout status by Deployment `namespace/name`.
@@ -99,6 +101,10 @@ pub struct ClusterState {
     /// name. Absent while empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub released_volumes: BTreeMap<String, ReleasedVolume>,
+    /// What changed lately, so the next entry runs only the controllers it concerns. Not
+    /// part of the state: never serialized or compared, started afresh when read.
+    #[serde(skip)]
+    pub(crate) tracker: Tracker,
 }
 
 impl ClusterState {
@@ -108,11 +114,30 @@ impl ClusterState {
     }
 
     /// Applies one log entry with the proposer's timestamp and returns what changed. Pure:
-    /// the same (state, entry, at) always gives the same state and effects.
+    /// the same (state, entry, at) always gives the same state and effects. Its cost follows
+    /// what the entry changes: an `Adopt` runs every controller over the whole state, any
+    /// other entry only the controllers whose pods, nodes or deadlines it concerns.
     pub fn apply(&mut self, entry: &Entry, at: Millis) -> Effects {
+        self.apply_pass(entry, at, false)
+    }
+
+    /// [`ClusterState::apply`] with every controller run over the whole state and the
+    /// effects taken from a comparison of every pod before and after: the reference the
+    /// incremental apply must equal (for tests and benchmarks). The resulting state is the
+    /// same.
+    pub fn apply_full(&mut self, entry: &Entry, at: Millis) -> Effects {
+        self.apply_pass(entry, at, true)
+    }
+
+    fn apply_pass(&mut self, entry: &Entry, at: Millis, reference: bool) -> Effects {
         let mut fx = Effects::default();
         self.now = self.now.max(at);
-        let before = self.bound_pods();
+        let before = reference.then(|| self.bound_pods());
+        self.pods.begin();
+        let mut pass = Pass {
+            full: reference || !self.tracker.primed,
+            ..Pass::default()
+        };
         match entry {
             Entry::Adopt {
                 commit,
@@ -122,9 +147,11 @@ impl ClusterState {
                 by,
             } => {
                 if let Err(why) = self.check_adopt(commit, parent.as_deref(), desired, digest) {
+                    self.pods.finish();
                     fx.rejected = Some(why);
                     return fx;
                 }
+                pass.full = true;
                 self.history.record(CommitRecord {
                     commit: commit.clone(),
                     at: self.now,
@@ -147,23 +174,31 @@ impl ClusterState {
                 fx.adopted = Some(commit.clone());
                 self.realign_node_cidrs(&mut fx);
             }
-            Entry::NodeUp { info } => self.node_up(info, &mut fx),
+            Entry::NodeUp { info } => {
+                pass.changed_node(&info.name);
+                self.node_up(info, &mut fx);
+            }
             Entry::NodeDown { node } => {
+                pass.changed_node(node);
                 if let Some(n) = self.nodes.get_mut(node) {
                     n.ready = false;
                 }
             }
             Entry::NodeDrain { node } => {
+                pass.changed_node(node);
                 if let Some(n) = self.nodes.get_mut(node) {
                     n.drained = true;
                 }
             }
             Entry::NodeUncordon { node } => {
+                pass.changed_node(node);
                 if let Some(n) = self.nodes.get_mut(node) {
                     n.drained = false;
                 }
             }
             Entry::NodeRemove { node } => {
+                pass.changed_node(node);
+                pass.static_entry = true;
                 self.static_pods.remove(node);
                 if let Some(n) = self.nodes.remove(node) {
                     if let Some(cidr) = n.pod_cidr {
@@ -205,12 +240,40 @@ impl ClusterState {
                 }
             }
             Entry::StaticPods { node, pods } => {
+                pass.static_entry = true;
                 controllers::static_pods::record(self, node, pods);
             }
         }
-        controllers::reconcile(self, &mut fx);
-        self.diff_pods(before, &mut fx);
+        self.reconcile(&mut pass, &mut fx);
+        let log = self.pods.finish();
+        match before {
+            Some(before) => self.diff_pods(before, &mut fx),
+            None => Pods::effects(&log, &self.pods, &mut fx),
+        }
+        // What this entry changed is what the next one looks at again.
+        self.tracker.owners = log.owners;
+        self.tracker.sched = log.sched;
+        self.tracker.targets = pass.unsettled;
+        self.tracker.primed = true;
         fx
+    }
+
+    /// Runs the controllers: over everything in a full pass (the deadlines are set again by
+    /// the syncs), else over what the previous entry left, what is due and what this entry
+    /// changed.
+    fn reconcile(&mut self, pass: &mut Pass, fx: &mut Effects) {
+        let tracker = &mut self.tracker;
+        if pass.full {
+            tracker.clear_wakes();
+            tracker.owners.clear();
+            tracker.targets.clear();
+        } else {
+            pass.owners = std::mem::take(&mut tracker.owners);
+            pass.targets = std::mem::take(&mut tracker.targets);
+            pass.targets.extend(tracker.due(self.now));
+            pass.sched = tracker.sched;
+        }
+        controllers::reconcile(self, fx, pass);
     }
 
     fn check_adopt(
@@ -246,17 +309,11 @@ impl ClusterState {
             self.desired.config.node_cidr_mask_size,
         );
         let fits = |c: &ipnet::Ipv4Net| c.prefix_len() == mask && net.contains(c);
-        let mut busy = std::collections::BTreeSet::new();
-        for p in self.pods.values() {
-            if let Some(n) = &p.node {
-                busy.insert(n.as_str());
-            }
-        }
         let misfits: Vec<String> = self
             .nodes
             .iter()
             .filter(|(name, n)| {
-                n.pod_cidr.is_some_and(|c| !fits(&c)) && !busy.contains(name.as_str())
+                n.pod_cidr.is_some_and(|c| !fits(&c)) && self.pods.on_node(name).next().is_none()
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -409,9 +466,7 @@ impl ClusterState {
 
     /// Pods bound to `node`, by key (what the node's agent must run).
     pub fn pods_on_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodRecord> + 'a {
-        self.pods
-            .values()
-            .filter(move |p| p.node.as_deref() == Some(node))
+        self.pods.on_node(node).map(|k| &self.pods[k])
     }
 
     /// Every pod's node (None while Pending), by key.

@@ -228,8 +228,9 @@ impl AgentNode {
     pub fn pods(&self, prefix: &str) -> Vec<PodRecord> {
         self.state()
             .pods
-            .into_values()
+            .values()
             .filter(|p| p.name.starts_with(prefix))
+            .cloned()
             .collect()
     }
 

@@ -1,5 +1,5 @@
-//! Helpers every workload controller shares: making a pod record, the pods-by-owner index,
-//! Kubernetes' deletion order, restart policies, count-or-percentage bounds and readiness
+//! Helpers every workload controller shares: making a pod record, removing a deleted
+//! controller's pods, Kubernetes' deletion order, restart policies, count-or-percentage bounds and readiness
 //! for `minReadySeconds`.
 
 use crate::ids;
@@ -60,18 +60,20 @@ pub fn restart_policy(spec: &PodSpec) -> RestartPolicy {
     spec.restart_policy.unwrap_or(RestartPolicy::Always)
 }
 
-/// Pods of each owner, by key; built once per reconcile and kept current by the controllers.
-pub(crate) fn pods_by_owner(state: &ClusterState) -> BTreeMap<Owner, Vec<String>> {
-    let mut m: BTreeMap<Owner, Vec<String>> = BTreeMap::new();
-    for (k, p) in &state.pods {
-        match m.get_mut(&p.owner) {
-            Some(v) => v.push(k.clone()),
-            None => {
-                m.insert(p.owner.clone(), vec![k.clone()]);
-            }
-        }
+/// Removes the pods of every owner `gone` names (a controller deleted from the commit).
+pub(crate) fn remove_pods_of(
+    state: &mut ClusterState,
+    gone: impl Fn(&ClusterState, &Owner) -> bool,
+) {
+    let keys: Vec<String> = state
+        .pods
+        .owners()
+        .filter(|(o, _)| gone(state, o))
+        .flat_map(|(_, keys)| keys.iter().cloned())
+        .collect();
+    for k in keys {
+        state.pods.remove(&k);
     }
-    m
 }
 
 /// Orders pods for deletion the way Kubernetes' ReplicaSet controller prefers: unscheduled

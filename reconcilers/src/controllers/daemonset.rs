@@ -7,11 +7,12 @@
 //! Updates: RollingUpdate (default) replaces pods of an old template while at most
 //! maxUnavailable (default 1) of the DaemonSet's pods are unavailable; OnDelete keeps old pods.
 
-use super::common::resolve;
+use super::common::{remove_pods_of, resolve};
 use super::new_pod;
 use crate::ids;
 use crate::scheduler::{node_matches, untolerated};
 use crate::state::ClusterState;
+use crate::tracker::{Pass, Target};
 use crate::types::Owner;
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{DaemonSet, DaemonSetStrategyType};
@@ -34,34 +35,38 @@ pub fn eligible_nodes(state: &ClusterState, ds: &DaemonSet) -> Vec<String> {
         .collect()
 }
 
-/// `index` holds the pods of each owner (DaemonSet owners current on entry).
-pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Vec<String>>) {
-    // Pods of deleted DaemonSets go.
-    for (owner, keys) in index.iter() {
-        if let Owner::DaemonSet(k) = owner {
-            if !state.desired.daemon_sets.contains_key(k) {
-                for p in keys {
-                    state.pods.remove(p);
-                }
-            }
-        }
+/// Syncs the DaemonSets `keys`; a full pass also removes the pods of deleted ones. A
+/// DaemonSet whose new pod found its name taken is left unsettled (the next entry tries
+/// the next name).
+pub(crate) fn reconcile(state: &mut ClusterState, keys: &[String], pass: &mut Pass) {
+    if pass.full {
+        // Pods of deleted DaemonSets go.
+        remove_pods_of(
+            state,
+            |s, o| matches!(o, Owner::DaemonSet(k) if !s.desired.daemon_sets.contains_key(k)),
+        );
+        state
+            .daemon_sets
+            .retain(|k, _| state.desired.daemon_sets.contains_key(k));
     }
-    state
-        .daemon_sets
-        .retain(|k, _| state.desired.daemon_sets.contains_key(k));
     // Syncs never read the desired state, so it is lent out rather than cloned.
     let sets = std::mem::take(&mut state.desired.daemon_sets);
-    for (key, ds) in &sets {
-        let owner = Owner::DaemonSet(key.clone());
-        let keys = index.remove(&owner).unwrap_or_default();
-        sync(state, key, ds, keys);
+    for key in keys {
+        let Some(ds) = sets.get(key) else {
+            continue;
+        };
+        let pods = state.pods.owned_keys(&Owner::DaemonSet(key.clone()));
+        if !sync(state, key, ds, pods) {
+            pass.unsettled.insert(Target::DaemonSet(key.clone()));
+        }
     }
     state.desired.daemon_sets = sets;
 }
 
-fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) {
+/// Returns false when a pod could not be made because another pod holds its name.
+fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) -> bool {
     let Some((ns, name)) = key.split_once('/') else {
-        return;
+        return true;
     };
     let hash = ids::template_hash(&ds.spec.template);
     let eligible = eligible_nodes(state, ds);
@@ -148,7 +153,9 @@ fn sync(state: &mut ClusterState, key: &str, ds: &DaemonSet, keys: Vec<String>) 
         created.push(pod);
     }
     rec.next_serial = serial;
+    let mut settled = true;
     for p in created {
-        state.pods.entry(p.key()).or_insert(p);
+        settled &= state.pods.insert_new(p);
     }
+    settled
 }

@@ -4,15 +4,16 @@
 //! (rounded down), advancing only as pods report ready; Recreate; progressDeadlineSeconds
 //! measured with entry timestamps; revisionHistoryLimit.
 
-use super::common::available;
 pub use super::common::resolve;
+use super::common::{available, remove_pods_of};
 use super::{deletion_order, new_pod};
 use crate::ids;
 use crate::state::ClusterState;
-use crate::types::{DeploymentStatus, Effects, Owner, ReplicaSetRecord, RolloutPhase};
+use crate::tracker::{Pass, Target};
+use crate::types::{DeploymentStatus, Effects, Millis, Owner, ReplicaSetRecord, RolloutPhase};
 use kommit_schemas::model::meta::IntOrString;
 use kommit_schemas::model::workloads::{Deployment, DeploymentStrategyType};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The label carrying a pod's template hash.
@@ -42,79 +43,121 @@ struct RsCounts {
     available: u32,
 }
 
-/// One pass over every Deployment; returns whether any ReplicaSet's replicas changed.
-/// `index` holds the pods of each owner and is kept current for ReplicaSet owners.
-/// `recreating` holds Deployments whose old pods were stopped in this entry by Recreate:
-/// their new pods wait for a later entry.
+/// One round over the Deployments `keys` (every one in a full pass); returns whether any
+/// ReplicaSet came, went or changed replicas. `recreating` holds Deployments whose old pods
+/// were stopped in this entry by Recreate: their new pods wait for a later entry. A
+/// Deployment whose ReplicaSets changed is left unsettled: the next entry syncs it again.
 pub(crate) fn reconcile(
     state: &mut ClusterState,
     fx: &mut Effects,
     recreating: &mut BTreeSet<String>,
-    index: &mut BTreeMap<Owner, Vec<String>>,
+    keys: &[String],
+    pass: &mut Pass,
 ) -> bool {
-    let before: BTreeMap<String, u32> = state
-        .replica_sets
-        .iter()
-        .map(|(k, r)| (k.clone(), r.replicas))
-        .collect();
-    // ReplicaSets of deleted Deployments go, and their pods with them.
-    let orphans: Vec<String> = state
-        .replica_sets
-        .iter()
-        .filter(|(_, rs)| !rs.standalone && !state.desired.deployments.contains_key(&rs.deployment))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in orphans {
-        state.replica_sets.remove(&k);
+    let mut changed = false;
+    if pass.full {
+        // ReplicaSets of deleted Deployments go, and their pods with them.
+        let orphans: Vec<String> = state
+            .replica_sets
+            .iter()
+            .filter(|(_, rs)| {
+                !rs.standalone && !state.desired.deployments.contains_key(&rs.deployment)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        changed = !orphans.is_empty();
+        for k in orphans {
+            state.replica_sets.remove(&k);
+        }
+        state
+            .deployments
+            .retain(|k, _| state.desired.deployments.contains_key(k));
+        remove_pods_of(
+            state,
+            |s, o| matches!(o, Owner::ReplicaSet(rs) if !s.replica_sets.contains_key(rs)),
+        );
     }
-    state
-        .deployments
-        .retain(|k, _| state.desired.deployments.contains_key(k));
-    let stray: Vec<String> = index
-        .iter()
-        .filter(|(o, _)| matches!(o, Owner::ReplicaSet(rs) if !state.replica_sets.contains_key(rs)))
-        .flat_map(|(_, v)| v.iter().cloned())
-        .collect();
-    for k in stray {
-        state.pods.remove(&k);
-    }
-    index
-        .retain(|o, _| !matches!(o, Owner::ReplicaSet(rs) if !state.replica_sets.contains_key(rs)));
-
     // Syncs never read the desired state, so it is lent out rather than cloned.
     let deployments = std::mem::take(&mut state.desired.deployments);
-    // Each Deployment's ReplicaSets, in key order (a sync only touches its own).
-    let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, rs) in state.replica_sets.iter().filter(|(_, rs)| !rs.standalone) {
-        owned
-            .entry(rs.deployment.clone())
-            .or_default()
-            .push(k.clone());
-    }
-    for (key, d) in &deployments {
-        let mine = owned.remove(key).unwrap_or_default();
-        sync_deployment(state, key, d, mine, index, fx, recreating);
+    for key in keys {
+        let Some(d) = deployments.get(key) else {
+            continue;
+        };
+        let before = replicas_of(state, key);
+        let mine = replica_sets_of(state, key);
+        sync_deployment(state, key, d, mine, fx, recreating);
+        if replicas_of(state, key) != before {
+            changed = true;
+            pass.unsettled.insert(Target::Deployment(key.clone()));
+        }
+        let next = wake(state, key, d);
+        state.tracker.wake(Target::Deployment(key.clone()), next);
     }
     state.desired.deployments = deployments;
-    state
-        .replica_sets
-        .iter()
-        .map(|(k, r)| (k.clone(), r.replicas))
-        .collect::<BTreeMap<_, _>>()
-        != before
+    changed
 }
 
-fn counts(
-    state: &ClusterState,
-    index: &BTreeMap<Owner, Vec<String>>,
-    rs: &str,
-    min_ready: u32,
-) -> RsCounts {
-    let keys = index.get(&Owner::ReplicaSet(rs.to_owned()));
-    let pods = keys.map(|v| v.len()).unwrap_or(0);
-    let available_n = keys
+/// A Deployment's ReplicaSets (`namespace/<deployment>-<hash>`), in key order.
+pub(crate) fn replica_sets_of(state: &ClusterState, deployment: &str) -> Vec<String> {
+    let prefix = format!("{deployment}-");
+    state
+        .replica_sets
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(_, rs)| !rs.standalone && rs.deployment == deployment)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn replicas_of(state: &ClusterState, deployment: &str) -> Vec<(String, u32)> {
+    replica_sets_of(state, deployment)
         .into_iter()
-        .flatten()
+        .map(|k| {
+            let n = state.replica_sets[&k].replicas;
+            (k, n)
+        })
+        .collect()
+}
+
+/// When time alone next changes the Deployment's sync: a ready pod becoming available
+/// (`minReadySeconds`), or a rollout passing its progress deadline.
+fn wake(state: &ClusterState, key: &str, d: &Deployment) -> Option<Millis> {
+    let now = state.now;
+    let min_ready = u64::from(d.spec.min_ready_seconds.unwrap_or(0)) * 1000;
+    let mut next: Option<Millis> = None;
+    let mut at = |t: Millis| {
+        if t > now {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    };
+    if min_ready > 0 {
+        for rs in replica_sets_of(state, key) {
+            for k in state.pods.owned(&Owner::ReplicaSet(rs)) {
+                let p = &state.pods[k];
+                if let (true, Some(t)) = (p.ready, p.ready_since) {
+                    at(t.saturating_add(min_ready));
+                }
+            }
+        }
+    }
+    if let Some(st) = state.deployments.get(key) {
+        if st.phase == RolloutPhase::Progressing {
+            let deadline_ms = u64::from(d.spec.progress_deadline_seconds.unwrap_or(600)) * 1000;
+            at(st
+                .last_progress_at
+                .saturating_add(deadline_ms)
+                .saturating_add(1));
+        }
+    }
+    next
+}
+
+fn counts(state: &ClusterState, rs: &str, min_ready: u32) -> RsCounts {
+    let owner = Owner::ReplicaSet(rs.to_owned());
+    let pods = state.pods.owned_len(&owner);
+    let available_n = state
+        .pods
+        .owned(&owner)
         .filter(|k| available(&state.pods[*k], min_ready, state.now))
         .count();
     RsCounts {
@@ -123,13 +166,11 @@ fn counts(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the pass state is threaded through
 fn sync_deployment(
     state: &mut ClusterState,
     key: &str,
     d: &Deployment,
     mut mine: Vec<String>,
-    index: &mut BTreeMap<Owner, Vec<String>>,
     fx: &mut Effects,
     recreating: &mut BTreeSet<String>,
 ) {
@@ -192,10 +233,7 @@ fn sync_deployment(
             .unwrap_or(DeploymentStrategyType::RollingUpdate);
         match strategy {
             DeploymentStrategyType::Recreate => {
-                let old_pods: u32 = olds
-                    .iter()
-                    .map(|k| counts(state, index, k, min_ready).pods)
-                    .sum();
+                let old_pods: u32 = olds.iter().map(|k| counts(state, k, min_ready).pods).sum();
                 for k in &olds {
                     set_replicas(state, k, 0);
                 }
@@ -208,23 +246,20 @@ fn sync_deployment(
                 }
             }
             DeploymentStrategyType::RollingUpdate => {
-                rolling_update(state, d, replicas, min_ready, &current, &olds, index);
+                rolling_update(state, d, replicas, min_ready, &current, &olds);
             }
         }
     }
     for k in &mine {
-        sync_replica_set(state, k, index);
+        sync_replica_set(state, k);
     }
 
     // Status, progress deadline, history.
-    let new_c = counts(state, index, &current, min_ready);
-    let old_pods: u32 = olds
-        .iter()
-        .map(|k| counts(state, index, k, min_ready).pods)
-        .sum();
+    let new_c = counts(state, &current, min_ready);
+    let old_pods: u32 = olds.iter().map(|k| counts(state, k, min_ready).pods).sum();
     let available_total: u32 = mine
         .iter()
-        .map(|k| counts(state, index, k, min_ready).available)
+        .map(|k| counts(state, k, min_ready).available)
         .sum();
     let new_replicas = state.replica_sets[&current].replicas;
     let mark = (new_replicas, new_c.available, old_pods);
@@ -268,9 +303,7 @@ fn sync_deployment(
         .iter()
         .filter(|k| {
             state.replica_sets[*k].replicas == 0
-                && index
-                    .get(&Owner::ReplicaSet((*k).clone()))
-                    .is_none_or(|v| v.is_empty())
+                && state.pods.owned_len(&Owner::ReplicaSet((*k).clone())) == 0
         })
         .cloned()
         .collect();
@@ -294,7 +327,6 @@ fn rolling_update(
     min_ready: u32,
     current: &str,
     olds: &[String],
-    index: &BTreeMap<Owner, Vec<String>>,
 ) {
     let (max_surge, max_unavailable) = surge_and_unavailable(d, replicas);
     // Scale the new ReplicaSet up within the surge budget (or down to replicas).
@@ -314,12 +346,12 @@ fn rolling_update(
     }
     // Scale old ReplicaSets down, never below replicas - maxUnavailable available.
     let min_available = i64::from(replicas) - i64::from(max_unavailable);
-    let new_c = counts(state, index, current, min_ready);
+    let new_c = counts(state, current, min_ready);
     let new_replicas = state.replica_sets[current].replicas;
     let new_unavailable = i64::from(new_replicas.saturating_sub(new_c.available));
     let all_pods: i64 = olds
         .iter()
-        .map(|k| i64::from(counts(state, index, k, min_ready).pods))
+        .map(|k| i64::from(counts(state, k, min_ready).pods))
         .sum::<i64>()
         + i64::from(new_c.pods);
     let max_scaled_down = all_pods - min_available - new_unavailable;
@@ -332,7 +364,7 @@ fn rolling_update(
         if cleaned >= max_scaled_down {
             break;
         }
-        let c = counts(state, index, k, min_ready);
+        let c = counts(state, k, min_ready);
         let rs_replicas = state.replica_sets[k].replicas;
         let unhealthy = i64::from(rs_replicas.saturating_sub(c.available));
         let n = unhealthy.min(max_scaled_down - cleaned);
@@ -345,7 +377,7 @@ fn rolling_update(
     let available_total: i64 = olds
         .iter()
         .chain(std::iter::once(&current.to_owned()))
-        .map(|k| i64::from(counts(state, index, k, min_ready).available))
+        .map(|k| i64::from(counts(state, k, min_ready).available))
         .sum();
     let mut budget = available_total - min_available;
     for k in olds {
@@ -362,13 +394,9 @@ fn rolling_update(
 }
 
 /// Creates or deletes pods so the ReplicaSet has exactly `replicas`.
-pub(crate) fn sync_replica_set(
-    state: &mut ClusterState,
-    rs_key: &str,
-    index: &mut BTreeMap<Owner, Vec<String>>,
-) {
+pub(crate) fn sync_replica_set(state: &mut ClusterState, rs_key: &str) {
     let owner = Owner::ReplicaSet(rs_key.to_owned());
-    let mut have = index.remove(&owner).unwrap_or_default();
+    let mut have = state.pods.owned_keys(&owner);
     let Some(rs) = state.replica_sets.get(rs_key) else {
         return;
     };
@@ -417,5 +445,4 @@ pub(crate) fn sync_replica_set(
             r.next_serial = serial;
         }
     }
-    index.insert(owner, have);
 }

@@ -96,10 +96,11 @@ fn deployment_budget(state: &ClusterState, key: &str) -> Option<Budget> {
     let replicas = d.spec.replicas.unwrap_or(1);
     let (_, unavailable) = surge_and_unavailable(d, replicas);
     let rule = Health::Available(d.spec.min_ready_seconds.unwrap_or(0));
-    let healthy = state
-        .pods
-        .values()
-        .filter(|p| deployment_of(state, p) == Some(key) && rule.of(p, state.now))
+    // Its pods are those of its ReplicaSets (what `deployment_of` names).
+    let healthy = super::deployment::replica_sets_of(state, key)
+        .into_iter()
+        .flat_map(|rs| state.pods.owned(&Owner::ReplicaSet(rs)))
+        .filter(|k| rule.of(&state.pods[*k], state.now))
         .count();
     Some(Budget {
         name: format!("Deployment {key}"),

@@ -1,7 +1,11 @@
-//! Service endpoints: the bound pods with an IP that each selector Service selects.
+//! Service endpoints: the bound pods with an IP that each selector Service selects. A full
+//! pass computes every Service's ([`endpoints`]); otherwise only the Services selecting a
+//! pod the entry touched change ([`refresh`]).
 
 use crate::state::ClusterState;
+use crate::tracker::ServiceIndex;
 use crate::types::{Effects, Endpoint, PodRecord};
+use kommit_schemas::model::core::Service;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn endpoints(state: &mut ClusterState, fx: &mut Effects) {
@@ -68,4 +72,74 @@ pub(super) fn endpoints(state: &mut ClusterState, fx: &mut Effects) {
         }
     }
     state.endpoints = next;
+}
+
+/// Updates the endpoints of the Services that select a pod this entry touched (as it is
+/// now, or as it was when removed or replaced), to what [`endpoints`] would compute.
+pub(super) fn refresh(state: &mut ClusterState, fx: &mut Effects) {
+    let index = &state.tracker.services;
+    let services = &state.desired.services;
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    for (key, touch) in &state.pods.log().touched {
+        let now = state.pods.get(key);
+        let mut selecting: BTreeSet<&String> = BTreeSet::new();
+        if let Some(p) = now {
+            selectors(index, services, &p.namespace, &p.labels, &mut selecting);
+        }
+        if let Some((_, ns, labels)) = &touch.gone {
+            selectors(index, services, ns, labels, &mut selecting);
+        }
+        for svc in selecting {
+            let endpoint = now.and_then(|p| {
+                let selected = services.get(svc).is_some_and(|s| {
+                    s.spec
+                        .selector
+                        .iter()
+                        .all(|(k, v)| p.labels.get(k) == Some(v))
+                });
+                Some(Endpoint {
+                    pod: key.clone(),
+                    ip: p.pod_ip?,
+                    node: p.node.clone()?,
+                    ready: p.ready,
+                })
+                .filter(|_| selected && p.namespace == namespace_of(svc))
+            });
+            let list = state.endpoints.entry(svc.clone()).or_default();
+            let old = match list.binary_search_by(|e| e.pod.as_str().cmp(key)) {
+                Ok(i) => Some(list.remove(i)),
+                Err(_) => None,
+            };
+            if old != endpoint {
+                changed.insert(svc.clone());
+            }
+            if let Some(e) = endpoint {
+                let at = list.partition_point(|x| x.pod.as_str() < key.as_str());
+                list.insert(at, e);
+            }
+        }
+    }
+    fx.endpoints_changed.extend(changed);
+}
+
+/// Adds the Services of `namespace` whose selector's first label the pod carries.
+fn selectors<'a>(
+    index: &'a ServiceIndex,
+    services: &BTreeMap<String, Service>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    out: &mut BTreeSet<&'a String>,
+) {
+    let Some(by_key) = index.get(namespace) else {
+        return;
+    };
+    for (k, v) in labels {
+        if let Some(keys) = by_key.get(k).and_then(|by_value| by_value.get(v)) {
+            out.extend(keys.iter().filter(|s| services.contains_key(*s)));
+        }
+    }
+}
+
+fn namespace_of(service: &str) -> &str {
+    service.split_once('/').map_or("default", |(ns, _)| ns)
 }

@@ -22,10 +22,11 @@
 //! Time comes only from entries: [`next_deadline`] tells the leader when the next
 //! back-off, deadline or TTL falls, so it can propose a `Tick` then.
 
-use super::common::{deletion_order, new_pod};
+use super::common::{deletion_order, new_pod, remove_pods_of};
 use crate::ids;
 use crate::records::{JobOutcome, JobRecord};
 use crate::state::ClusterState;
+use crate::tracker::{Pass, Target};
 use crate::types::{Millis, Owner, PodPhase};
 use kommit_schemas::model::meta::Label;
 use kommit_schemas::model::pod::{EnvVar, PodSpec, RestartPolicy};
@@ -54,28 +55,39 @@ pub fn backoff(failed: u32) -> Millis {
     (BACKOFF_BASE_MS << shift).min(BACKOFF_MAX_MS)
 }
 
-/// `index` holds the pods of each owner (Job owners current on entry).
-pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Vec<String>>) {
+/// Syncs the Jobs `keys` (None: every Job, and the pods and records of Jobs gone from Git
+/// or from the CronJobs go). A Job whose new pod found its name taken is left unsettled.
+pub(crate) fn reconcile(
+    state: &mut ClusterState,
+    keys: Option<&BTreeSet<String>>,
+    pass: &mut Pass,
+) {
     // Git's Jobs and those CronJobs made (a Git Job wins a name both hold).
     let jobs = std::mem::take(&mut state.desired.jobs);
     let spawned = std::mem::take(&mut state.cron_spawned);
     let mut all: BTreeMap<&String, &Job> = spawned.iter().map(|(k, s)| (k, &s.job)).collect();
     all.extend(jobs.iter());
-    for (owner, keys) in index.iter() {
-        if let Owner::Job(k) = owner {
-            if !all.contains_key(k) {
-                for p in keys {
-                    state.pods.remove(p);
-                }
-            }
-        }
+    if keys.is_none() {
+        remove_pods_of(
+            state,
+            |_, o| matches!(o, Owner::Job(k) if !all.contains_key(k)),
+        );
+        state.jobs.retain(|k, _| all.contains_key(k));
     }
-    state.jobs.retain(|k, _| all.contains_key(k));
-    for (key, job) in &all {
-        let keys = index
-            .remove(&Owner::Job((*key).clone()))
-            .unwrap_or_default();
-        sync(state, key.as_str(), job, keys);
+    let selected: Vec<(&String, &Job)> = match keys {
+        None => all.iter().map(|(k, j)| (*k, *j)).collect(),
+        Some(keys) => keys
+            .iter()
+            .filter_map(|k| all.get(k).map(|j| (k, *j)))
+            .collect(),
+    };
+    for (key, job) in selected {
+        let pods = state.pods.owned_keys(&Owner::Job(key.clone()));
+        if !sync(state, key.as_str(), job, pods) {
+            pass.unsettled.insert(Target::Job(key.clone()));
+        }
+        let next = state.jobs.get(key).and_then(|r| wake(r, job, state.now));
+        state.tracker.wake(Target::Job(key.clone()), next);
     }
     drop(all);
     state.desired.jobs = jobs;
@@ -90,9 +102,10 @@ fn completion_index(state: &ClusterState, pod: &str) -> Option<u32> {
         .and_then(|i| i.parse().ok())
 }
 
-fn sync(state: &mut ClusterState, key: &str, job: &Job, mut keys: Vec<String>) {
+/// Returns false when a pod could not be made because another pod holds its name.
+fn sync(state: &mut ClusterState, key: &str, job: &Job, mut keys: Vec<String>) -> bool {
     let Some((ns, name)) = key.split_once('/') else {
-        return;
+        return true;
     };
     let hash = ids::template_hash(&job.spec);
     let now = state.now;
@@ -107,7 +120,7 @@ fn sync(state: &mut ClusterState, key: &str, job: &Job, mut keys: Vec<String>) {
         }
     }
     if state.jobs[key].expired {
-        return;
+        return true;
     }
     let spec = &job.spec;
     let indexed = spec.completion_mode == Some(CompletionMode::Indexed);
@@ -236,12 +249,13 @@ fn sync(state: &mut ClusterState, key: &str, job: &Job, mut keys: Vec<String>) {
         state.pods.remove(k);
     }
     if create.is_empty() {
-        return;
+        return true;
     }
     let mut labels = job.spec.template.metadata.labels.clone();
     labels.insert(JOB_NAME_LABEL.into(), name.to_owned());
     labels.insert("job-name".into(), name.to_owned());
     let shared = Arc::new(job.spec.template.spec.clone());
+    let mut settled = true;
     for idx in create {
         let rec = state.jobs.get_mut(key).expect("inserted above");
         let serial = rec.next_serial;
@@ -273,8 +287,9 @@ fn sync(state: &mut ClusterState, key: &str, job: &Job, mut keys: Vec<String>) {
             serial,
             now,
         );
-        state.pods.entry(pod.key()).or_insert(pod);
+        settled &= state.pods.insert_new(pod);
     }
+    settled
 }
 
 /// An Indexed Job pod's spec: `JOB_COMPLETION_INDEX` in every container and the hostname
@@ -303,39 +318,38 @@ fn indexed_spec(template: &PodSpec, job: &str, i: u32) -> PodSpec {
 /// The earliest time after `now` at which a Job's state changes by time alone: the end of
 /// a back-off, an active deadline, a TTL. The leader proposes a `Tick` then.
 pub fn next_deadline(state: &ClusterState) -> Option<Millis> {
-    let now = state.now;
-    let mut best: Option<Millis> = None;
-    for (key, rec) in &state.jobs {
-        let Some(job) = state
-            .desired
-            .jobs
-            .get(key)
-            .or_else(|| state.cron_spawned.get(key).map(|s| &s.job))
-        else {
-            continue;
-        };
-        if rec.expired || job.spec.suspend.unwrap_or(false) {
-            continue;
-        }
-        let mut times = Vec::new();
-        match rec.outcome {
-            Some(_) => {
-                if let (Some(t), Some(c)) =
-                    (job.spec.ttl_seconds_after_finished, rec.completion_time)
-                {
-                    times.push(c.saturating_add(u64::from(t) * 1000));
-                }
-            }
-            None => {
-                if let (Some(d), Some(s)) = (job.spec.active_deadline_seconds, rec.start_time) {
-                    times.push(s.saturating_add(d.get().saturating_mul(1000)));
-                }
-                times.extend(rec.backoff_until);
+    state
+        .jobs
+        .iter()
+        .filter_map(|(key, rec)| {
+            let job = state
+                .desired
+                .jobs
+                .get(key)
+                .or_else(|| state.cron_spawned.get(key).map(|s| &s.job))?;
+            wake(rec, job, state.now)
+        })
+        .min()
+}
+
+/// When time alone next changes one Job (after `now`).
+fn wake(rec: &JobRecord, job: &Job, now: Millis) -> Option<Millis> {
+    if rec.expired || job.spec.suspend.unwrap_or(false) {
+        return None;
+    }
+    let mut times = Vec::new();
+    match rec.outcome {
+        Some(_) => {
+            if let (Some(t), Some(c)) = (job.spec.ttl_seconds_after_finished, rec.completion_time) {
+                times.push(c.saturating_add(u64::from(t) * 1000));
             }
         }
-        for t in times.into_iter().filter(|t| *t > now) {
-            best = Some(best.map_or(t, |b| b.min(t)));
+        None => {
+            if let (Some(d), Some(s)) = (job.spec.active_deadline_seconds, rec.start_time) {
+                times.push(s.saturating_add(d.get().saturating_mul(1000)));
+            }
+            times.extend(rec.backoff_until);
         }
     }
-    best
+    times.into_iter().filter(|t| *t > now).min()
 }

@@ -1,6 +1,7 @@
 //! The controllers that run inside `ClusterState::apply`, level-triggered: each looks at the
-//! whole desired and current state and moves the current state one step toward the desired
-//! one. They run in a fixed order after every entry:
+//! desired and current state of its objects and moves the current state one step toward
+//! the desired one. They run in a fixed order after every entry, over every object after an
+//! `Adopt` and over the objects the entry changed otherwise ([`crate::tracker`]):
 //!
 //! 1. evictions (node down, removed, untolerated NoExecute taint; a drained node's pods
 //!    paced by their Deployments' `maxUnavailable` and PodDisruptionBudgets, [`drain`]) and
@@ -41,45 +42,80 @@ mod status;
 pub mod volumes;
 
 pub use common::restart_policy;
-pub(crate) use common::{deletion_order, new_pod, pods_by_owner};
+pub(crate) use common::{deletion_order, new_pod};
 pub use status::record_status;
 
+use crate::pods::Pods;
 use crate::state::ClusterState;
-use crate::types::Effects;
+use crate::tracker::Pass;
+use crate::types::{Effects, Owner};
 use std::collections::BTreeSet;
 
-/// Runs every controller once, in order.
-pub fn reconcile(state: &mut ClusterState, fx: &mut Effects) {
-    pods::evict(state);
-    pods::bare_pods(state);
-    // Deployments run to a fixed point (bounded): scaling an old ReplicaSet down frees
-    // surge budget for the new one in the same entry, as a Kubernetes resync would.
-    // Pods by owner, built once: the Deployment passes keep their ReplicaSets' entries
-    // current, and they never touch DaemonSet pods.
-    let mut index = pods_by_owner(state);
-    if !state.desired.replica_sets.is_empty() || state.replica_sets.values().any(|r| r.standalone) {
-        replicaset::reconcile(state, &mut index);
+/// Runs every controller once, in order: over the whole state in a full pass, else over
+/// what changed (see [`crate::tracker`]); both give the same state and effects.
+pub(crate) fn reconcile(state: &mut ClusterState, fx: &mut Effects, pass: &mut Pass) {
+    let claims_before = (!pass.full && !state.claims.is_empty()).then(|| state.claims.clone());
+    pods::evict(state, pass);
+    pods::bare_pods(state, pass);
+    let standalone = pass.replica_sets(state);
+    if (pass.full
+        && (!state.desired.replica_sets.is_empty()
+            || state.replica_sets.values().any(|r| r.standalone)))
+        || !standalone.is_empty()
+    {
+        replicaset::reconcile(state, &standalone, pass.full);
     }
+    // Deployments run to a fixed point (bounded): scaling an old ReplicaSet down frees
+    // surge budget for the new one in the same entry, as a Kubernetes resync would. A
+    // Deployment syncs only its own ReplicaSets and pods, so the set to sync is known
+    // before the first round.
+    let deployments = pass.deployments(state);
     let mut recreating = BTreeSet::new();
     for _ in 0..4 {
-        if !deployment::reconcile(state, fx, &mut recreating, &mut index) {
+        if !deployment::reconcile(state, fx, &mut recreating, &deployments, pass) {
             break;
         }
     }
-    daemonset::reconcile(state, &mut index);
-    static_pods::reconcile(state, &index, fx);
+    let daemon_sets = pass.daemon_sets(state);
+    daemonset::reconcile(state, &daemon_sets, pass);
+    let static_dirty = pass.full
+        || pass.static_entry
+        || pass.node_facts
+        || Pods::removed_any(state.pods.log(), |_, o| {
+            state.tracker.static_waiting || matches!(o, Owner::Static(_))
+        });
+    if static_dirty {
+        state.tracker.static_waiting = static_pods::reconcile(state, fx);
+    }
     if !state.claims.is_empty() || !state.desired.persistent_volume_claims.is_empty() {
         volumes::sync_git_claims(state);
     }
-    statefulset::reconcile(state, &mut index);
+    let stateful_sets = pass.stateful_sets(state);
+    statefulset::reconcile(state, &stateful_sets, pass.full);
+    let mut jobs = pass.jobs(state);
     if !state.desired.cron_jobs.is_empty() || !state.cron_jobs.is_empty() {
+        let spawned: Vec<String> = state.cron_spawned.keys().cloned().collect();
         cronjob::reconcile(state);
+        if !state.cron_spawned.keys().eq(spawned.iter()) {
+            // A CronJob made or dropped a Job: every Job, and the pods of dropped ones.
+            jobs = None;
+        }
     }
-    job::reconcile(state, &mut index);
+    job::reconcile(state, jobs.as_ref(), pass);
     if !state.desired.persistent_volumes.is_empty() || !state.released_volumes.is_empty() {
         pv::bind_pre_provisioned(state);
     }
-    services::reconcile(state, fx);
-    schedule::schedule_pending(state, fx);
-    endpoints::endpoints(state, fx);
+    if pass.full {
+        services::reconcile(state, fx);
+    }
+    let claims_changed = claims_before.is_some_and(|c| c != state.claims);
+    if pass.full || pass.sched || pass.node_facts || claims_changed || state.pods.log().sched {
+        schedule::schedule_pending(state, fx);
+    }
+    if pass.full {
+        state.tracker.index_services(&state.desired);
+        endpoints::endpoints(state, fx);
+    } else {
+        endpoints::refresh(state, fx);
+    }
 }

@@ -5,7 +5,9 @@ use super::common::new_pod;
 use crate::ids;
 use crate::scheduler;
 use crate::state::ClusterState;
+use crate::tracker::Pass;
 use crate::types::{Owner, PodPhase, PodRecord};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Whether and how a pod leaves its node.
@@ -50,10 +52,34 @@ fn must_leave(state: &ClusterState, p: &PodRecord) -> Leave {
     }
 }
 
-pub(super) fn evict(state: &mut ClusterState) {
+/// Evicts the pods that must leave their node and removes finished controller pods. A
+/// full pass looks at every pod; otherwise only the pods this entry touched, those on the
+/// nodes it changed and those on drained nodes can have to go: after every pass no other
+/// pod does.
+pub(super) fn evict(state: &mut ClusterState, pass: &Pass) {
+    let scoped: Option<BTreeSet<&String>> = (!pass.full).then(|| {
+        let mut keys: BTreeSet<&String> = state.pods.log().touched.keys().collect();
+        for (name, n) in &state.nodes {
+            if n.drained {
+                keys.extend(state.pods.on_node(name));
+            }
+        }
+        // The nodes the entry changed, gone ones included.
+        for name in &pass.nodes {
+            keys.extend(state.pods.on_node(name));
+        }
+        keys
+    });
+    let candidates: Box<dyn Iterator<Item = (&String, &PodRecord)> + '_> = match &scoped {
+        None => Box::new(state.pods.iter()),
+        Some(keys) => Box::new(
+            keys.iter()
+                .filter_map(|k| state.pods.get(*k).map(|p| (*k, p))),
+        ),
+    };
     let mut gone: Vec<String> = Vec::new();
     let mut drained: Vec<String> = Vec::new();
-    for (k, p) in &state.pods {
+    for (k, p) in candidates {
         let finished = !matches!(p.owner, Owner::Pod(_) | Owner::Static(_) | Owner::Job(_))
             && matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed);
         match must_leave(state, p) {
@@ -73,25 +99,42 @@ pub(super) fn evict(state: &mut ClusterState) {
     }
 }
 
-pub(super) fn bare_pods(state: &mut ClusterState) {
-    // Prune pods whose manifest is gone or changed.
-    let stale: Vec<String> = state
-        .pods
-        .iter()
-        .filter(|(_, p)| match &p.owner {
-            Owner::Pod(k) => state.desired.pods.get(k).is_none_or(|d| {
-                ids::template_hash(&(&d.metadata.labels, &d.spec)) != p.template_hash
-            }),
-            _ => false,
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in stale {
-        state.pods.remove(&k);
+/// Bare pods: a full pass prunes pods whose manifest is gone or changed and makes the
+/// missing ones; otherwise only a bare pod removed in this entry can be missing.
+pub(super) fn bare_pods(state: &mut ClusterState, pass: &Pass) {
+    if pass.full {
+        let stale: Vec<String> = state
+            .pods
+            .iter()
+            .filter(|(_, p)| match &p.owner {
+                Owner::Pod(k) => state.desired.pods.get(k).is_none_or(|d| {
+                    ids::template_hash(&(&d.metadata.labels, &d.spec)) != p.template_hash
+                }),
+                _ => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            state.pods.remove(&k);
+        }
     }
+    let missing: Vec<&String> = if pass.full {
+        state.desired.pods.keys().collect()
+    } else {
+        state
+            .pods
+            .log()
+            .touched
+            .keys()
+            .filter(|k| state.desired.pods.contains_key(*k))
+            .collect()
+    };
     let now = state.now;
     let mut created = Vec::new();
-    for (key, d) in &state.desired.pods {
+    for key in missing {
+        let Some(d) = state.desired.pods.get(key) else {
+            continue;
+        };
         if state.pods.contains_key(key) {
             continue;
         }

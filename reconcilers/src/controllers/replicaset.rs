@@ -9,23 +9,28 @@ use super::deployment::sync_replica_set;
 use crate::ids;
 use crate::state::ClusterState;
 use crate::types::{Owner, ReplicaSetRecord};
-use std::collections::BTreeMap;
 
-pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Vec<String>>) {
-    let gone: Vec<String> = state
-        .replica_sets
-        .iter()
-        .filter(|(k, r)| r.standalone && !state.desired.replica_sets.contains_key(*k))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in gone {
-        state.replica_sets.remove(&k);
-        for p in index.remove(&Owner::ReplicaSet(k)).unwrap_or_default() {
-            state.pods.remove(&p);
+/// Syncs the standalone ReplicaSets `keys`; a full pass also removes those gone from Git.
+pub(crate) fn reconcile(state: &mut ClusterState, keys: &[String], full: bool) {
+    if full {
+        let gone: Vec<String> = state
+            .replica_sets
+            .iter()
+            .filter(|(k, r)| r.standalone && !state.desired.replica_sets.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            state.replica_sets.remove(&k);
+            for p in state.pods.owned_keys(&Owner::ReplicaSet(k)) {
+                state.pods.remove(&p);
+            }
         }
     }
     let sets = std::mem::take(&mut state.desired.replica_sets);
-    for (key, rs) in &sets {
+    for key in keys {
+        let Some(rs) = sets.get(key) else {
+            continue;
+        };
         let Some((ns, name)) = key.split_once('/') else {
             continue;
         };
@@ -42,7 +47,7 @@ pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Ve
             }
             None => {
                 state.replica_sets.insert(
-                    key.clone(),
+                    key.to_owned(),
                     ReplicaSetRecord {
                         namespace: ns.to_owned(),
                         name: name.to_owned(),
@@ -57,7 +62,7 @@ pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Ve
                 );
             }
         }
-        sync_replica_set(state, key, index);
+        sync_replica_set(state, key);
     }
     state.desired.replica_sets = sets;
 }

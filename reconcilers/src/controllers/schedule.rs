@@ -1,23 +1,25 @@
 //! Binding Pending pods: the scheduler ([`crate::scheduler`]) over every Pending pod, then
-//! an IP from the chosen node's pod CIDR for each pod it places.
+//! an IP from the chosen node's pod CIDR for each pod it places. It runs when something it
+//! reads changed since it last ran (a pod came, went or was bound, a node changed, a claim
+//! changed); otherwise it would decide as it did then.
 
 use super::volumes;
 use crate::alloc;
 use crate::scheduler::{self, NodeView, Placement, PodView};
 use crate::state::ClusterState;
 use crate::types::{Effects, IpChange, NodeRecord, Owner, PodPhase, PodRecord};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 /// Runs the scheduler over every Pending pod and binds the ones it places, allocating each
 /// an IP from its node's pod CIDR.
 pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
-    if state.pods.values().all(|p| p.node.is_some()) {
+    if state.pods.unbound_len() == 0 {
         return;
     }
     let nodes: Vec<&NodeRecord> = state.nodes.values().collect();
-    // (position in `state.pods`, placement), in key order.
-    let placements: Vec<(usize, Placement)> = {
+    // (pod key, placement), in key order.
+    let placements: Vec<(String, Placement)> = {
         // Owner ids, one per run of pods with the same owner (pods come in key order).
         let mut owner_ids: Vec<String> = Vec::new();
         let mut owner_of: Vec<usize> = Vec::with_capacity(state.pods.len());
@@ -70,32 +72,31 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
                 .collect();
         // Already in key order (pending is); sorting keeps that explicit.
         out.sort_by_key(|(pos, _)| *pos);
-        out
+        let keys: Vec<&String> = state.pods.keys().collect();
+        out.into_iter()
+            .map(|(pos, p)| (keys[pos].clone(), p))
+            .collect()
     };
-    // Pod IPs in use per node (only needed once something binds), and where each node's
-    // lowest-free search resumes.
+    // Pod IPs in use on each node something binds to, and where each node's lowest-free
+    // search resumes.
     let mut used: Vec<BTreeSet<Ipv4Addr>> = vec![BTreeSet::new(); nodes.len()];
     let mut next_slot: Vec<u64> = vec![0; nodes.len()];
-    if placements
+    let targets: BTreeSet<usize> = placements
         .iter()
-        .any(|(_, p)| matches!(p, Placement::Node(_)))
-    {
-        let index: BTreeMap<&str, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.info.name.as_str(), i))
+        .filter_map(|(_, p)| match p {
+            Placement::Node(n) => Some(*n),
+            Placement::Unschedulable(_) => None,
+        })
+        .collect();
+    for n in targets {
+        used[n] = state
+            .pods
+            .on_node(&nodes[n].info.name)
+            .filter_map(|k| state.pods[k].pod_ip)
             .collect();
-        for p in state.pods.values() {
-            if let (Some(n), Some(ip)) = (&p.node, p.pod_ip) {
-                if let Some(&i) = index.get(n.as_str()) {
-                    used[i].insert(ip);
-                }
-            }
-        }
     }
-    let mut todo = placements.into_iter().peekable();
-    for (pos, (key, p)) in state.pods.iter_mut().enumerate() {
-        let Some((_, placement)) = todo.next_if(|(at, _)| *at == pos) else {
+    for (key, placement) in placements {
+        let Some(p) = state.pods.get(&key) else {
             continue;
         };
         match placement {
@@ -107,7 +108,7 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
                     let why = "waiting for its claim's volume to bind".to_string();
                     if p.reason.as_deref() != Some(why.as_str()) {
                         fx.unschedulable.insert(key.clone(), why.clone());
-                        p.reason = Some(why);
+                        state.pods.set_reason(&key, Some(why));
                     }
                     continue;
                 }
@@ -117,23 +118,19 @@ pub(super) fn schedule_pending(state: &mut ClusterState, fx: &mut Effects) {
                     .and_then(|c| alloc::pod_ip_from(c, &used[n], next_slot[n]))
                 else {
                     // Cannot happen: max_pods is capped by the CIDR's capacity.
-                    p.reason = Some(format!("no free pod IP in node {node}'s pod CIDR"));
+                    let why = format!("no free pod IP in node {node}'s pod CIDR");
+                    state.pods.set_reason(&key, Some(why));
                     continue;
                 };
                 used[n].insert(ip);
                 next_slot[n] = next;
-                p.node = Some(node.clone());
-                p.pod_ip = Some(ip);
-                p.reason = None;
-                fx.ips.push(IpChange::Pod {
-                    pod: key.clone(),
-                    ip,
-                });
+                state.pods.bind(&key, node, ip);
+                fx.ips.push(IpChange::Pod { pod: key, ip });
             }
             Placement::Unschedulable(reason) => {
                 if p.reason.as_deref() != Some(reason.as_str()) {
                     fx.unschedulable.insert(key.clone(), reason.clone());
-                    p.reason = Some(reason);
+                    state.pods.set_reason(&key, Some(reason));
                 }
             }
         }

@@ -20,11 +20,12 @@
 //!   deleted when the set is deleted (`whenDeleted`) or an ordinal is scaled away
 //!   (`whenScaled`).
 
-use super::common::{available, new_pod, resolve};
+use super::common::{available, new_pod, remove_pods_of, resolve};
 use crate::ids;
 use crate::records::{ClaimRecord, StatefulSetRecord};
 use crate::state::ClusterState;
-use crate::types::{Owner, PodPhase, PodRecord};
+use crate::tracker::Target;
+use crate::types::{Millis, Owner, PodPhase, PodRecord};
 use kommit_schemas::model::meta::{IntOrString, Label, Name};
 use kommit_schemas::model::pod::PodTemplateSpec;
 use kommit_schemas::model::volume::{PvcSource, Volume};
@@ -41,18 +42,31 @@ pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// The label carrying a StatefulSet pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
-/// `index` holds the pods of each owner (StatefulSet owners current on entry).
-pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Vec<String>>) {
-    // Pods of deleted sets go, and their claims when the set asked for it.
-    for (owner, keys) in index.iter() {
-        if let Owner::StatefulSet(k) = owner {
-            if !state.desired.stateful_sets.contains_key(k) {
-                for p in keys {
-                    state.pods.remove(p);
-                }
-            }
-        }
+/// Syncs the StatefulSets `keys`; a full pass also removes deleted sets, their pods, and
+/// their claims when the set asked for it.
+pub(crate) fn reconcile(state: &mut ClusterState, keys: &[String], full: bool) {
+    if full {
+        prune(state);
     }
+    // Syncs never read the desired state, so it is lent out rather than cloned.
+    let sets = std::mem::take(&mut state.desired.stateful_sets);
+    for key in keys {
+        let Some(ss) = sets.get(key) else {
+            continue;
+        };
+        let pods = state.pods.owned_keys(&Owner::StatefulSet(key.clone()));
+        let next = sync(state, key, ss, pods);
+        state.tracker.wake(Target::StatefulSet(key.clone()), next);
+    }
+    state.desired.stateful_sets = sets;
+}
+
+/// Pods of deleted sets go, and their claims when the set asked for it.
+fn prune(state: &mut ClusterState) {
+    remove_pods_of(
+        state,
+        |s, o| matches!(o, Owner::StatefulSet(k) if !s.desired.stateful_sets.contains_key(k)),
+    );
     let gone: Vec<(String, bool)> = state
         .stateful_sets
         .iter()
@@ -73,15 +87,6 @@ pub(crate) fn reconcile(state: &mut ClusterState, index: &mut BTreeMap<Owner, Ve
             }
         }
     }
-    // Syncs never read the desired state, so it is lent out rather than cloned.
-    let sets = std::mem::take(&mut state.desired.stateful_sets);
-    for (key, ss) in &sets {
-        let keys = index
-            .remove(&Owner::StatefulSet(key.clone()))
-            .unwrap_or_default();
-        sync(state, key, ss, keys);
-    }
-    state.desired.stateful_sets = sets;
 }
 
 /// What one sync needs to know about the set, resolved once.
@@ -108,10 +113,14 @@ fn retention(ss: &StatefulSet) -> (bool, bool) {
     )
 }
 
-fn sync(state: &mut ClusterState, key: &str, ss: &StatefulSet, keys: Vec<String>) {
-    let Some((ns, name)) = key.split_once('/') else {
-        return;
-    };
+/// Returns when time alone next changes the set's sync (a ready pod becoming available).
+fn sync(
+    state: &mut ClusterState,
+    key: &str,
+    ss: &StatefulSet,
+    keys: Vec<String>,
+) -> Option<Millis> {
+    let (ns, name) = key.split_once('/')?;
     let replicas = ss.spec.replicas.unwrap_or(1);
     let strategy = ss.spec.update_strategy.clone().unwrap_or_default();
     let rolling = (strategy.kind != Some(DaemonSetStrategyType::OnDelete)).then(|| {
@@ -277,8 +286,16 @@ fn sync(state: &mut ClusterState, key: &str, ss: &StatefulSet, keys: Vec<String>
     let ready = count(&|p| p.ready);
     let avail = count(&|p| p.ready && available(p, plan.min_ready, now));
     let updated = count(&|p| p.template_hash == update_rev);
+    let min_ready = u64::from(plan.min_ready) * 1000;
+    let wake = pods
+        .iter()
+        .filter(|p| p.ready && min_ready > 0)
+        .filter_map(|p| p.ready_since)
+        .map(|t| t.saturating_add(min_ready))
+        .filter(|t| *t > now)
+        .min();
     let Some(rec) = state.stateful_sets.get_mut(key) else {
-        return;
+        return wake;
     };
     if updated == replicas && n == replicas {
         rec.current_revision = update_rev.clone();
@@ -293,6 +310,7 @@ fn sync(state: &mut ClusterState, key: &str, ss: &StatefulSet, keys: Vec<String>
         .iter()
         .filter(|p| p.template_hash == current_rev)
         .count() as u32;
+    wake
 }
 
 /// The pod of one ordinal, with the revision the update strategy gives it, and its claims

@@ -82,21 +82,19 @@ struct Want<'a> {
     pod: &'a Pod,
 }
 
-/// Makes the pods match the recorded static pods of the nodes the state knows. `index`
-/// holds the pods of each owner (static owners current on entry).
-pub(crate) fn reconcile(
-    state: &mut ClusterState,
-    index: &BTreeMap<Owner, Vec<String>>,
-    fx: &mut Effects,
-) {
+/// Makes the pods match the recorded static pods of the nodes the state knows. Returns
+/// whether a static pod waits (its key held by another owner's pod, or no address free on
+/// its node): a pod leaving may let it in.
+pub(crate) fn reconcile(state: &mut ClusterState, fx: &mut Effects) -> bool {
     // Owner::Static is the last variant, so its owners are the index's tail.
-    let have: Vec<&String> = index
-        .range(Owner::Static(String::new())..)
+    let have: Vec<String> = state
+        .pods
+        .owners_from(&Owner::Static(String::new()))
         .filter(|(o, _)| matches!(o, Owner::Static(_)))
-        .flat_map(|(_, keys)| keys)
+        .flat_map(|(_, keys)| keys.iter().cloned())
         .collect();
     if have.is_empty() && state.static_pods.is_empty() {
-        return;
+        return false;
     }
     let mut want: BTreeMap<String, Want<'_>> = BTreeMap::new();
     for (node, set) in &state.static_pods {
@@ -132,10 +130,9 @@ pub(crate) fn reconcile(
     let stale: BTreeSet<String> = have
         .into_iter()
         .filter(|k| {
-            want.get(*k)
-                .is_none_or(|w| state.pods.get(*k).is_none_or(|p| p.uid != w.uid))
+            want.get(k)
+                .is_none_or(|w| state.pods.get(k).is_none_or(|p| p.uid != w.uid))
         })
-        .cloned()
         .collect();
     // Create the missing ones, bound at once with an IP from their node's pod CIDR.
     let missing: Vec<&String> = want
@@ -143,15 +140,16 @@ pub(crate) fn reconcile(
         .filter(|k| !state.pods.contains_key(*k) || stale.contains(*k))
         .collect();
     let mut created = Vec::new();
+    let mut waiting = false;
     if !missing.is_empty() {
         let nodes: BTreeSet<&str> = missing.iter().map(|k| want[*k].node).collect();
         let mut used: BTreeMap<&str, (BTreeSet<Ipv4Addr>, u64)> = BTreeMap::new();
-        for (k, p) in &state.pods {
-            if stale.contains(k) {
-                continue;
-            }
-            if let (Some(n), Some(ip)) = (&p.node, p.pod_ip) {
-                if let Some(n) = nodes.get(n.as_str()) {
+        for &n in &nodes {
+            for k in state.pods.on_node(n) {
+                if stale.contains(k) {
+                    continue;
+                }
+                if let Some(ip) = state.pods[k].pod_ip {
                     used.entry(n).or_default().0.insert(ip);
                 }
             }
@@ -164,6 +162,7 @@ pub(crate) fn reconcile(
                 .get(key)
                 .is_some_and(|p| !matches!(&p.owner, Owner::Static(_)))
             {
+                waiting = true;
                 continue;
             }
             let Some(cidr) = state.nodes.get(w.node).and_then(|n| n.pod_cidr) else {
@@ -171,6 +170,7 @@ pub(crate) fn reconcile(
             };
             let (ips, next) = used.entry(w.node).or_default();
             let Some((ip, after)) = alloc::pod_ip_from(cidr, ips, *next) else {
+                waiting = true;
                 continue;
             };
             ips.insert(ip);
@@ -202,4 +202,5 @@ pub(crate) fn reconcile(
     for p in created {
         state.pods.insert(p.key(), p);
     }
+    waiting
 }

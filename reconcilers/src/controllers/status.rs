@@ -4,7 +4,7 @@
 use super::common::cut;
 use crate::state::ClusterState;
 use crate::types::{
-    ContainerState, ContainerStatus, PodEvent, PodPhase, PodStatusChange,
+    ContainerState, ContainerStatus, Millis, PodEvent, PodPhase, PodRecord, PodStatusChange,
     MAX_CONTAINERS_PER_REPORT, MAX_EVENTS_PER_REPORT, MAX_MESSAGE_BYTES, MAX_POD_EVENTS,
 };
 
@@ -12,12 +12,17 @@ use crate::types::{
 /// the pod is not bound to are ignored.
 pub fn record_status(state: &mut ClusterState, node: &str, c: &PodStatusChange) {
     let now = state.now;
-    let Some(p) = state.pods.get_mut(&c.pod) else {
+    let Some(p) = state.pods.get(&c.pod) else {
         return;
     };
     if p.uid != c.uid || p.node.as_deref() != Some(node) {
         return;
     }
+    state.pods.update(&c.pod, |p| apply_report(p, c, now));
+}
+
+/// One report's fields on its pod record, bounded.
+fn apply_report(p: &mut PodRecord, c: &PodStatusChange, now: Millis) {
     p.phase = c.phase;
     let ready = c.ready && c.phase == PodPhase::Running;
     if ready && !p.ready {

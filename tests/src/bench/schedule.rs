@@ -1,13 +1,25 @@
 //! `kommit-bench schedule [--pods N] [--nodes M]`: place N pods (default 10,000) on M nodes
-//! (default 1,000) from empty.
+//! (default 1,000) from empty, then time the entries that follow on the filled state.
 //!
 //! The workload mixes Deployments (100 replicas each; some with a zone nodeSelector, some
 //! with required podAntiAffinity on the hostname) and DaemonSets (one per node pool), all
-//! with cpu and memory requests. Two timings per size:
+//! with cpu and memory requests. Timings:
 //! - `apply`: the whole `ClusterState::apply(Adopt)` on a state with every node up:
 //!   controllers create the pods, the scheduler places them, IPs and endpoints are set;
 //! - `scheduler`: `scheduler::schedule` alone on the same pods;
-//! - `tick`: one more entry (a Tick) on the placed state, what every later entry pays.
+//! - `settle`: the first entry after the adopt (a Tick): it syncs again every controller
+//!   the adopt changed, as the level-triggered controllers require, so it costs about a
+//!   full pass, once;
+//! - then, on the settled state, one entry of each kind, applied incrementally (`apply`,
+//!   the cost every node pays per entry) and as the full reference pass (`apply_full`,
+//!   every controller over every pod, what every entry cost before the state machine was
+//!   incremental), and checked equal (canonical bytes and effects): `tick` (a Tick),
+//!   `podstatus` (one pod reported Running and ready), `nodedown` (a node's pods evicted and
+//!   placed again), `adopt_image` (a commit changing one Deployment's image: a full pass
+//!   and the start of its rollout). Each is reported as `<entry>_ms` and `<entry>_full_ms`.
+//! - memory: `rss_mib`, the process's resident memory once the state is filled (the state
+//!   with its indexes, plus whatever the allocator keeps), and `snapshot_mib`, the size of
+//!   the canonical bytes.
 //!
 //! The apply is timed `--runs` times (default 5) on identical fresh states; the median is
 //! reported as `ms` (and `pods_per_s`), the fastest as `min_ms`: the machine is shared, so a
@@ -16,7 +28,9 @@
 //! `pods_per_s` counts placed pods over the whole apply.
 
 use kommit_reconcilers::scheduler::{self, Decision, NodeView, PodView};
-use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Taint};
+use kommit_reconcilers::{
+    ClusterState, Effects, Entry, NodeInfo, PodPhase, PodStatusChange, Taint,
+};
 use kommit_schemas::model::pod::TaintEffect;
 use kommit_schemas::{DesiredState, Limits, SourceTree};
 use std::collections::BTreeMap;
@@ -53,7 +67,8 @@ fn nodes(count: usize) -> Vec<NodeInfo> {
         .collect()
 }
 
-fn manifests(pods: usize, nodes: usize) -> DesiredState {
+/// The workload; `image` is Deployment d0's image tag (the others' are their index).
+fn manifests(pods: usize, nodes: usize, image: usize) -> DesiredState {
     let ds_pods_per_set = (nodes / POOLS).max(1);
     let daemon_sets = (pods / 5) / ds_pods_per_set;
     let deployments = (pods - daemon_sets * ds_pods_per_set) / REPLICAS;
@@ -73,8 +88,9 @@ fn manifests(pods: usize, nodes: usize) -> DesiredState {
                 "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n            - labelSelector: {{matchLabels: {{app: d{i}}}}}\n              topologyKey: kubernetes.io/hostname\n"
             ));
         }
+        let tag = if i == 0 { image } else { i };
         let y = format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n  replicas: {REPLICAS}\n  selector:\n    matchLabels: {{app: d{i}}}\n  template:\n    metadata:\n      labels: {{app: d{i}}}\n    spec:\n{extra}      containers:\n        - name: c\n          image: app:{i}\n          resources:\n            requests: {{cpu: {}m, memory: {}Mi}}\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n  replicas: {REPLICAS}\n  selector:\n    matchLabels: {{app: d{i}}}\n  template:\n    metadata:\n      labels: {{app: d{i}}}\n    spec:\n{extra}      containers:\n        - name: c\n          image: app:{tag}\n          resources:\n            requests: {{cpu: {}m, memory: {}Mi}}\n",
             50 + (i % 5) * 50,
             64 + (i % 4) * 64
         );
@@ -102,11 +118,56 @@ struct Run {
     apply_ms: f64,
     samples: Vec<f64>,
     sched_ms: f64,
-    tick_ms: f64,
+    settle_ms: f64,
+    /// (entry, incremental ms, full reference ms).
+    entries: Vec<(&'static str, f64, f64)>,
+    rss_mib: f64,
+    snapshot_mib: f64,
+}
+
+/// The process's resident memory, MiB (0 where /proc is not there).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Applies `entry` to `inc` incrementally and to `full` as the reference pass; returns both
+/// times, having checked that both give the same state and effects.
+fn both(
+    name: &str,
+    inc: &mut ClusterState,
+    full: &mut ClusterState,
+    entry: &Entry,
+    at: u64,
+) -> (f64, f64, Effects) {
+    let t = Instant::now();
+    let fx = inc.apply(entry, at);
+    let inc_ms = ms_since(t);
+    let t = Instant::now();
+    let fx_full = full.apply_full(entry, at);
+    let full_ms = ms_since(t);
+    assert_eq!(
+        fx, fx_full,
+        "{name}: the incremental and full passes gave other effects"
+    );
+    assert!(
+        inc.canonical_bytes() == full.canonical_bytes(),
+        "{name}: the incremental and full passes gave other states"
+    );
+    (inc_ms, full_ms, fx)
 }
 
 fn run(pods: usize, node_count: usize, runs: usize) -> Run {
-    let desired = manifests(pods, node_count);
+    let desired = manifests(pods, node_count, 0);
     let mut state = ClusterState::new();
     let bootstrap = DesiredState {
         config: desired.config.clone(),
@@ -132,7 +193,7 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         desired,
         by: None,
     };
-    let mut empty = state.clone();
+    let empty = state.clone();
     // The same entry on `runs` identical states; the median counts. Every run must end in the
     // same state.
     let mut samples = Vec::new();
@@ -141,7 +202,7 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         let mut s = state.clone();
         let t0 = Instant::now();
         s.apply(&adopt, 2);
-        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+        samples.push(ms_since(t0));
         if let Some(d) = &done {
             assert!(
                 d == &s,
@@ -150,26 +211,25 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         }
         done = Some(s);
     }
+    drop(state);
     let mut state = done.expect("at least one run");
     let mut sorted = samples.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let apply_ms = sorted[sorted.len() / 2];
-    // What every later entry costs at this size: a Tick changes nothing, but the controllers,
-    // the scheduler (for pods still Pending) and endpoints run over the whole state.
+    // The first entry after the adopt syncs again what the adopt changed; it changes nothing.
     let t2 = Instant::now();
     let fx = state.apply(&Entry::Tick, 3);
-    let tick_ms = t2.elapsed().as_secs_f64() * 1000.0;
+    let settle_ms = ms_since(t2);
     assert!(
         fx.is_empty(),
         "a Tick after the adopt changed something: {fx:?}"
     );
+    let rss_mib = rss_mib();
+    let snapshot_mib = state.canonical_bytes().len() as f64 / (1024.0 * 1024.0);
     let total = state.pods.len();
     let placed = state.pods.values().filter(|p| p.node.is_some()).count();
 
-    // The scheduler alone, on the same pods unbound.
-    for p in state.pods.values_mut() {
-        p.node = None;
-    }
+    // The scheduler alone, on the same pods, all pending.
     let owner_ids: BTreeMap<&String, String> =
         state.pods.iter().map(|(k, p)| (k, p.owner.id())).collect();
     let pending: Vec<PodView> = state
@@ -186,11 +246,10 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
             pinned_node: p.pinned_node.as_deref(),
         })
         .collect();
-    empty.pods.clear();
     let views: Vec<NodeView> = empty.nodes.values().map(NodeView::from).collect();
     let t1 = Instant::now();
     let decisions = scheduler::schedule(&pending, &views, &[]);
-    let sched_ms = t1.elapsed().as_secs_f64() * 1000.0;
+    let sched_ms = ms_since(t1);
     let sched_placed = decisions
         .values()
         .filter(|d| matches!(d, Decision::Bind(_)))
@@ -199,6 +258,54 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         sched_placed, placed,
         "the scheduler alone and apply placed different counts"
     );
+
+    // One entry of each kind on the settled state, incremental and full.
+    let mut full = state.clone();
+    let mut entries = Vec::new();
+    let (i, f, _) = both("tick", &mut state, &mut full, &Entry::Tick, 4);
+    entries.push(("tick", i, f));
+    let (key, p) = state
+        .pods
+        .iter()
+        .find(|(_, p)| p.node.is_some() && p.labels.get("app").map(String::as_str) == Some("d0"))
+        .expect("Deployment d0 has a bound pod");
+    let report = Entry::PodStatus {
+        node: p.node.clone().unwrap_or_default(),
+        changes: vec![PodStatusChange {
+            pod: key.clone(),
+            uid: p.uid.clone(),
+            phase: PodPhase::Running,
+            ready: true,
+            pod_ip: p.pod_ip,
+            ..Default::default()
+        }],
+    };
+    let (i, f, _) = both("podstatus", &mut state, &mut full, &report, 5);
+    entries.push(("podstatus", i, f));
+    let down = Entry::NodeDown {
+        node: "node-0001".into(),
+    };
+    let (i, f, fx) = both("nodedown", &mut state, &mut full, &down, 6);
+    assert!(
+        !fx.stop.is_empty(),
+        "the node that went down ran no pod: the entry measured nothing"
+    );
+    entries.push(("nodedown", i, f));
+    let bumped = manifests(pods, node_count, 100_000);
+    let image = Entry::Adopt {
+        commit: "image".into(),
+        parent: Some("bench".into()),
+        digest: bumped.digest(),
+        desired: bumped,
+        by: None,
+    };
+    let (i, f, fx) = both("adopt_image", &mut state, &mut full, &image, 7);
+    assert!(
+        fx.adopted.is_some() && !fx.start.is_empty(),
+        "the image change started no pod"
+    );
+    entries.push(("adopt_image", i, f));
+
     assert_eq!(
         total, pods,
         "the workload generator made {total} pods, wanted {pods}"
@@ -209,7 +316,10 @@ fn run(pods: usize, node_count: usize, runs: usize) -> Run {
         apply_ms,
         samples,
         sched_ms,
-        tick_ms,
+        settle_ms,
+        entries,
+        rss_mib,
+        snapshot_mib,
     }
 }
 
@@ -248,8 +358,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         all.join(" ")
     );
     let pps = |ms: f64| (r.placed as f64 / (ms / 1000.0)).round();
+    let mut per_entry = String::new();
+    for (name, inc, full) in &r.entries {
+        println!("entry {name}: {inc:.3} ms incremental, {full:.1} ms as a full pass");
+        per_entry.push_str(&format!(" {name}_ms={inc:.3} {name}_full_ms={full:.1}"));
+    }
     println!(
-        "RESULT schedule pods={} nodes={nodes} ms={:.1} pods_per_s={} min_ms={:.1} placed={} scheduler_ms={:.1} scheduler_pods_per_s={} tick_ms={:.1}",
+        "RESULT schedule pods={} nodes={nodes} ms={:.1} pods_per_s={} min_ms={:.1} placed={} scheduler_ms={:.1} scheduler_pods_per_s={} settle_ms={:.1}{per_entry} rss_mib={:.0} snapshot_mib={:.1}",
         r.pods,
         r.apply_ms,
         pps(r.apply_ms),
@@ -257,7 +372,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         r.placed,
         r.sched_ms,
         pps(r.sched_ms),
-        r.tick_ms
+        r.settle_ms,
+        r.rss_mib,
+        r.snapshot_mib
     );
     Ok(())
 }
