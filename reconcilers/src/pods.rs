@@ -33,6 +33,9 @@ pub struct Pods {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Log {
     active: bool,
+    /// Whether each pod's first touch is kept (`touched`); a full pass, which compares
+    /// every pod anyway, does without.
+    per_pod: bool,
     /// Each pod touched, by key, in key order.
     pub(crate) touched: BTreeMap<String, Touch>,
     /// Owners of pods created, removed or updated (not merely bound or given a reason).
@@ -52,10 +55,12 @@ pub(crate) struct Touch {
 }
 
 impl Pods {
-    /// Starts logging changes (clearing the previous log).
-    pub(crate) fn begin(&mut self) {
+    /// Starts logging changes (clearing the previous log), with each pod's first touch
+    /// when `per_pod`.
+    pub(crate) fn begin(&mut self, per_pod: bool) {
         self.log = Log {
             active: true,
+            per_pod,
             ..Log::default()
         };
     }
@@ -73,7 +78,7 @@ impl Pods {
     }
 
     fn first_touch(&mut self, key: &str) {
-        if !self.log.active || self.log.touched.contains_key(key) {
+        if !self.log.per_pod || self.log.touched.contains_key(key) {
             return;
         }
         let before = self.map.get(key).map(|p| (p.uid.clone(), p.node.clone()));
@@ -83,24 +88,39 @@ impl Pods {
     }
 
     fn index(&mut self, key: &str, owner: &Owner, node: Option<&str>) {
-        self.by_owner
-            .entry(owner.clone())
-            .or_default()
-            .insert(key.to_owned());
+        match self.by_owner.get_mut(owner) {
+            Some(set) => {
+                set.insert(key.to_owned());
+            }
+            None => {
+                self.by_owner
+                    .insert(owner.clone(), BTreeSet::from([key.to_owned()]));
+            }
+        }
         self.index_node(key, node);
     }
 
     fn index_node(&mut self, key: &str, node: Option<&str>) {
         match node {
-            Some(n) => {
-                self.by_node
-                    .entry(n.to_owned())
-                    .or_default()
-                    .insert(key.to_owned());
-            }
+            Some(n) => match self.by_node.get_mut(n) {
+                Some(set) => {
+                    set.insert(key.to_owned());
+                }
+                None => {
+                    self.by_node
+                        .insert(n.to_owned(), BTreeSet::from([key.to_owned()]));
+                }
+            },
             None => {
                 self.unbound.insert(key.to_owned());
             }
+        }
+    }
+
+    /// Notes that `owner`'s pods changed.
+    fn touch_owner(&mut self, owner: &Owner) {
+        if self.log.active && !self.log.owners.contains(owner) {
+            self.log.owners.insert(owner.clone());
         }
     }
 
@@ -133,9 +153,9 @@ impl Pods {
     /// Records a record leaving the map (removed or replaced).
     fn gone(&mut self, key: &str, old: PodRecord) {
         self.unindex(key, &old.owner, old.node.as_deref());
+        self.touch_owner(&old.owner);
         if self.log.active {
             self.log.sched = true;
-            self.log.owners.insert(old.owner.clone());
             if let Some(t) = self.log.touched.get_mut(key) {
                 if t.gone.is_none() {
                     t.gone = Some((old.owner, old.namespace, old.labels));
@@ -150,10 +170,8 @@ impl Pods {
         if let Some(old) = self.map.remove(&key) {
             self.gone(&key, old);
         }
-        if self.log.active {
-            self.log.sched = true;
-            self.log.owners.insert(p.owner.clone());
-        }
+        self.log.sched |= self.log.active;
+        self.touch_owner(&p.owner);
         self.index(&key, &p.owner, p.node.as_deref());
         self.map.insert(key, p);
     }
@@ -199,12 +217,10 @@ impl Pods {
             self.unindex_node(key, node.as_deref());
             self.index_node(key, new_node.as_deref());
         }
-        if self.log.active {
-            if node != new_node || (phase != new_phase && (new_node.is_none() || job)) {
-                self.log.sched = true;
-            }
-            self.log.owners.insert(owner);
+        if node != new_node || (phase != new_phase && (new_node.is_none() || job)) {
+            self.log.sched |= self.log.active;
         }
+        self.touch_owner(&owner);
         true
     }
 
@@ -219,9 +235,7 @@ impl Pods {
         p.reason = None;
         self.unindex_node(key, old.as_deref());
         self.index_node(key, Some(node));
-        if self.log.active {
-            self.log.sched = true;
-        }
+        self.log.sched |= self.log.active;
     }
 
     /// Sets why the pod at `key` is not placed.

@@ -122,9 +122,9 @@ impl ClusterState {
     }
 
     /// [`ClusterState::apply`] with every controller run over the whole state and the
-    /// effects taken from a comparison of every pod before and after: the reference the
-    /// incremental apply must equal (for tests and benchmarks). The resulting state is the
-    /// same.
+    /// effects taken from a comparison of every pod before and after (as an `Adopt` always
+    /// runs): the reference the incremental apply must equal, for tests and benchmarks. The
+    /// resulting state is the same.
     pub fn apply_full(&mut self, entry: &Entry, at: Millis) -> Effects {
         self.apply_pass(entry, at, true)
     }
@@ -132,10 +132,13 @@ impl ClusterState {
     fn apply_pass(&mut self, entry: &Entry, at: Millis, reference: bool) -> Effects {
         let mut fx = Effects::default();
         self.now = self.now.max(at);
-        let before = reference.then(|| self.bound_pods());
-        self.pods.begin();
+        // A full pass takes its effects from a comparison of every pod, as it touches them
+        // all anyway; any other entry from the pods it touched.
+        let full = reference || !self.tracker.primed || matches!(entry, Entry::Adopt { .. });
+        let before = full.then(|| self.bound_pods());
+        self.pods.begin(!full);
         let mut pass = Pass {
-            full: reference || !self.tracker.primed,
+            full,
             ..Pass::default()
         };
         match entry {
@@ -151,7 +154,6 @@ impl ClusterState {
                     fx.rejected = Some(why);
                     return fx;
                 }
-                pass.full = true;
                 self.history.record(CommitRecord {
                     commit: commit.clone(),
                     at: self.now,

@@ -146,113 +146,142 @@ impl Pass {
         self.owners.iter().chain(state.pods.log().owners.iter())
     }
 
-    /// The keys of the targets of one kind carried or due.
-    fn carried(&self, kind: fn(&Target) -> Option<&String>) -> BTreeSet<String> {
-        self.targets.iter().filter_map(kind).cloned().collect()
+    /// The keys of the targets of one kind carried or due, and of the owners (as `owner`
+    /// maps them) whose pods changed.
+    fn marked(
+        &self,
+        state: &ClusterState,
+        carried: fn(&Target) -> Option<&String>,
+        owner: impl Fn(&Owner) -> Option<String>,
+    ) -> BTreeSet<String> {
+        let mut keys: BTreeSet<String> = self.targets.iter().filter_map(carried).cloned().collect();
+        keys.extend(self.touched(state).filter_map(owner));
+        keys
+    }
+
+    /// Every key of `all` when `everything`, else the `marked` ones it holds, in key order.
+    fn scoped<V>(
+        all: &BTreeMap<String, V>,
+        everything: bool,
+        marked: impl FnOnce() -> BTreeSet<String>,
+    ) -> Vec<String> {
+        if everything {
+            return all.keys().cloned().collect();
+        }
+        marked()
+            .into_iter()
+            .filter(|k| all.contains_key(k))
+            .collect()
     }
 
     /// The Deployments to sync, in key order.
     pub(crate) fn deployments(&self, state: &ClusterState) -> Vec<String> {
-        let all = &state.desired.deployments;
-        if self.full {
-            return all.keys().cloned().collect();
-        }
-        let mut keys = self.carried(|t| match t {
-            Target::Deployment(k) => Some(k),
-            _ => None,
-        });
-        for o in self.touched(state) {
-            if let Owner::ReplicaSet(rs) = o {
-                if let Some(r) = state.replica_sets.get(rs).filter(|r| !r.standalone) {
-                    keys.insert(r.deployment.clone());
-                }
-            }
-        }
-        keys.into_iter().filter(|k| all.contains_key(k)).collect()
+        Self::scoped(&state.desired.deployments, self.full, || {
+            self.marked(
+                state,
+                |t| match t {
+                    Target::Deployment(k) => Some(k),
+                    _ => None,
+                },
+                |o| match o {
+                    Owner::ReplicaSet(rs) => state
+                        .replica_sets
+                        .get(rs)
+                        .filter(|r| !r.standalone)
+                        .map(|r| r.deployment.clone()),
+                    _ => None,
+                },
+            )
+        })
     }
 
     /// The standalone ReplicaSets to sync, in key order.
     pub(crate) fn replica_sets(&self, state: &ClusterState) -> Vec<String> {
-        let all = &state.desired.replica_sets;
-        if self.full {
-            return all.keys().cloned().collect();
-        }
-        let mut keys = BTreeSet::new();
-        for o in self.touched(state) {
-            if let Owner::ReplicaSet(rs) = o {
-                if state.replica_sets.get(rs).is_some_and(|r| r.standalone) {
-                    keys.insert(rs.clone());
-                }
-            }
-        }
-        keys.into_iter().filter(|k| all.contains_key(k)).collect()
+        Self::scoped(&state.desired.replica_sets, self.full, || {
+            self.marked(
+                state,
+                |_| None,
+                |o| match o {
+                    Owner::ReplicaSet(rs)
+                        if state.replica_sets.get(rs).is_some_and(|r| r.standalone) =>
+                    {
+                        Some(rs.clone())
+                    }
+                    _ => None,
+                },
+            )
+        })
     }
 
     /// The DaemonSets to sync, in key order: all of them when a node changed.
     pub(crate) fn daemon_sets(&self, state: &ClusterState) -> Vec<String> {
-        let all = &state.desired.daemon_sets;
-        if self.full || self.node_facts {
-            return all.keys().cloned().collect();
-        }
-        let mut keys = self.carried(|t| match t {
-            Target::DaemonSet(k) => Some(k),
-            _ => None,
-        });
-        for o in self.touched(state) {
-            if let Owner::DaemonSet(k) = o {
-                keys.insert(k.clone());
-            }
-        }
-        keys.into_iter().filter(|k| all.contains_key(k)).collect()
+        Self::scoped(
+            &state.desired.daemon_sets,
+            self.full || self.node_facts,
+            || {
+                self.marked(
+                    state,
+                    |t| match t {
+                        Target::DaemonSet(k) => Some(k),
+                        _ => None,
+                    },
+                    |o| match o {
+                        Owner::DaemonSet(k) => Some(k.clone()),
+                        _ => None,
+                    },
+                )
+            },
+        )
     }
 
     /// The StatefulSets to sync, in key order. A set also runs when a pod of another owner
     /// that held one of its pod names went.
     pub(crate) fn stateful_sets(&self, state: &ClusterState) -> Vec<String> {
         let all = &state.desired.stateful_sets;
-        if self.full {
-            return all.keys().cloned().collect();
-        }
-        let mut keys = self.carried(|t| match t {
-            Target::StatefulSet(k) => Some(k),
-            _ => None,
-        });
-        for o in self.touched(state) {
-            if let Owner::StatefulSet(k) = o {
-                keys.insert(k.clone());
+        Self::scoped(all, self.full, || {
+            let mut keys = self.marked(
+                state,
+                |t| match t {
+                    Target::StatefulSet(k) => Some(k),
+                    _ => None,
+                },
+                |o| match o {
+                    Owner::StatefulSet(k) => Some(k.clone()),
+                    _ => None,
+                },
+            );
+            for (k, t) in &state.pods.log().touched {
+                let Some((owner, _, _)) = &t.gone else {
+                    continue;
+                };
+                let Some((set, ord)) = k.rsplit_once('-') else {
+                    continue;
+                };
+                if ord.parse::<u32>().is_ok()
+                    && all.contains_key(set)
+                    && *owner != Owner::StatefulSet(set.to_owned())
+                {
+                    keys.insert(set.to_owned());
+                }
             }
-        }
-        for (k, t) in &state.pods.log().touched {
-            let Some((owner, _, _)) = &t.gone else {
-                continue;
-            };
-            let Some((set, ord)) = k.rsplit_once('-') else {
-                continue;
-            };
-            if ord.parse::<u32>().is_ok()
-                && all.contains_key(set)
-                && *owner != Owner::StatefulSet(set.to_owned())
-            {
-                keys.insert(set.to_owned());
-            }
-        }
-        keys.into_iter().filter(|k| all.contains_key(k)).collect()
+            keys
+        })
     }
 
     /// The Jobs to sync (Git's and CronJobs'), in key order, or None for all of them.
     pub(crate) fn jobs(&self, state: &ClusterState) -> Option<BTreeSet<String>> {
-        if self.full {
-            return None;
-        }
-        let mut keys = self.carried(|t| match t {
-            Target::Job(k) => Some(k),
-            _ => None,
-        });
-        for o in self.touched(state) {
-            if let Owner::Job(k) = o {
-                keys.insert(k.clone());
-            }
-        }
-        Some(keys)
+        (!self.full).then(|| {
+            self.marked(
+                state,
+                |t| match t {
+                    Target::Job(k) => Some(k),
+                    _ => None,
+                },
+                |o| match o {
+                    Owner::Job(k) => Some(k.clone()),
+                    _ => None,
+                },
+            )
+        })
     }
 }

@@ -313,14 +313,6 @@ fn commit_files(rng: &mut ChaCha8Rng, version: u32) -> Vec<(String, String)> {
     files
 }
 
-fn desired_of(files: &[(String, String)]) -> kommit_schemas::DesiredState {
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    desired(&refs)
-}
-
 fn fold(h: &mut Sha256, s: &ClusterState, fx: &kommit_reconcilers::Effects) -> usize {
     let pending = s.pods.values().filter(|p| p.reason.is_some()).count();
     for (k, p) in &s.pods {

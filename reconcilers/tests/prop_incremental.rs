@@ -97,11 +97,7 @@ fn render(r: &Repo) -> DesiredState {
     if r.pdb {
         files.push(("pdb.yaml".into(), "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels: {tier: web}\n".into()));
     }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    desired(&refs)
+    desired_of(&files)
 }
 
 fn random_repo(rng: &mut ChaCha8Rng) -> Repo {
@@ -191,11 +187,7 @@ fn static_pods(rng: &mut ChaCha8Rng) -> Vec<kommit_schemas::model::core::Pod> {
             )
         })
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    desired(&refs).pods.into_values().collect()
+    desired_of(&files).pods.into_values().collect()
 }
 
 /// Reports about one node's pods, chosen against the live state.
@@ -361,18 +353,7 @@ fn first_difference(a: &ClusterState, b: &ClusterState) -> String {
 
 #[test]
 fn prop_incremental_apply_equals_the_full_pass() {
-    let seeds: Vec<u64> = match std::env::var("KOMMIT_SEED") {
-        Ok(s) => vec![s.parse().expect("KOMMIT_SEED must be a number")],
-        Err(_) => {
-            let n: u64 = std::env::var("KOMMIT_PROP_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(40);
-            (0..n)
-                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x1c2e_5a11)
-                .collect()
-        }
-    };
+    let seeds = seeds(0x1c2e_5a11, 40);
     for seed in seeds {
         if let Err(msg) = run_case(seed) {
             panic!(

@@ -107,11 +107,7 @@ fn render(ws: &[Workload], with_ds: bool) -> DesiredState {
     if let Some((p, c)) = extra.job {
         files.push(("batch.yaml".into(), job_yaml(p, c)));
     }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    desired(&refs)
+    desired_of(&files)
 }
 
 fn random_node(rng: &mut ChaCha8Rng, i: usize) -> NodeInfo {
@@ -522,18 +518,7 @@ fn run_case(seed: u64) -> Result<(), String> {
 
 #[test]
 fn prop_same_log_same_state_and_invariants_hold() {
-    let seeds: Vec<u64> = match std::env::var("KOMMIT_SEED") {
-        Ok(s) => vec![s.parse().expect("KOMMIT_SEED must be a number")],
-        Err(_) => {
-            let n: u64 = std::env::var("KOMMIT_PROP_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(48);
-            (0..n)
-                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x6b6f_6d6d_6974)
-                .collect()
-        }
-    };
+    let seeds = seeds(0x6b6f_6d6d_6974, 48);
     let many = seeds.len() > 8;
     for seed in seeds {
         let r = std::panic::catch_unwind(|| run_case(seed));

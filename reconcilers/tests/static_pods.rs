@@ -38,11 +38,7 @@ fn manifests(pods: &[(&str, Option<&str>, &str)]) -> Vec<Pod> {
         .enumerate()
         .map(|(i, (n, ns, img))| (format!("p{i}.yaml"), pod_yaml(n, *ns, img)))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    desired(&refs).pods.into_values().collect()
+    desired_of(&files).pods.into_values().collect()
 }
 
 fn statics(node: &str, pods: &[(&str, Option<&str>, &str)]) -> Entry {

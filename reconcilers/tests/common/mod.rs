@@ -19,6 +19,32 @@ pub fn desired(files: &[(&str, &str)]) -> DesiredState {
     }
 }
 
+/// [`desired`] of owned (path, yaml) pairs.
+pub fn desired_of(files: &[(String, String)]) -> DesiredState {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    desired(&refs)
+}
+
+/// The seeds of a property test: `KOMMIT_SEED=<n>` alone, or `KOMMIT_PROP_CASES=<n>` (else
+/// `default`) seeds spread from `salt`.
+pub fn seeds(salt: u64, default: u64) -> Vec<u64> {
+    match std::env::var("KOMMIT_SEED") {
+        Ok(s) => vec![s.parse().expect("KOMMIT_SEED must be a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("KOMMIT_PROP_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default);
+            (0..n)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt)
+                .collect()
+        }
+    }
+}
+
 pub fn adopt_entry(commit: &str, parent: Option<&str>, d: &DesiredState) -> Entry {
     Entry::Adopt {
         commit: commit.into(),
