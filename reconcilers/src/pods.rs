@@ -1,5 +1,5 @@
 //! [`Pods`]: the state's pods by `namespace/name`, with the indexes the controllers read
-//! (pods by owner, by node, the unbound ones) and the log of what one entry changed.
+//! (pods by owner, by node, how many are unbound) and the log of what one entry changed.
 //!
 //! Why a type of its own: `ClusterState::apply` must cost what an entry changes, not what
 //! the state holds. The indexes answer "this owner's pods", "this node's pods" and "the
@@ -25,7 +25,8 @@ pub struct Pods {
     map: BTreeMap<String, PodRecord>,
     by_owner: BTreeMap<Owner, BTreeSet<String>>,
     by_node: BTreeMap<String, BTreeSet<String>>,
-    unbound: BTreeSet<String>,
+    /// How many pods are unbound.
+    unbound: usize,
     log: Log,
 }
 
@@ -111,9 +112,7 @@ impl Pods {
                         .insert(n.to_owned(), BTreeSet::from([key.to_owned()]));
                 }
             },
-            None => {
-                self.unbound.insert(key.to_owned());
-            }
+            None => self.unbound += 1,
         }
     }
 
@@ -144,9 +143,7 @@ impl Pods {
                     }
                 }
             }
-            None => {
-                self.unbound.remove(key);
-            }
+            None => self.unbound = self.unbound.saturating_sub(1),
         }
     }
 
@@ -281,7 +278,7 @@ impl Pods {
 
     /// How many pods are unbound.
     pub fn unbound_len(&self) -> usize {
-        self.unbound.len()
+        self.unbound
     }
 
     /// Adds the starts and stops of the logged pods to `fx`: a pod bound before and now gone,

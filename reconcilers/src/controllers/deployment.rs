@@ -396,23 +396,24 @@ fn rolling_update(
 /// Creates or deletes pods so the ReplicaSet has exactly `replicas`.
 pub(crate) fn sync_replica_set(state: &mut ClusterState, rs_key: &str) {
     let owner = Owner::ReplicaSet(rs_key.to_owned());
-    let mut have = state.pods.owned_keys(&owner);
+    let mut have = state.pods.owned_len(&owner);
     let Some(rs) = state.replica_sets.get(rs_key) else {
         return;
     };
     let want = rs.replicas as usize;
-    if have.len() > want {
-        deletion_order(state, &mut have);
-        for k in have.drain(..have.len() - want) {
+    if have > want {
+        let mut keys = state.pods.owned_keys(&owner);
+        deletion_order(state, &mut keys);
+        for k in keys.drain(..have - want) {
             state.pods.remove(&k);
         }
-    } else if have.len() < want {
+    } else if have < want {
         let rs = rs.clone();
         let spec = Arc::new(rs.template.spec.clone());
         let mut serial = rs.next_serial;
         let now = state.now;
         let mut guard = 0;
-        while have.len() < want && guard < want * 4 + 16 {
+        while have < want && guard < want * 4 + 16 {
             guard += 1;
             let suffix = ids::safe_suffix(
                 &[
@@ -438,8 +439,8 @@ pub(crate) fn sync_replica_set(state: &mut ClusterState, rs_key: &str) {
                 serial - 1,
                 now,
             );
-            state.pods.insert(key.clone(), pod);
-            have.push(key);
+            state.pods.insert(key, pod);
+            have += 1;
         }
         if let Some(r) = state.replica_sets.get_mut(rs_key) {
             r.next_serial = serial;
