@@ -163,20 +163,6 @@ fn mutate(r: &mut Repo, rng: &mut ChaCha8Rng) {
     }
 }
 
-fn random_node(rng: &mut ChaCha8Rng, i: usize) -> NodeInfo {
-    let mut n = node(
-        &format!("node-{i}"),
-        rng.gen_range(2..=8) * 500,
-        rng.gen_range(2..=8) * GI / 2,
-        rng.gen_range(4..=16),
-    );
-    n.labels.insert(
-        "zone".into(),
-        (if rng.gen_bool(0.5) { "a" } else { "b" }).into(),
-    );
-    n
-}
-
 fn static_pods(rng: &mut ChaCha8Rng) -> Vec<kommit_schemas::model::core::Pod> {
     let n = rng.gen_range(0..=2);
     let files: Vec<(String, String)> = (0..n)

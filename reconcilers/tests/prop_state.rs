@@ -19,8 +19,7 @@ mod common;
 use common::*;
 use kommit_reconcilers::controllers::deployment::surge_and_unavailable;
 use kommit_reconcilers::scheduler::pod_requests;
-use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Owner, PodPhase, PodStatusChange, Taint};
-use kommit_schemas::model::pod::TaintEffect;
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Owner, PodPhase, PodStatusChange};
 use kommit_schemas::DesiredState;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -108,27 +107,6 @@ fn render(ws: &[Workload], with_ds: bool) -> DesiredState {
         files.push(("batch.yaml".into(), job_yaml(p, c)));
     }
     desired_of(&files)
-}
-
-fn random_node(rng: &mut ChaCha8Rng, i: usize) -> NodeInfo {
-    let mut n = node(
-        &format!("node-{i}"),
-        rng.gen_range(1..=8) * 500,
-        rng.gen_range(1..=8) * GI / 2,
-        rng.gen_range(3..=20),
-    );
-    n.labels.insert(
-        "zone".into(),
-        if rng.gen_bool(0.5) { "a" } else { "b" }.into(),
-    );
-    if rng.gen_ratio(1, 8) {
-        n.taints.push(Taint {
-            key: "gpu".into(),
-            value: None,
-            effect: TaintEffect::NoSchedule,
-        });
-    }
-    n
 }
 
 /// Builds a random log: (initial NodeUps, then the rest).

@@ -3,6 +3,7 @@
 
 use kommit_reconcilers::{ClusterState, Entry, NodeInfo, PodPhase, PodStatusChange, Taint};
 use kommit_schemas::{DesiredState, Limits, SourceTree};
+use rand::Rng;
 use std::collections::BTreeMap;
 
 pub const GI: u64 = 1 << 30;
@@ -147,3 +148,26 @@ spec:
 
 pub const KOMMIT_YAML: &str =
     "apiVersion: kommit.dev/v1\nkind: ClusterConfig\nmetadata:\n  name: test\n";
+
+/// A random node `node-<i>`: cpu, memory and pod capacity, a zone label (`a` or `b`), and
+/// one in eight tainted `gpu:NoSchedule`.
+pub fn random_node(rng: &mut rand_chacha::ChaCha8Rng, i: usize) -> NodeInfo {
+    let mut n = node(
+        &format!("node-{i}"),
+        rng.gen_range(1..=8) * 500,
+        rng.gen_range(1..=8) * GI / 2,
+        rng.gen_range(3..=20),
+    );
+    n.labels.insert(
+        "zone".into(),
+        if rng.gen_bool(0.5) { "a" } else { "b" }.into(),
+    );
+    if rng.gen_ratio(1, 8) {
+        n.taints.push(Taint {
+            key: "gpu".into(),
+            value: None,
+            effect: kommit_schemas::model::pod::TaintEffect::NoSchedule,
+        });
+    }
+    n
+}
