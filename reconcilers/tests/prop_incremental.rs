@@ -14,7 +14,7 @@
 
 mod common;
 use common::*;
-use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Owner, PodPhase, PodStatusChange, Taint};
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Owner, PodPhase, Taint};
 use kommit_schemas::model::pod::TaintEffect;
 use kommit_schemas::DesiredState;
 use rand::seq::SliceRandom;
@@ -178,34 +178,15 @@ fn static_pods(rng: &mut ChaCha8Rng) -> Vec<kommit_schemas::model::core::Pod> {
 
 /// Reports about one node's pods, chosen against the live state.
 fn reports(state: &ClusterState, rng: &mut ChaCha8Rng) -> Entry {
-    let nodes: Vec<&String> = state.nodes.keys().collect();
-    let Some(node) = nodes.choose(rng) else {
-        return Entry::Tick;
-    };
-    let mut changes = Vec::new();
-    for p in state.pods_on_node(node) {
-        let (phase, ready) = match rng.gen_range(0..20) {
-            0 => (PodPhase::Running, false),
-            1 => (PodPhase::Failed, false),
-            2..=4 if matches!(p.owner, Owner::Job(_) | Owner::Pod(_)) => {
-                (PodPhase::Succeeded, false)
-            }
-            5..=15 => (PodPhase::Running, true),
-            _ => continue,
-        };
-        changes.push(PodStatusChange {
-            pod: p.key(),
-            uid: p.uid.clone(),
-            phase,
-            ready,
-            pod_ip: p.pod_ip,
-            ..Default::default()
-        });
-    }
-    Entry::PodStatus {
-        node: (*node).clone(),
-        changes,
-    }
+    random_reports(state, rng, |rng, p| match rng.gen_range(0..20) {
+        0 => Some((PodPhase::Running, false)),
+        1 => Some((PodPhase::Failed, false)),
+        2..=4 if matches!(p.owner, Owner::Job(_) | Owner::Pod(_)) => {
+            Some((PodPhase::Succeeded, false))
+        }
+        5..=15 => Some((PodPhase::Running, true)),
+        _ => None,
+    })
 }
 
 fn run_case(seed: u64) -> Result<(), String> {

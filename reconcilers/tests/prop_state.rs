@@ -19,7 +19,7 @@ mod common;
 use common::*;
 use kommit_reconcilers::controllers::deployment::surge_and_unavailable;
 use kommit_reconcilers::scheduler::pod_requests;
-use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Owner, PodPhase, PodStatusChange};
+use kommit_reconcilers::{ClusterState, Entry, NodeInfo, Owner, PodPhase};
 use kommit_schemas::DesiredState;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -227,34 +227,13 @@ fn materialize(e: &Entry, state: &ClusterState, rng: &mut ChaCha8Rng) -> Entry {
     if !node.is_empty() {
         return e.clone();
     }
-    let nodes: Vec<&String> = state.nodes.keys().collect();
-    let Some(node) = nodes.choose(rng) else {
-        return Entry::Tick;
-    };
-    let mut changes = Vec::new();
-    for p in state.pods_on_node(node) {
-        let roll = rng.gen_range(0..20);
-        let (phase, ready) = match roll {
-            0 => (PodPhase::Running, false),
-            1 => (PodPhase::Failed, false),
-            15..=17 if matches!(p.owner, Owner::Job(_)) => (PodPhase::Succeeded, false),
-            2..=14 => (PodPhase::Running, true),
-            _ => continue,
-        };
-        changes.push(PodStatusChange {
-            pod: p.key(),
-            uid: p.uid.clone(),
-            phase,
-            ready,
-            containers: vec![],
-            pod_ip: p.pod_ip,
-            ..Default::default()
-        });
-    }
-    Entry::PodStatus {
-        node: (*node).clone(),
-        changes,
-    }
+    random_reports(state, rng, |rng, p| match rng.gen_range(0..20) {
+        0 => Some((PodPhase::Running, false)),
+        1 => Some((PodPhase::Failed, false)),
+        15..=17 if matches!(p.owner, Owner::Job(_)) => Some((PodPhase::Succeeded, false)),
+        2..=14 => Some((PodPhase::Running, true)),
+        _ => None,
+    })
 }
 
 fn check_capacity(s: &ClusterState) -> Result<(), String> {

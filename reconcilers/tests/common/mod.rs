@@ -3,6 +3,7 @@
 
 use kommit_reconcilers::{ClusterState, Entry, NodeInfo, PodPhase, PodStatusChange, Taint};
 use kommit_schemas::{DesiredState, Limits, SourceTree};
+use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -170,4 +171,38 @@ pub fn random_node(rng: &mut rand_chacha::ChaCha8Rng, i: usize) -> NodeInfo {
         });
     }
     n
+}
+
+/// A `PodStatus` entry from a random node of `state` reporting, for each of its pods, what
+/// `outcome` rolls (phase, ready), or nothing for that pod; a Tick when there is no node.
+pub fn random_reports(
+    state: &ClusterState,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    mut outcome: impl FnMut(
+        &mut rand_chacha::ChaCha8Rng,
+        &kommit_reconcilers::PodRecord,
+    ) -> Option<(PodPhase, bool)>,
+) -> Entry {
+    let nodes: Vec<&String> = state.nodes.keys().collect();
+    let Some(node) = nodes.choose(rng) else {
+        return Entry::Tick;
+    };
+    let mut changes = Vec::new();
+    for p in state.pods_on_node(node) {
+        let Some((phase, ready)) = outcome(rng, p) else {
+            continue;
+        };
+        changes.push(PodStatusChange {
+            pod: p.key(),
+            uid: p.uid.clone(),
+            phase,
+            ready,
+            pod_ip: p.pod_ip,
+            ..Default::default()
+        });
+    }
+    Entry::PodStatus {
+        node: (*node).clone(),
+        changes,
+    }
 }
