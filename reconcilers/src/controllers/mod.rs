@@ -42,6 +42,8 @@ pub mod volumes;
 
 pub use common::restart_policy;
 pub(crate) use common::{deletion_order, new_pod, pods_by_owner};
+pub use drain::{disruption_status, DisruptionStatus};
+pub use pv::{volume_status, VolumeStatus};
 pub use status::record_status;
 
 use crate::state::ClusterState;
