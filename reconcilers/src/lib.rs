@@ -26,6 +26,7 @@ pub mod records;
 pub mod scheduler;
 pub mod services;
 pub mod state;
+pub mod trust;
 pub mod types;
 
 pub use history::{CommitOutcome, CommitRecord, History, HISTORY_LEN};
@@ -34,6 +35,7 @@ pub use records::{
     StatefulSetRecord,
 };
 pub use state::{ClusterState, StateError};
+pub use trust::{Trust, TrustOp};
 pub use types::{
     ContainerState, ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry,
     EventType, IpChange, Millis, NodeInfo, NodeRecord, Owner, PodEvent, PodPhase, PodRecord,

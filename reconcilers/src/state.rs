@@ -7,6 +7,7 @@ use crate::history::{CommitOutcome, CommitRecord, History};
 use crate::records::{
     ClaimRecord, CronJobRecord, JobRecord, ReleasedVolume, SpawnedJob, StatefulSetRecord,
 };
+use crate::trust::Trust;
 use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
@@ -99,6 +100,10 @@ pub struct ClusterState {
     /// name. Absent while empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub released_volumes: BTreeMap<String, ReleasedVolume>,
+    /// Join tokens (hashed), node certificates and revocations (see [`crate::trust`]).
+    /// Absent while empty.
+    #[serde(default, skip_serializing_if = "Trust::is_empty")]
+    pub trust: Trust,
 }
 
 impl ClusterState {
@@ -164,6 +169,7 @@ impl ClusterState {
                 }
             }
             Entry::NodeRemove { node } => {
+                self.trust.revoke_node(node, self.now);
                 self.static_pods.remove(node);
                 if let Some(n) = self.nodes.remove(node) {
                     if let Some(cidr) = n.pod_cidr {
@@ -206,6 +212,13 @@ impl ClusterState {
             }
             Entry::StaticPods { node, pods } => {
                 controllers::static_pods::record(self, node, pods);
+            }
+            Entry::Trust { op } => {
+                // Trust changes no workload: nothing to reconcile.
+                if let Err(why) = self.trust.apply(op, self.now) {
+                    fx.rejected = Some(why);
+                }
+                return fx;
             }
         }
         controllers::reconcile(self, &mut fx);
