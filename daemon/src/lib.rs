@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cluster_key;
 pub mod consensus;
+pub mod door;
 pub mod fence;
 pub mod fstree;
 pub mod git;

@@ -38,7 +38,7 @@ enum Command {
     /// List pods, deployments, services, nodes or events, as kubectl does.
     Get(cli::get::Args),
     /// Show one pod, node or Deployment in detail, with its events.
-    Describe(cli::pods::DescribeArgs),
+    Describe(cli::describe::DescribeArgs),
     /// Print a container's log (this node's pods).
     Logs(cli::pods::LogsArgs),
     /// Run a command in a container (this node's pods).
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Get(args) => cli::get::run(args),
-        Command::Describe(args) => cli::pods::describe(args),
+        Command::Describe(args) => cli::describe::describe(args),
         Command::Logs(args) => cli::pods::logs(args),
         Command::Exec(args) => cli::pods::exec(args),
         Command::Token(args) => cli::token::run(args),

@@ -66,7 +66,7 @@ fn encrypt_validate_decrypt() {
     let (code, out, _) = kommit(&["validate", repo.to_str().unwrap()]);
     assert_eq!(
         (code, out.as_str()),
-        (0, "ok: 1 objects in 1 files are valid\n")
+        (0, "ok: 1 object in 1 file is valid\n")
     );
 
     // The key holder reads it back.
@@ -111,7 +111,7 @@ fn a_secret_in_clear_warns_and_the_policy_refuses_it() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out,
-        "s.yaml:1:1: warning: Secret default/db is committed in clear: anyone who can clone the repository reads it; encrypt it with `kommit secrets encrypt` (SOPS, age)\nok: 1 objects in 1 files are valid\n"
+        "s.yaml:1:1: warning: Secret default/db is committed in clear: anyone who can clone the repository reads it; encrypt it with `kommit secrets encrypt` (SOPS, age)\nok: 1 object in 1 file is valid\n"
     );
     std::fs::write(
         root.join("kommit.yaml"),

@@ -42,7 +42,7 @@ fn valid_invalid_and_usage_exit_codes() {
     let (code, out, _) = kommit(&["validate", root.to_str().unwrap()]);
     assert_eq!(
         (code, out.as_str()),
-        (0, "ok: 1 objects in 1 files are valid\n")
+        (0, "ok: 1 object in 1 file is valid\n")
     );
 
     // Problems in two files, in a nested directory; paths are relative to PATH.
@@ -68,7 +68,7 @@ fn valid_invalid_and_usage_exit_codes() {
     let (code, out, _) = kommit(&["validate", root.join("apps/cm.yaml").to_str().unwrap()]);
     assert_eq!(
         (code, out.as_str()),
-        (0, "ok: 1 objects in 1 files are valid\n")
+        (0, "ok: 1 object in 1 file is valid\n")
     );
 
     // Usage errors: a missing path, an unknown flag.

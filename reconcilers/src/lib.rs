@@ -28,6 +28,7 @@ pub mod scheduler;
 pub mod services;
 pub mod state;
 mod tracker;
+pub mod trust;
 pub mod types;
 
 pub use history::{CommitOutcome, CommitRecord, History, HISTORY_LEN};
@@ -37,6 +38,7 @@ pub use records::{
     StatefulSetRecord,
 };
 pub use state::{ClusterState, StateError};
+pub use trust::{Trust, TrustOp};
 pub use types::{
     ContainerState, ContainerStatus, DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry,
     EventType, IpChange, Millis, NodeInfo, NodeRecord, Owner, PodEvent, PodPhase, PodRecord,

@@ -9,6 +9,7 @@ use crate::records::{
     ClaimRecord, CronJobRecord, JobRecord, ReleasedVolume, SpawnedJob, StatefulSetRecord,
 };
 use crate::tracker::{Pass, Tracker};
+use crate::trust::Trust;
 use crate::types::{
     DaemonSetRecord, DeploymentStatus, Effects, Endpoint, Entry, IpChange, Millis, NodeRecord,
     PodRecord, PodRef, ReplicaSetRecord,
@@ -101,6 +102,10 @@ pub struct ClusterState {
     /// name. Absent while empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub released_volumes: BTreeMap<String, ReleasedVolume>,
+    /// Join tokens (hashed), node certificates and revocations (see [`crate::trust`]).
+    /// Absent while empty.
+    #[serde(default, skip_serializing_if = "Trust::is_empty")]
+    pub trust: Trust,
     /// What changed lately, so the next entry runs only the controllers it concerns. Not
     /// part of the state: never serialized or compared, started afresh when read.
     #[serde(skip)]
@@ -201,6 +206,7 @@ impl ClusterState {
             Entry::NodeRemove { node } => {
                 pass.changed_node(node);
                 pass.static_entry = true;
+                self.trust.revoke_node(node, self.now);
                 self.static_pods.remove(node);
                 if let Some(n) = self.nodes.remove(node) {
                     if let Some(cidr) = n.pod_cidr {
@@ -244,6 +250,14 @@ impl ClusterState {
             Entry::StaticPods { node, pods } => {
                 pass.static_entry = true;
                 controllers::static_pods::record(self, node, pods);
+            }
+            Entry::Trust { op } => {
+                // Trust changes no workload: nothing to reconcile.
+                self.pods.finish();
+                if let Err(why) = self.trust.apply(op, self.now) {
+                    fx.rejected = Some(why);
+                }
+                return fx;
             }
         }
         self.reconcile(&mut pass, &mut fx);

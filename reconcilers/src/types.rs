@@ -297,6 +297,11 @@ pub enum Entry {
         /// The validated pod manifests.
         pods: Vec<kommit_schemas::model::core::Pod>,
     },
+    /// Join tokens and node certificates (see [`crate::trust`]).
+    Trust {
+        /// The change.
+        op: crate::trust::TrustOp,
+    },
 }
 
 /// Most static pods one node may have; further ones in a `StaticPods` entry are ignored.
@@ -591,7 +596,7 @@ pub struct Effects {
     pub ips: Vec<IpChange>,
     /// The commit now in force, when this entry adopted one.
     pub adopted: Option<String>,
-    /// Why an Adopt was refused (the state did not change).
+    /// Why an Adopt or a Trust entry was refused (the state did not change).
     pub rejected: Option<String>,
     /// Deployments whose rollout phase changed, with the new phase.
     pub rollouts: BTreeMap<String, RolloutPhase>,

@@ -135,12 +135,18 @@ impl Browser {
             .map_or(0, |v| v.len())
     }
 
-    /// The text of the first element `css` selects.
+    /// The text of the first element `css` selects, as rendered (`innerText`). Read in one
+    /// script turn: the live pages replace their `<main>` on every cluster event, so an
+    /// element found by one WebDriver call can be stale by the next.
     pub fn text(&self, css: &str) -> Option<String> {
-        self.rt.block_on(async {
-            let e = self.c().find(Locator::Css(css)).await.ok()?;
-            e.text().await.ok()
-        })
+        let v = self
+            .rt
+            .block_on(self.c().execute(
+                "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                vec![serde_json::Value::String(css.to_string())],
+            ))
+            .unwrap_or_else(|e| panic!("reading the text of {css}: {e}"));
+        v.as_str().map(str::to_string)
     }
 
     /// Marks the document; [`Browser::same_document`] is true until a navigation or reload.

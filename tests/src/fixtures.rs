@@ -83,3 +83,32 @@ pub fn kommit_ok(args: &[&str], data_dir: &Path) -> String {
 pub fn create_token(data_dir: &Path) -> String {
     kommit_ok(&["token", "create"], data_dir).trim().to_string()
 }
+
+/// What a TLS client presenting `id` hears from the cluster port at `addr` when it sends a
+/// request: the server's answer, or its alert (`CertificateRevoked`, `CertificateExpired`).
+/// TLS 1.3 finishes the client's side of the handshake before the server has checked the
+/// client certificate, so the server's alert comes with the first read.
+pub async fn tls_alert(id: &kommit_daemon::consensus::tls::NodeIdentity, addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = std::sync::Arc::new(id.client_config().expect("client config"));
+    let tcp = match tokio::net::TcpStream::connect(addr).await {
+        Ok(t) => t,
+        Err(e) => return e.to_string(),
+    };
+    let name = rustls::pki_types::ServerName::try_from("kommit-node").expect("name");
+    let mut tls = match tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return e.to_string(),
+    };
+    let _ = tls
+        .write_all(b"GET /cluster/status HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    let mut buf = vec![0u8; 1024];
+    match tls.read(&mut buf).await {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) => e.to_string(),
+    }
+}

@@ -287,7 +287,9 @@ fn pushes_become_running_pods() {
         "same container processes"
     );
 
-    // 7. A crash loop backs off 10, 20, 40 s; a failing liveness probe restarts with an event.
+    // 7. A crash loop backs off 10 s, then 20 s (the whole series to the 5-minute cap is
+    // `plan::backoff_ms`'s unit test; here the real agent shows the doubling); a failing
+    // liveness probe restarts with an event.
     n.write(
         "apps/faulty.yaml",
         r#"apiVersion: v1
@@ -345,14 +347,14 @@ spec:
                 }
             }
         }
-        starts_ms.contains_key(&3)
+        starts_ms.contains_key(&2)
     });
     assert!(
         ok,
-        "the crasher ran 4 times: {starts_ms:?}\n{}",
+        "the crasher ran 3 times: {starts_ms:?}\n{}",
         tail(&n.log(), 40)
     );
-    for (a, want) in [(1u32, 10_000u64), (2, 20_000), (3, 40_000)] {
+    for (a, want) in [(1u32, 10_000u64), (2, 20_000)] {
         let gap = starts_ms[&a].0 - starts_ms[&(a - 1)].1;
         assert!(
             gap.abs_diff(want) <= want / 10,
@@ -361,7 +363,7 @@ spec:
     }
     let s = n.state();
     let crasher = &s.pods["default/crasher"];
-    assert!(crasher.restarts >= 3);
+    assert!(crasher.restarts >= 2);
 
     // 8. A file deleted: its objects are pruned and their containers gone.
     std::fs::remove_file(n.work.join("apps/faulty.yaml")).unwrap();

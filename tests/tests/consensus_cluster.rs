@@ -371,7 +371,9 @@ async fn client_without_certificate_is_refused_at_the_tls_layer() {
     );
     // A certificate from another CA is refused too.
     let other = kommit_daemon::consensus::tls::ClusterCa::generate("other").expect("ca");
-    let id = other.issue("intruder").expect("cert");
+    let id = other
+        .issue("intruder", std::time::Duration::from_secs(3600))
+        .expect("cert");
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(id.client_config().expect("cfg"))
         .build()
@@ -406,14 +408,14 @@ async fn bad_join_tokens_are_refused_with_clear_errors() {
         .await
         .expect("start cluster");
     let addr = c.cfgs[&name(0)].listen.to_string();
-    let good = c.token();
+    let good = c.token().await;
     let parts: Vec<&str> = good.split('.').collect();
     let wrong_secret = format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], "0".repeat(32));
     let unknown_id = format!("{}.{}.{}.{}", parts[0], parts[1], "a".repeat(12), parts[3]);
     let wrong_ca = format!("{}.{}.{}.{}", parts[0], "b".repeat(64), parts[2], parts[3]);
     let cases = [
         (wrong_secret.as_str(), "wrong secret"),
-        (unknown_id.as_str(), "unknown token id"),
+        (unknown_id.as_str(), "unknown join token id"),
         (wrong_ca.as_str(), "does not match the join token's CA hash"),
         ("not-a-token", "malformed token"),
     ];
@@ -478,76 +480,5 @@ async fn isolated_node_fences_itself_before_it_is_declared_down() {
         .await,
         "lease renewed after heal"
     );
-    c.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn any_voter_admits_a_node_after_the_bootstrap_node_is_lost() {
-    let mut c = TestCluster::start(3, Options::default())
-        .await
-        .expect("start cluster");
-    assert!(wait_until(SETTLE, || c.voters(&name(0)).len() == 3).await);
-    assert!(
-        wait_until(SETTLE, || c.holds_ca_key(&name(1))
-            && c.holds_ca_key(&name(2)))
-        .await,
-        "the bootstrap node handed the CA key to both voters"
-    );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let key = c.cfgs[&name(1)].data_dir.join("tls/ca.key");
-        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
-    }
-    c.stop(&name(0)).await;
-    assert!(
-        wait_until(SETTLE, || c.leader().is_some_and(|l| l != name(0))).await,
-        "a new leader"
-    );
-    // A token made on n2 admits n3 through n1, with n0 gone: n1 asks its peers, and n2,
-    // which stores the token, vouches for it (n0 does not answer).
-    let made_on_n2 = c.token_on(&name(2));
-    let n1_tokens = c.cfgs[&name(1)].tokens_dir();
-    assert!(
-        std::fs::read_dir(&n1_tokens).map_or(true, |d| d.count() == 0),
-        "n1 stores no token of its own"
-    );
-    c.join_with_token(3, Options::default(), &name(1), &made_on_n2)
-        .await
-        .expect("join through a surviving voter with a token made on another voter");
-    let n3 = node_id_for(&name(3));
-    assert!(
-        wait_until(SETTLE, || c.members(&name(1)).contains(&n3)).await,
-        "n3 is a member"
-    );
-    // Through a voter that did not make it, a token with a wrong secret or an unknown id is
-    // still refused, with the maker's reason.
-    let parts: Vec<&str> = made_on_n2.split('.').collect();
-    let wrong_secret = format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], "0".repeat(32));
-    let unknown_id = format!("{}.{}.{}.{}", parts[0], parts[1], "c".repeat(12), parts[3]);
-    for (i, (token, want)) in [
-        (wrong_secret.as_str(), "wrong secret"),
-        (unknown_id.as_str(), "unknown token id"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let err = match c
-            .join_with_token(5 + i, Options::default(), &name(1), token)
-            .await
-        {
-            Ok(()) => panic!("join with {token} through n1 succeeded"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(want), "join with {token} through n1: {err}");
-    }
-    let leader = c.leader().expect("leader");
-    c.node(&leader)
-        .propose(&put("after", "join"))
-        .await
-        .expect("propose");
-    let digest = c.converged(SETTLE).await.expect("converged");
-    assert_eq!(c.node(&name(3)).digest(), digest);
     c.shutdown().await;
 }

@@ -281,6 +281,21 @@ fn stateful_sets_keep_their_data_and_jobs_complete() {
     n.wait_state(Duration::from_secs(60), "web running", |s| {
         s.commit.as_deref() == Some(web.as_str()) && running(s, "web-") == 2
     });
+    // The budget as `kubectl get pdb` shows it: 2 healthy of 2 wanted, no disruption allowed.
+    let (ok, out, err) = n.kommit(&["get", "pdb"]);
+    assert!(ok, "{err}");
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["web-pdb", "2", "N/A", "0"], "{out}");
+    let (ok, out, err) = n.kommit(&["describe", "pdb", "web-pdb"]);
+    assert!(
+        ok && out.contains("Covered Pods: (2 in total)"),
+        "{out}{err}"
+    );
     let (ok, out, err) = node_cmd(&n, &["drain", "e2e", "--timeout", "3"]);
     assert!(!ok, "the drain cannot finish: {out}{err}");
     assert!(

@@ -16,6 +16,7 @@ use kommit_reconcilers::ClusterState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Arguments of `kommit daemon`.
 #[derive(clap::Args, Debug)]
@@ -29,7 +30,7 @@ pub struct Args {
     /// File holding the join token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Data dir (raft.redb, tls/, tokens/, kommit.sock).
+    /// Data dir (raft.redb, tls/, kommit.sock).
     #[arg(long, default_value = "/var/lib/kommit")]
     pub data_dir: PathBuf,
     /// Cluster port address to bind.
@@ -71,6 +72,10 @@ pub struct Args {
     /// Declare a node down after this long without heartbeats.
     #[arg(long, default_value_t = 4000)]
     pub down_after_ms: u64,
+    /// Lifetime of the node certificates this node issues and of its own, in days (k3s's
+    /// year by default). Holders renew theirs once two thirds have passed.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub cert_lifetime_days: u64,
     /// Allocatable CPU in millicores (default: the host's cores minus --system-reserved).
     #[arg(long)]
     pub cpu_millis: Option<u64>,
@@ -252,6 +257,7 @@ fn config(args: &Args) -> anyhow::Result<NodeConfig> {
         down_after_ms: args.down_after_ms,
     };
     cfg.liveness.validate()?;
+    cfg.cert_lifetime = Duration::from_secs(args.cert_lifetime_days * 86_400);
     let (cpu, mem) = allocatable(args)?;
     cfg.facts.cpu_millis = cpu;
     cfg.facts.memory_bytes = mem;

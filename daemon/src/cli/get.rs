@@ -36,6 +36,16 @@ pub enum Type {
         alias = "claims"
     )]
     Pvc,
+    /// PersistentVolumes (pre-provisioned, from Git).
+    #[value(alias = "persistentvolumes", alias = "persistentvolume", alias = "pvs")]
+    Pv,
+    /// PodDisruptionBudgets.
+    #[value(
+        alias = "poddisruptionbudgets",
+        alias = "poddisruptionbudget",
+        alias = "pdbs"
+    )]
+    Pdb,
     /// Services.
     #[value(alias = "service", alias = "svc")]
     Services,
@@ -342,21 +352,30 @@ pub fn render(args: &Args, state: &ClusterState, now: u64) -> (Vec<Value>, Vec<V
                 items.push(v);
             }
         }
-        Type::Statefulsets | Type::Jobs | Type::Cronjobs | Type::Pvc => {
+        Type::Statefulsets | Type::Jobs | Type::Cronjobs | Type::Pvc | Type::Pv | Type::Pdb => {
             let kind = match args.kind {
                 Type::Statefulsets => "StatefulSet",
                 Type::Jobs => "Job",
                 Type::Cronjobs => "CronJob",
+                Type::Pv => "PersistentVolume",
+                Type::Pdb => "PodDisruptionBudget",
                 _ => "PersistentVolumeClaim",
             };
-            rows.push(head(super::kube_workloads::header(kind)));
+            // PersistentVolumes belong to no namespace: never filtered by one, no column.
+            let cluster_scoped = args.kind == Type::Pv;
+            let cols = super::kube_workloads::header(kind);
+            if cluster_scoped {
+                rows.push(cols.iter().map(|c| c.to_string()).collect());
+            } else {
+                rows.push(head(cols));
+            }
             for (ns, n, v, cells) in super::kube_workloads::rows(state, kind, &|t| age(now, t)) {
-                if !in_ns(args, &ns) || !named(&n) {
+                if !(cluster_scoped || in_ns(args, &ns)) || !named(&n) {
                     continue;
                 }
                 items.push(v);
                 let mut r = Vec::new();
-                if ns_col {
+                if ns_col && !cluster_scoped {
                     r.push(ns);
                 }
                 r.push(n);

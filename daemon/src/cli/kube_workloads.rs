@@ -1,6 +1,7 @@
-//! StatefulSets, Jobs, CronJobs and PersistentVolumeClaims as Kubernetes objects (`apps/v1`,
-//! `batch/v1`, `v1`) with the status the replicated state holds, and their `kommit get`
-//! rows in `kubectl get`'s columns.
+//! StatefulSets, Jobs, CronJobs, PersistentVolumeClaims, PersistentVolumes and
+//! PodDisruptionBudgets as Kubernetes objects (`apps/v1`, `batch/v1`, `v1`, `policy/v1`)
+//! with the status the replicated state holds, and their `kommit get` rows in
+//! `kubectl get`'s columns.
 
 use super::kube::time;
 use kommit_reconcilers::{ClusterState, JobOutcome, Owner};
@@ -164,6 +165,48 @@ pub fn claim(state: &ClusterState, key: &str) -> Option<Value> {
     }))
 }
 
+/// A PersistentVolume from Git with its phase and the claim it is bound to.
+pub fn persistent_volume(state: &ClusterState, name: &str) -> Option<Value> {
+    let pv = state.desired.persistent_volumes.get(name)?;
+    let st = kommit_reconcilers::controllers::volume_status(state, name)?;
+    let mut v = serde_json::to_value(pv).ok()?;
+    if let Some((ns, n)) = st.claim.as_deref().and_then(|c| c.split_once('/')) {
+        v["spec"]["claimRef"] =
+            json!({"kind": "PersistentVolumeClaim", "namespace": ns, "name": n});
+    }
+    v["status"] = json!({"phase": st.phase});
+    Some(v)
+}
+
+/// A PodDisruptionBudget from Git with the status the disruption controller would report.
+pub fn disruption_budget(state: &ClusterState, key: &str) -> Option<Value> {
+    let pdb = state.desired.pod_disruption_budgets.get(key)?;
+    let st = kommit_reconcilers::controllers::disruption_status(state, key)?;
+    let mut v = serde_json::to_value(pdb).ok()?;
+    v["status"] = json!({
+        "currentHealthy": st.current_healthy,
+        "desiredHealthy": st.desired_healthy,
+        "disruptionsAllowed": st.disruptions_allowed,
+        "expectedPods": st.expected_pods,
+    });
+    Some(v)
+}
+
+/// `kubectl`'s short names of access modes, comma-separated.
+fn access_modes(modes: &[kommit_schemas::model::core::AccessMode]) -> String {
+    use kommit_schemas::model::core::AccessMode as M;
+    let short: Vec<&str> = modes
+        .iter()
+        .map(|m| match m {
+            M::ReadWriteOnce => "RWO",
+            M::ReadOnlyMany => "ROX",
+            M::ReadWriteMany => "RWX",
+            M::ReadWriteOncePod => "RWOP",
+        })
+        .collect();
+    short.join(",")
+}
+
 /// Table rows (without the namespace column) for `kommit get statefulsets|jobs|pvc`: the
 /// header, then (namespace, name, object, row) per object.
 pub fn header(kind: &str) -> &'static [&'static str] {
@@ -177,6 +220,21 @@ pub fn header(kind: &str) -> &'static [&'static str] {
             "SUSPEND",
             "ACTIVE",
             "LAST SCHEDULE",
+        ],
+        "PersistentVolume" => &[
+            "NAME",
+            "CAPACITY",
+            "ACCESS MODES",
+            "RECLAIM POLICY",
+            "STATUS",
+            "CLAIM",
+            "STORAGECLASS",
+        ],
+        "PodDisruptionBudget" => &[
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
         ],
         _ => &[
             "NAME",
@@ -261,23 +319,64 @@ pub fn rows(
                 out.push((ns.to_string(), n.to_string(), v, cells));
             }
         }
+        "PersistentVolume" => {
+            for (name, pv) in &state.desired.persistent_volumes {
+                let Some(v) = persistent_volume(state, name) else {
+                    continue;
+                };
+                let policy = pv.spec.persistent_volume_reclaim_policy.as_ref().map_or(
+                    "Retain",
+                    |p| match p {
+                        kommit_schemas::model::storage::ReclaimPolicy::Retain => "Retain",
+                        kommit_schemas::model::storage::ReclaimPolicy::Delete => "Delete",
+                    },
+                );
+                let cells = vec![
+                    v["spec"]["capacity"]["storage"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    access_modes(&pv.spec.access_modes),
+                    policy.to_string(),
+                    v["status"]["phase"].as_str().unwrap_or("").to_string(),
+                    v["spec"]["claimRef"]["name"]
+                        .as_str()
+                        .map(|n| {
+                            format!(
+                                "{}/{n}",
+                                v["spec"]["claimRef"]["namespace"].as_str().unwrap_or("")
+                            )
+                        })
+                        .unwrap_or_default(),
+                    pv.spec.storage_class_name.clone().unwrap_or_default(),
+                ];
+                // Cluster-scoped: no namespace.
+                out.push((String::new(), name.clone(), v, cells));
+            }
+        }
+        "PodDisruptionBudget" => {
+            for (key, pdb) in &state.desired.pod_disruption_budgets {
+                let Some(v) = disruption_budget(state, key) else {
+                    continue;
+                };
+                let show = |x: &Option<kommit_schemas::model::meta::IntOrString>| {
+                    x.as_ref().map_or("N/A".to_string(), |x| match x {
+                        kommit_schemas::model::meta::IntOrString::Int(n) => n.to_string(),
+                        kommit_schemas::model::meta::IntOrString::String(s) => s.clone(),
+                    })
+                };
+                let cells = vec![
+                    show(&pdb.spec.min_available),
+                    show(&pdb.spec.max_unavailable),
+                    v["status"]["disruptionsAllowed"].to_string(),
+                ];
+                let (ns, n) = split(key);
+                out.push((ns.to_string(), n.to_string(), v, cells));
+            }
+        }
         _ => {
             for (key, c) in &state.claims {
                 let Some(v) = claim(state, key) else { continue };
-                let modes: Vec<String> = c
-                    .spec
-                    .access_modes
-                    .iter()
-                    .map(|m| {
-                        match m {
-                            kommit_schemas::model::core::AccessMode::ReadWriteOnce => "RWO",
-                            kommit_schemas::model::core::AccessMode::ReadOnlyMany => "ROX",
-                            kommit_schemas::model::core::AccessMode::ReadWriteMany => "RWX",
-                            kommit_schemas::model::core::AccessMode::ReadWriteOncePod => "RWOP",
-                        }
-                        .to_string()
-                    })
-                    .collect();
                 let cap = v["status"]["capacity"]["storage"]
                     .as_str()
                     .unwrap_or("")
@@ -286,7 +385,7 @@ pub fn rows(
                     c.phase().to_string(),
                     c.volume.clone().unwrap_or_default(),
                     cap,
-                    modes.join(","),
+                    access_modes(&c.spec.access_modes),
                     c.class().to_string(),
                     c.node.clone().unwrap_or_else(|| "<none>".into()),
                 ];

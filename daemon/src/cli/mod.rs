@@ -3,6 +3,7 @@
 
 pub mod ctr;
 pub mod daemon;
+pub mod describe;
 pub mod get;
 pub mod kube;
 pub mod kube_workloads;

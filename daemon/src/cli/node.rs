@@ -36,7 +36,8 @@ pub enum Args {
         #[arg(long, default_value = "/var/lib/kommit")]
         data_dir: std::path::PathBuf,
     },
-    /// Remove a node from the cluster and the Raft membership.
+    /// Remove a node from the cluster and the Raft membership, and revoke its certificates
+    /// (every node refuses them on the cluster port from then on).
     Remove {
         /// Node name.
         name: String,

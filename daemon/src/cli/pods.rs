@@ -1,5 +1,4 @@
-//! `kommit logs`, `kommit exec` and `kommit describe`: one pod (or node, or Deployment) as
-//! kubectl shows it. The pod is found in the replicated state (local socket); its containers
+//! `kommit logs`, `kommit exec` and `kommit describe pod`: one pod as kubectl shows it. The pod is found in the replicated state (local socket); its containers
 //! are read from this node's runtime, in the same data dir as `kommit ctr`.
 
 use super::get::fetch_state;
@@ -63,37 +62,11 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// What `kommit describe` shows.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DescribeKind {
-    /// A pod.
-    #[value(alias = "pods", alias = "po")]
-    Pod,
-    /// A node.
-    #[value(alias = "nodes", alias = "no")]
-    Node,
-    /// A Deployment.
-    #[value(alias = "deployments", alias = "deploy")]
-    Deployment,
-}
-
-/// Arguments of `kommit describe`.
-#[derive(clap::Args, Debug)]
-pub struct DescribeArgs {
-    /// What to describe.
-    #[arg(value_enum)]
-    pub kind: DescribeKind,
-    /// Its name.
-    pub name: String,
-    /// Namespace.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
-    /// The node's data dir.
-    #[arg(long, default_value = "/var/lib/kommit")]
-    pub data_dir: PathBuf,
-}
-
-fn find_pod<'a>(state: &'a ClusterState, ns: &str, name: &str) -> anyhow::Result<&'a PodRecord> {
+pub(super) fn find_pod<'a>(
+    state: &'a ClusterState,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<&'a PodRecord> {
     state
         .pods
         .get(&format!("{ns}/{name}"))
@@ -346,42 +319,4 @@ pub fn describe_pod(state: &ClusterState, p: &PodRecord) -> String {
         }
     }
     out
-}
-
-/// Runs `kommit describe`.
-pub fn describe(args: DescribeArgs) -> anyhow::Result<u8> {
-    let state = fetch_state(&args.data_dir)?;
-    match args.kind {
-        DescribeKind::Pod => {
-            let p = find_pod(&state, &args.namespace, &args.name)?;
-            super::get::print_out(&describe_pod(&state, p))?;
-        }
-        DescribeKind::Node => {
-            let v = kube::node(&state, &args.name)
-                .with_context(|| format!("node {:?} not found", args.name))?;
-            let mut text = serde_saphyr::to_string(&v)?;
-            let pods: Vec<&PodRecord> = state.pods_on_node(&args.name).collect();
-            text.push_str(&format!("Non-terminated Pods: ({} in total)\n", pods.len()));
-            for p in pods {
-                text.push_str(&format!(
-                    "  {:<20} {:<40} {}\n",
-                    p.namespace,
-                    p.name,
-                    kube::pod_status_word(p)
-                ));
-            }
-            super::get::print_out(&text)?;
-        }
-        DescribeKind::Deployment => {
-            let key = format!("{}/{}", args.namespace, args.name);
-            let v = kube::deployment(&state, &key).with_context(|| {
-                format!(
-                    "deployment {:?} not found in namespace {:?}",
-                    args.name, args.namespace
-                )
-            })?;
-            super::get::print_out(&serde_saphyr::to_string(&v)?)?;
-        }
-    }
-    Ok(0)
 }

@@ -79,7 +79,12 @@ fn print_text(diags: &[Diagnostic], files: usize, objects: usize) {
         println!("{d}");
     }
     if diags.is_empty() {
-        println!("ok: {objects} objects in {files} files are valid");
+        println!(
+            "ok: {objects} object{} in {files} file{} {} valid",
+            if objects == 1 { "" } else { "s" },
+            if files == 1 { "" } else { "s" },
+            if objects == 1 { "is" } else { "are" }
+        );
     } else {
         let in_files = diags
             .iter()
@@ -87,10 +92,11 @@ fn print_text(diags: &[Diagnostic], files: usize, objects: usize) {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         println!(
-            "{} error{} in {in_files} file{} ({files} files checked)",
+            "{} error{} in {in_files} file{} ({files} file{} checked)",
             diags.len(),
             if diags.len() == 1 { "" } else { "s" },
-            if in_files == 1 { "" } else { "s" }
+            if in_files == 1 { "" } else { "s" },
+            if files == 1 { "" } else { "s" }
         );
     }
 }

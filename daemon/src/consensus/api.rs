@@ -5,7 +5,7 @@ use super::node::{
     Heartbeat, JoinRequest, JoinResponse, ProposeRequest, ProposeResponse, ReadIndexResponse,
     Shared,
 };
-use super::tls::JoinToken;
+use super::token::JoinToken;
 use super::{node_id_for, now_ms, App, NodeId, Proposal};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,7 +31,7 @@ pub fn cluster_routes<A: App>(shared: Arc<Shared<A>>) -> Router {
         .route("/cluster/status", get(status::<A>))
         .route("/cluster/ca", post(receive_ca::<A>))
         .route("/cluster/age-keys", post(super::keys::receive_keys::<A>))
-        .route("/cluster/token/verify", post(verify_token::<A>))
+        .route("/cluster/renew", post(super::renew::renew::<A>))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(shared)
 }
@@ -80,7 +80,7 @@ async fn read_index<A: App>(State(s): State<Arc<Shared<A>>>) -> Json<ReadIndexRe
     })
 }
 
-fn is_member<A: App>(s: &Shared<A>, id: NodeId) -> bool {
+pub(crate) fn is_member<A: App>(s: &Shared<A>, id: NodeId) -> bool {
     s.raft
         .metrics()
         .borrow()
@@ -274,16 +274,9 @@ async fn admit<A: App>(
             "invalid join token: CA hash does not match this cluster".into(),
         ));
     }
-    if token.is_stored(&s.cfg.tokens_dir()) {
-        token
-            .verify(&s.cfg.tokens_dir(), now_ms())
-            .map_err(|e| unauthorized(e.to_string()))?;
-    } else {
-        // Made on another voter: the node that stores it decides.
-        verify_with_peers(s, &req.token, &token.id)
-            .await
-            .map_err(unauthorized)?;
-    }
+    super::token::check(s, &token)
+        .await
+        .map_err(|e| unauthorized(format!("invalid join token: {e}")))?;
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     if req.name.is_empty()
         || req.name.len() > MAX_NAME
@@ -298,8 +291,20 @@ async fn admit<A: App>(
         .parse::<std::net::SocketAddr>()
         .map_err(|e| bad(format!("invalid address {:?}: {e}", req.address)))?;
     let cert_pem = ca
-        .sign_csr(&req.csr_pem, &req.name)
+        .sign_csr(&req.csr_pem, &req.name, s.cfg.cert_lifetime)
         .map_err(|e| bad(e.to_string()))?;
+    let issued = super::certs::pem_cert_info(&cert_pem)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // The token's use is consumed, and the certificate recorded, before it is handed out.
+    super::token::record_cert(
+        s,
+        Some(&token),
+        &req.name,
+        &issued.serial,
+        issued.not_after_ms,
+    )
+    .await
+    .map_err(unauthorized)?;
     let id = node_id_for(&req.name);
     add_learner_via_leader(s, id, &req.address)
         .await
@@ -308,85 +313,6 @@ async fn admit<A: App>(
         ca_pem: ca.cert_pem.clone(),
         cert_pem,
     })
-}
-
-/// How long a peer has to answer a token check.
-const TOKEN_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// A token sent to a peer for checking against the tokens stored there.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct TokenCheck {
-    pub token: String,
-}
-
-/// Checks a token made on another node: asks every other member, concurrently, over mTLS.
-/// The first member that stores the token decides; a token nobody stores is unknown.
-async fn verify_with_peers<A: App>(s: &Shared<A>, raw: &str, id: &str) -> Result<(), String> {
-    let peers: Vec<String> = {
-        let m = s.raft.metrics();
-        let m = m.borrow();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter(|(nid, _)| **nid != s.id)
-            .map(|(_, n)| n.addr.clone())
-            .collect()
-    };
-    let mut asks = tokio::task::JoinSet::new();
-    for addr in &peers {
-        let url = format!("https://{addr}/cluster/token/verify");
-        let req = s
-            .client
-            .post(url)
-            .timeout(TOKEN_CHECK_TIMEOUT)
-            .json(&TokenCheck { token: raw.into() });
-        asks.spawn(async move {
-            let r = req.send().await.ok()?;
-            let status = r.status();
-            let text = r.text().await.unwrap_or_default();
-            Some((status, text))
-        });
-    }
-    let mut unreachable = 0usize;
-    while let Some(done) = asks.join_next().await {
-        match done.ok().flatten() {
-            Some((status, _)) if status.is_success() => return Ok(()),
-            Some((StatusCode::NOT_FOUND, _)) => {}
-            Some((_, why)) => return Err(why),
-            None => unreachable += 1,
-        }
-    }
-    Err(if unreachable == 0 {
-        format!("unknown token id {id}")
-    } else {
-        format!(
-            "unknown token id {id} ({unreachable} of {} peers did not answer)",
-            peers.len()
-        )
-    })
-}
-
-/// Checks a token against the tokens stored on this node, for a peer that was asked to admit
-/// with it: 200 valid, 404 not stored here, 401 wrong secret or expired.
-async fn verify_token<A: App>(
-    State(s): State<Arc<Shared<A>>>,
-    Json(req): Json<TokenCheck>,
-) -> (StatusCode, String) {
-    let token = match JoinToken::parse(&req.token) {
-        Ok(t) => t,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let dir = s.cfg.tokens_dir();
-    if !token.is_stored(&dir) {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("unknown token id {}", token.id),
-        );
-    }
-    match token.verify(&dir, now_ms()) {
-        Ok(()) => (StatusCode::OK, "ok".into()),
-        Err(e) => (StatusCode::UNAUTHORIZED, e.to_string()),
-    }
 }
 
 /// Runs `f` on the leader: locally when this node leads, else through the leader's cluster

@@ -8,7 +8,7 @@
 //! a heartbeat's facts with the recorded ones, never sees a difference that is only spelling.
 
 use super::{App, NodeFacts, NodeView};
-use kommit_reconcilers::{ClusterState, Effects, Entry, NodeInfo, Taint};
+use kommit_reconcilers::{ClusterState, Effects, Entry, NodeInfo, Taint, Trust, TrustOp};
 use kommit_schemas::model::pod::TaintEffect;
 
 /// Parses a taint written as `key[=value]:Effect`.
@@ -154,6 +154,14 @@ impl App for ClusterState {
 
     fn node_names(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
+    }
+
+    fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    fn trust_entry(op: TrustOp) -> Entry {
+        Entry::Trust { op }
     }
 
     /// Time-driven work (progress deadlines, minReadySeconds, Job back-offs, deadlines and

@@ -5,6 +5,7 @@
 //! divergence obvious.
 
 use super::{App, NodeFacts, NodeView};
+use kommit_reconcilers::trust::{Trust, TrustOp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -49,6 +50,11 @@ pub enum KvEntry {
         /// The node name.
         name: String,
     },
+    /// Join tokens and certificates (the same tables and rules as the cluster state's).
+    Trust {
+        /// The change (not `op`: that is this enum's tag).
+        change: TrustOp,
+    },
 }
 
 /// What [`KvApp`] records per node.
@@ -75,6 +81,9 @@ pub struct KvApp {
     pub applied: u64,
     /// Leader time of the last applied entry.
     pub last_at_ms: u64,
+    /// Join tokens, certificates and revocations. Absent while empty.
+    #[serde(default, skip_serializing_if = "Trust::is_empty")]
+    pub trust: Trust,
 }
 
 impl App for KvApp {
@@ -119,6 +128,11 @@ impl App for KvApp {
             }
             KvEntry::NodeRemove { name } => {
                 self.nodes.remove(name);
+                self.trust.revoke_node(name, at_ms);
+            }
+            KvEntry::Trust { change } => {
+                // A refused change leaves the tables as they were; the caller reads them.
+                let _ = self.trust.apply(change, at_ms);
             }
         }
     }
@@ -159,5 +173,11 @@ impl App for KvApp {
     }
     fn node_names(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
+    }
+    fn trust(&self) -> &Trust {
+        &self.trust
+    }
+    fn trust_entry(change: TrustOp) -> KvEntry {
+        KvEntry::Trust { change }
     }
 }

@@ -1,6 +1,7 @@
 //! The local API: HTTP on a Unix socket under the data dir, mode 0600 in a 0700 directory,
-//! so only root (the daemon's user) can use it. Operator commands (`kommit node drain|remove`)
-//! and local tools go through it; they become Raft entries like everything else.
+//! so only root (the daemon's user) can use it. Operator commands (`kommit node drain|remove`,
+//! `kommit token create|delete`) and local tools go through it; they become Raft entries like
+//! everything else. It sits behind the door limits of [`crate::door::Limits::LOCAL`].
 
 use super::api::{remove_member_via_leader, status_of, Status};
 use super::node::{propose, Shared};
@@ -55,14 +56,56 @@ pub fn serve_local<A: App>(
         .route("/node/drain", post(drain::<A>))
         .route("/node/uncordon", post(uncordon::<A>))
         .route("/node/remove", post(remove::<A>))
-        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .route("/token/create", post(token_create::<A>))
+        .route("/token/delete", post(token_delete::<A>))
         .with_state(shared)
         .merge(extra);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!("local api stopped: {e}");
-        }
-    }))
+    Ok(crate::door::serve(
+        listener,
+        router,
+        crate::door::Limits::LOCAL,
+        std::future::pending(),
+    ))
+}
+
+/// Body of `/token/create`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct TokenCreate {
+    /// Lifetime in milliseconds.
+    pub ttl_ms: u64,
+    /// Joins it admits; absent for any number until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+}
+
+async fn token_create<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Json(t): Json<TokenCreate>,
+) -> (StatusCode, String) {
+    let ttl = std::time::Duration::from_millis(t.ttl_ms);
+    match super::token::create(&s, ttl, t.uses).await {
+        Ok(token) => (StatusCode::OK, token.to_string()),
+        Err(e @ super::node::NodeError::Config(_)) => (StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Body of `/token/delete`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct TokenId {
+    /// The token id (the third field of the token).
+    pub id: String,
+}
+
+async fn token_delete<A: App>(
+    State(s): State<Arc<Shared<A>>>,
+    Json(t): Json<TokenId>,
+) -> (StatusCode, String) {
+    match super::token::delete(&s, &t.id).await {
+        Ok(()) => (StatusCode::OK, format!("join token {} deleted", t.id)),
+        Err(e @ super::node::NodeError::Config(_)) => (StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 async fn status<A: App>(State(s): State<Arc<Shared<A>>>) -> Json<Status> {
@@ -161,19 +204,30 @@ async fn remove<A: App>(
     State(s): State<Arc<Shared<A>>>,
     Json(n): Json<NodeName>,
 ) -> (StatusCode, String) {
-    if s.sm.read(|a| a.node_view(&n.name)).is_none() {
-        return (StatusCode::NOT_FOUND, format!("unknown node {}", n.name));
-    }
-    if let Err(e) = remove_member_via_leader(&s, &n.name).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, e);
-    }
-    match propose(&s, &A::node_remove(&n.name)).await {
+    match remove_node(&s, &n.name).await {
         Ok(i) => (
             StatusCode::OK,
-            format!("node {} removed at index {i}", n.name),
+            format!(
+                "node {} removed at index {i}; its certificates are revoked",
+                n.name
+            ),
         ),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => e,
     }
+}
+
+/// Removes node `name`: out of the Raft membership, then a `NodeRemove` entry, which also
+/// revokes every certificate the state records for it. Returns the entry's index.
+pub async fn remove_node<A: App>(s: &Shared<A>, name: &str) -> Result<u64, (StatusCode, String)> {
+    if s.sm.read(|a| a.node_view(name)).is_none() {
+        return Err((StatusCode::NOT_FOUND, format!("unknown node {name}")));
+    }
+    remove_member_via_leader(s, name)
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
+    propose(s, &A::node_remove(name))
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
 /// A reqwest client for the local API socket under `data_dir`.

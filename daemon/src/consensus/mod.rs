@@ -5,7 +5,8 @@
 //! * **openraft owns the protocol; we own durability and transport.** `store` implements
 //!   openraft's storage-v2 traits on one redb file per node (log, vote, committed index and the
 //!   latest snapshot), `network` carries openraft's RPCs as JSON over HTTPS with mutual TLS,
-//!   and `tls` makes the cluster CA, node certificates and join tokens.
+//!   and `tls` makes the cluster CA and node certificates (`certs`, `renew`: lifetimes,
+//!   renewal, revocation; `token`: join tokens kept hashed in the replicated state).
 //! * **The replicated application is a trait, [`App`].** The consensus layer never looks inside
 //!   an entry: a committed [`Proposal`] is a batch of opaque JSON items stamped with the
 //!   leader's clock (`at_ms`); the store decodes each item as `App::Entry` and calls
@@ -17,6 +18,7 @@
 //!   simulation can drive the same code.
 
 pub mod api;
+pub mod certs;
 pub mod cluster;
 mod keys;
 pub mod kv;
@@ -27,8 +29,10 @@ pub mod membership;
 pub mod network;
 pub mod node;
 mod propose;
+mod renew;
 pub mod store;
 pub mod tls;
+pub mod token;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -132,6 +136,10 @@ pub trait App: Default + Send + Sync + 'static {
     fn node_view(&self, name: &str) -> Option<NodeView>;
     /// Names of every node the state knows, sorted.
     fn node_names(&self) -> Vec<String>;
+    /// The cluster's trust tables: join tokens (hashed), node certificates, revocations.
+    fn trust(&self) -> &kommit_reconcilers::trust::Trust;
+    /// The entry carrying a change to the trust tables.
+    fn trust_entry(op: kommit_reconcilers::trust::TrustOp) -> Self::Entry;
     /// An entry the leader proposes periodically while the state has time-driven work
     /// pending (deadlines that only advance when an entry carries a newer time).
     fn tick(&self) -> Option<Self::Entry> {

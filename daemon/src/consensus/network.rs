@@ -6,11 +6,14 @@
 //! * Server side: [`serve_tls`] accepts TCP, reads the ClientHello first, and picks the TLS
 //!   configuration by server name: [`tls::JOIN_SERVER_NAME`] gets a config without client
 //!   auth and only the join router; everything else gets the mandatory-mTLS config and the
-//!   cluster router. A peer without a valid certificate therefore fails in the handshake and
-//!   never reaches a handler.
+//!   cluster router. A peer without a valid certificate (or with a revoked one) therefore fails
+//!   in the handshake and never reaches a handler.
+//! * Both sides sit behind the door limits of [`crate::door`].
 
+use super::certs::{self, PeerCert};
 use super::tls;
 use super::{NodeId, Raft, TypeConfig};
+use crate::door::{self, Limits, RequestGuard};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -32,8 +35,6 @@ use tokio::net::TcpListener;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Maximum concurrent connections the server accepts.
-const MAX_CONNECTIONS: usize = 1024;
 
 /// Builds the reqwest client used for every peer call from a rustls client config.
 pub fn peer_client(cfg: rustls::ClientConfig) -> Result<reqwest::Client, reqwest::Error> {
@@ -171,7 +172,10 @@ async fn snapshot(
 }
 
 /// Serves `cluster` (mTLS) and `join` (server-auth only, selected by SNI) on `listener` until
-/// the returned task is aborted; aborting it also drops every open connection.
+/// the returned task is aborted; aborting it also drops every open connection. Connections
+/// are capped per peer and in total ([`Limits::CLUSTER`]); each router has its own request
+/// limits ([`Limits::CLUSTER`], [`Limits::JOIN`]). Every request on the mTLS side carries
+/// the peer's [`PeerCert`].
 pub fn serve_tls(
     listener: TcpListener,
     cluster_cfg: Arc<ServerConfig>,
@@ -179,39 +183,29 @@ pub fn serve_tls(
     cluster: Router,
     join: Router,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (tcp, peer) = match accepted {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    if conns.len() >= MAX_CONNECTIONS {
-                        tracing::warn!(%peer, "connection limit reached, dropping");
-                        continue;
-                    }
-                    let (cc, jc) = (cluster_cfg.clone(), join_cfg.clone());
-                    let (cr, jr) = (cluster.clone(), join.clone());
-                    conns.spawn(async move {
-                        if let Err(e) = serve_conn(tcp, cc, jc, cr, jr).await {
-                            tracing::debug!(%peer, "connection ended: {e}");
-                        }
-                    });
+    let cluster = RequestGuard::new(Limits::CLUSTER).wrap(cluster);
+    let join = RequestGuard::new(Limits::JOIN).wrap(join);
+    door::accept_loop(
+        listener,
+        Limits::CLUSTER,
+        false,
+        std::future::pending(),
+        move |tcp, peer, permit| {
+            let (cc, jc) = (cluster_cfg.clone(), join_cfg.clone());
+            let (cr, jr) = (cluster.clone(), join.clone());
+            async move {
+                if let Err(e) = serve_conn(tcp, peer, cc, jc, cr, jr).await {
+                    tracing::debug!(?peer, "connection ended: {e}");
                 }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                drop(permit);
             }
-        }
-    })
+        },
+    )
 }
 
 async fn serve_conn(
     tcp: tokio::net::TcpStream,
+    peer: Option<std::net::IpAddr>,
     cluster_cfg: Arc<ServerConfig>,
     join_cfg: Arc<ServerConfig>,
     cluster: Router,
@@ -233,10 +227,19 @@ async fn serve_conn(
     let (stream, is_join) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| "tls handshake timed out".to_string())??;
-    let router = if is_join { join } else { cluster };
-    let service = hyper_util::service::TowerToHyperService::new(router);
-    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-        .await
-        .map_err(|e| format!("http: {e}"))
+    let mut tags = door::tags(peer);
+    if is_join {
+        return door::serve_http(stream, join, tags, Limits::JOIN.header_timeout).await;
+    }
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no client certificate")?;
+    let info = certs::cert_info(cert.as_ref()).map_err(|e| e.to_string())?;
+    // Nodes may share an address (in tests, or behind NAT): count each node's rate alone.
+    tags.insert(door::RateKey(format!("node:{}", info.node)));
+    tags.insert(PeerCert { info });
+    door::serve_http(stream, cluster, tags, Limits::CLUSTER.header_timeout).await
 }

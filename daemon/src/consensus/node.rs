@@ -2,14 +2,16 @@
 //!
 //! [`Node::bootstrap`], [`Node::join`] and [`Node::restart`] differ only in how the TLS
 //! identity and the membership come to exist; all three end in [`Node::start`]. What a node
-//! persists under its data dir (`raft.redb`, `tls/`, `tokens/`) is enough to restart it with
+//! persists under its data dir (`raft.redb`, `tls/`) is enough to restart it with
 //! nothing else: no add_learner, no initialize.
 
+use super::certs::{CertSlot, Revocations};
 use super::liveness::{FenceHook, Lease, LivenessConfig, Tracker};
 use super::membership::VoterPolicy;
 use super::network::{self, PeerNetwork};
 use super::store::{self, LogStore, StateMachineStore};
-use super::tls::{self, ClusterCa, JoinToken, NodeIdentity};
+use super::tls::{self, ClusterCa, NodeIdentity};
+use super::token::JoinToken;
 use super::{node_id_for, App, NodeFacts, NodeId, Raft};
 use crate::consensus::api;
 use openraft::{BasicNode, SnapshotPolicy};
@@ -22,8 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use super::loops::Heartbeat;
 use super::loops::{heartbeat_loop, leader_loop};
-use super::propose::{batcher, read_index, PROPOSE_DEADLINE};
-pub use super::propose::{propose, MAX_BATCH_ITEMS};
+use super::propose::{batcher, read_index};
+pub use super::propose::{catch_up, propose, propose_applied, wait_applied, MAX_BATCH_ITEMS};
 
 /// The index a linearizable read must wait for: the leader's commit index, confirmed by a
 /// quorum (asked of the leader when this node follows).
@@ -106,7 +108,7 @@ impl Default for Timing {
 pub struct NodeConfig {
     /// Unique node name; the Raft id is derived from it.
     pub name: String,
-    /// Data dir holding `raft.redb`, `tls/` and `tokens/`.
+    /// Data dir holding `raft.redb` and `tls/`.
     pub data_dir: PathBuf,
     /// Address the cluster port binds.
     pub listen: SocketAddr,
@@ -124,6 +126,9 @@ pub struct NodeConfig {
     pub facts: NodeFacts,
     /// How often the leader asks the application for a periodic entry (`App::tick`).
     pub tick_ms: u64,
+    /// Lifetime of the node certificates this node issues (as a voter) and of its own; the
+    /// holder renews once two thirds have passed.
+    pub cert_lifetime: Duration,
 }
 
 impl NodeConfig {
@@ -140,16 +145,12 @@ impl NodeConfig {
             liveness: LivenessConfig::default(),
             facts: NodeFacts::default(),
             tick_ms: 5000,
+            cert_lifetime: super::certs::DEFAULT_CERT_LIFETIME,
         }
     }
 
     fn tls_dir(&self) -> PathBuf {
         self.data_dir.join("tls")
-    }
-
-    /// Directory of join tokens.
-    pub fn tokens_dir(&self) -> PathBuf {
-        self.data_dir.join("tokens")
     }
 }
 
@@ -183,6 +184,10 @@ pub struct Shared<A: App> {
     /// CA, when this node holds the key (it can admit joining nodes). The bootstrap node
     /// makes it; the leader hands it to every voter, so any voter can admit nodes.
     pub ca: std::sync::RwLock<Option<ClusterCa>>,
+    /// This node's certificate and key in use on the cluster port (swapped on renewal).
+    pub cert: Arc<CertSlot>,
+    /// Revoked certificate serials, as the replicated state last said.
+    pub revocations: Arc<Revocations>,
     pub(crate) batch_tx: mpsc::Sender<Pending>,
 }
 
@@ -229,7 +234,7 @@ impl<A: App> Node<A> {
         if !NodeIdentity::exists(&dir) {
             let ca = ClusterCa::generate(&cfg.name)?;
             ca.store(&dir)?;
-            ca.issue(&cfg.name)?.store(&dir)?;
+            ca.issue(&cfg.name, cfg.cert_lifetime)?.store(&dir)?;
         }
         let node = Self::start(cfg, fence).await?;
         let raft = &node.shared.raft;
@@ -342,11 +347,12 @@ impl<A: App> Node<A> {
         let tls_dir = cfg.tls_dir();
         let identity = NodeIdentity::load(&tls_dir)?;
         let ca = ClusterCa::load(&tls_dir).ok();
-        let client =
-            network::peer_client(identity.client_config()?).map_err(|e| NodeError::Http {
-                url: "client".into(),
-                message: e.to_string(),
-            })?;
+        let revocations = Arc::new(Revocations::default());
+        let live = identity.live(revocations.clone())?;
+        let client = network::peer_client(live.client).map_err(|e| NodeError::Http {
+            url: "client".into(),
+            message: e.to_string(),
+        })?;
 
         let db = store::open_database(&cfg.data_dir.join("raft.redb"))?;
         let sm = StateMachineStore::<A>::open(db.clone(), None)?;
@@ -388,20 +394,32 @@ impl<A: App> Node<A> {
             confirmer: Default::default(),
             lease,
             ca: std::sync::RwLock::new(ca),
+            cert: live.slot,
+            revocations: revocations.clone(),
             batch_tx,
         });
+        // Revocations already in the restored state hold from the first handshake on.
+        super::renew::refresh_revocations(&shared);
+        let cluster_router = network::raft_routes(raft)
+            .merge(api::cluster_routes(shared.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                revocations,
+                super::certs::refuse_revoked,
+            ));
         let tasks = vec![
             network::serve_tls(
                 listener,
-                identity.server_config()?,
-                identity.join_server_config()?,
-                network::raft_routes(raft).merge(api::cluster_routes(shared.clone())),
+                live.cluster,
+                live.join,
+                cluster_router,
                 api::join_routes(shared.clone()),
             ),
             tokio::spawn(batcher(shared.clone(), batch_rx)),
             tokio::spawn(heartbeat_loop(shared.clone())),
             tokio::spawn(leader_loop(shared.clone())),
             tokio::spawn(super::keys::keyring_loop(shared.clone())),
+            tokio::spawn(super::renew::revocation_loop(shared.clone())),
+            tokio::spawn(super::renew::cert_loop(shared.clone())),
         ];
         Ok(Self {
             shared,
@@ -444,12 +462,7 @@ impl<A: App> Node<A> {
     /// A linearizable read: on the leader via `ensure_linearizable`; on a follower by asking
     /// the leader for its read index and waiting until it is applied locally.
     pub async fn read_linearizable<R>(&self, f: impl FnOnce(&A) -> R) -> Result<R, NodeError> {
-        let index = read_index(&self.shared).await?;
-        let mut w = self.shared.sm.applied_watch();
-        tokio::time::timeout(PROPOSE_DEADLINE, w.wait_for(|a| *a >= index))
-            .await
-            .map_err(|_| NodeError::Propose(format!("apply did not reach {index}")))?
-            .map_err(|e| NodeError::Propose(e.to_string()))?;
+        catch_up(&self.shared).await?;
         Ok(self.shared.sm.read(f))
     }
 

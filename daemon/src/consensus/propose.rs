@@ -30,6 +30,34 @@ pub async fn propose<A: App>(shared: &Shared<A>, entry: &A::Entry) -> Result<u64
         .map_err(NodeError::Propose)
 }
 
+/// Waits until this node has applied `index` (at most [`PROPOSE_DEADLINE`]).
+pub async fn wait_applied<A: App>(shared: &Shared<A>, index: u64) -> Result<(), NodeError> {
+    let mut w = shared.sm.applied_watch();
+    tokio::time::timeout(PROPOSE_DEADLINE, w.wait_for(|a| *a >= index))
+        .await
+        .map_err(|_| NodeError::Propose(format!("apply did not reach {index}")))?
+        .map_err(|e| NodeError::Propose(e.to_string()))?;
+    Ok(())
+}
+
+/// Proposes `entry` and waits until this node has applied it, so a read of the local state
+/// that follows sees its outcome.
+pub async fn propose_applied<A: App>(
+    shared: &Shared<A>,
+    entry: &A::Entry,
+) -> Result<u64, NodeError> {
+    let index = propose(shared, entry).await?;
+    wait_applied(shared, index).await?;
+    Ok(index)
+}
+
+/// Waits until this node has applied everything the leader had committed when asked: a
+/// local read after it is linearizable.
+pub async fn catch_up<A: App>(shared: &Shared<A>) -> Result<(), NodeError> {
+    let index = read_index(shared).await?;
+    wait_applied(shared, index).await
+}
+
 pub(crate) async fn batcher<A: App>(shared: Arc<Shared<A>>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut count = first.items.len();

@@ -4,13 +4,18 @@
 //! * The first node makes a CA at bootstrap ([`ClusterCa::generate`]). Every node certificate
 //!   carries the DNS name [`NODE_SERVER_NAME`] and is verified against the CA under that fixed
 //!   name, so a peer is trusted because the cluster CA signed it, whatever address it has.
-//! * A join token is `kommit1.<sha256 of the CA certificate>.<id>.<secret>`, like kubeadm's
-//!   `--discovery-token-ca-cert-hash`: the joining node pins the CA by hash before it trusts the
-//!   server, and the server checks the secret against the hash it stored under the data dir.
+//! * A joining node pins the CA by the hash its join token carries (see `token`) before it
+//!   trusts the server.
 //! * A joining node makes its own key and sends a CSR; its private key never leaves it.
+//! * Certificates have random serials and bounded lifetimes, and the cluster port's configs
+//!   take the node's certificate from a swappable slot and check revocations (see `certs`).
 //!
-//! Files under the data dir (`tls/`, `tokens/`) are written with mode 0600.
+//! Files under the data dir (`tls/`) are written with mode 0600.
 
+use super::certs::{
+    random_serial, CertSlot, Revocations, RevokingClientVerifier, CA_LIFETIME, CLOCK_SKEW,
+};
+use super::now_ms;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -21,6 +26,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The DNS name every node certificate carries and every peer verifies.
 pub const NODE_SERVER_NAME: &str = "kommit-node";
@@ -56,6 +62,27 @@ pub enum TlsError {
     /// A join token is malformed, unknown, expired or wrong.
     #[error("invalid join token: {0}")]
     Token(String),
+}
+
+/// `now + by` as a certificate time (seconds precision), from the system clock.
+fn cert_time(now_ms: u64, by_ms: i128) -> Result<time::OffsetDateTime, TlsError> {
+    let at = i128::from(now_ms) + by_ms;
+    time::OffsetDateTime::from_unix_timestamp_nanos(at * 1_000_000)
+        .map_err(|e| TlsError::Rustls(format!("certificate time out of range: {e}")))
+}
+
+/// Sets a certificate's serial and validity: from [`CLOCK_SKEW`] (at most a tenth of the
+/// lifetime) before `now_ms` until `lifetime` after it.
+fn set_validity(
+    params: &mut CertificateParams,
+    now_ms: u64,
+    lifetime: Duration,
+) -> Result<(), TlsError> {
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&random_serial()));
+    let skew = CLOCK_SKEW.min(lifetime / 10);
+    params.not_before = cert_time(now_ms, -(skew.as_millis() as i128))?;
+    params.not_after = cert_time(now_ms, lifetime.as_millis() as i128)?;
+    Ok(())
 }
 
 fn ring() -> Arc<rustls::crypto::CryptoProvider> {
@@ -131,10 +158,11 @@ pub struct ClusterCa {
 }
 
 impl ClusterCa {
-    /// Makes a new CA.
+    /// Makes a new CA, valid for [`CA_LIFETIME`].
     pub fn generate(cluster_name: &str) -> Result<Self, TlsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
+        set_validity(&mut params, now_ms(), CA_LIFETIME)?;
         params.distinguished_name.push(
             DnType::CommonName,
             format!("kommit cluster CA {cluster_name}"),
@@ -202,11 +230,13 @@ impl ClusterCa {
         Ok(())
     }
 
-    /// Issues a certificate and key for the node `name` (used for the bootstrap node itself).
-    pub fn issue(&self, name: &str) -> Result<NodeIdentity, TlsError> {
+    /// Issues a certificate and key for the node `name`, valid for `lifetime` from now (used
+    /// for the bootstrap node itself).
+    pub fn issue(&self, name: &str, lifetime: Duration) -> Result<NodeIdentity, TlsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         Self::node_params(&mut params, name)?;
+        set_validity(&mut params, now_ms(), lifetime)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(NodeIdentity {
             ca_pem: self.cert_pem.clone(),
@@ -215,10 +245,17 @@ impl ClusterCa {
         })
     }
 
-    /// Signs a joining node's CSR. The subject and names are set here, not taken from the CSR.
-    pub fn sign_csr(&self, csr_pem: &str, name: &str) -> Result<String, TlsError> {
+    /// Signs a node's CSR (at a join or a renewal), valid for `lifetime` from now. The
+    /// subject, names, serial and validity are set here, not taken from the CSR.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        lifetime: Duration,
+    ) -> Result<String, TlsError> {
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         Self::node_params(&mut csr.params, name)?;
+        set_validity(&mut csr.params, now_ms(), lifetime)?;
         Ok(csr.signed_by(&self.issuer()?)?.pem())
     }
 }
@@ -281,49 +318,102 @@ impl NodeIdentity {
         Ok(chain)
     }
 
-    /// Server config for the cluster port: a client certificate signed by the CA is mandatory.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, ring())
-                .build()
-                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    /// The certificate and key as rustls uses them.
+    pub fn certified_key(&self) -> Result<rustls::sign::CertifiedKey, TlsError> {
+        rustls::sign::CertifiedKey::from_der(
+            self.chain()?,
+            pem_key(&self.key_pem, "node key")?,
+            &ring(),
+        )
+        .map_err(|e| TlsError::Rustls(format!("node key: {e}")))
+    }
+
+    fn server_builder(
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+        slot: &Arc<CertSlot>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let mut cfg = ServerConfig::builder_with_provider(ring())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Rustls(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain()?, pem_key(&self.key_pem, "node key")?)
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            .with_cert_resolver(slot.clone());
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // No resumption: a resumed session would skip the verifier (and so a revocation or an
+        // expiry) and carry the certificate of the session it resumes.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
         Ok(Arc::new(cfg))
     }
 
-    /// Server config for the join endpoint: no client certificate (the token authenticates).
-    pub fn join_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut cfg = ServerConfig::builder_with_provider(ring())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(self.chain()?, pem_key(&self.key_pem, "node key")?)
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(cfg))
+    fn ca_server_verifier(&self) -> Result<Arc<rustls::client::WebPkiServerVerifier>, TlsError> {
+        rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, ring())
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))
     }
 
-    /// Client config for talking to peers: presents this node's certificate and trusts only
-    /// servers whose certificate the cluster CA signed.
-    pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
-        let inner =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, ring())
+    /// The cluster port's TLS, live: the node's certificate comes from one [`CertSlot`]
+    /// (swapped on renewal) on both sides, and both sides refuse revoked serials.
+    pub fn live(&self, revocations: Arc<Revocations>) -> Result<LiveTls, TlsError> {
+        let slot = Arc::new(CertSlot::new(self.certified_key()?));
+        let webpki =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, ring())
                 .build()
                 .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        let cluster = Self::server_builder(
+            Arc::new(RevokingClientVerifier {
+                inner: webpki,
+                revocations: revocations.clone(),
+            }),
+            &slot,
+        )?;
+        let join = Self::server_builder(
+            rustls::server::WebPkiClientVerifier::no_client_auth(),
+            &slot,
+        )?;
+        let mut client = ClientConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ClusterCaVerifier {
+                inner: self.ca_server_verifier()?,
+                revocations: Some(revocations),
+            }))
+            .with_client_cert_resolver(slot.clone());
+        client.resumption = rustls::client::Resumption::disabled();
+        Ok(LiveTls {
+            slot,
+            cluster,
+            join,
+            client,
+        })
+    }
+
+    /// A static client config presenting this identity and trusting only servers the
+    /// cluster CA signed (tools and tests; the node itself uses [`NodeIdentity::live`]).
+    pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
         ClientConfig::builder_with_provider(ring())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Rustls(e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ClusterCaVerifier { inner }))
+            .with_custom_certificate_verifier(Arc::new(ClusterCaVerifier {
+                inner: self.ca_server_verifier()?,
+                revocations: None,
+            }))
             .with_client_auth_cert(self.chain()?, pem_key(&self.key_pem, "node key")?)
             .map_err(|e| TlsError::Rustls(e.to_string()))
     }
+}
+
+/// The cluster port's TLS configurations over one swappable certificate.
+pub struct LiveTls {
+    /// The node's certificate and key in use.
+    pub slot: Arc<CertSlot>,
+    /// mTLS server config of the cluster port.
+    pub cluster: Arc<ServerConfig>,
+    /// Server config of the join endpoint (no client certificate).
+    pub join: Arc<ServerConfig>,
+    /// Client config for peers.
+    pub client: ClientConfig,
 }
 
 /// Client config for joining: no client certificate, and the server must present a chain
@@ -340,10 +430,12 @@ pub fn join_client_config(ca_hash_hex: &str) -> Result<ClientConfig, TlsError> {
 }
 
 /// Verifies a peer against the cluster CA under the fixed name [`NODE_SERVER_NAME`], whatever
-/// address was dialled.
+/// address was dialled, and refuses revoked serials.
 #[derive(Debug)]
 struct ClusterCaVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Serials to refuse (the node's own live config; tools' static configs have none).
+    revocations: Option<Arc<Revocations>>,
 }
 
 fn fixed_name() -> ServerName<'static> {
@@ -359,8 +451,13 @@ impl ServerCertVerifier for ClusterCaVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &fixed_name(), ocsp, now)
+        let ok =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, &fixed_name(), ocsp, now)?;
+        if let Some(r) = &self.revocations {
+            r.check(end_entity, "server")?;
+        }
+        Ok(ok)
     }
     fn verify_tls12_signature(
         &self,
@@ -446,108 +543,6 @@ impl ServerCertVerifier for PinnedCaVerifier {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         ring().signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A parsed join token `kommit1.<ca hash>.<id>.<secret>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinToken {
-    /// Hex SHA-256 of the CA certificate.
-    pub ca_hash: String,
-    /// Token id (names the file under `tokens/`).
-    pub id: String,
-    /// Token secret.
-    pub secret: String,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredToken {
-    secret_sha256: String,
-    expires_ms: u64,
-}
-
-impl JoinToken {
-    /// Parses a token string.
-    pub fn parse(s: &str) -> Result<Self, TlsError> {
-        let parts: Vec<&str> = s.trim().split('.').collect();
-        let bad = |why: &str| {
-            TlsError::Token(format!("{why} (expected kommit1.<ca-hash>.<id>.<secret>)"))
-        };
-        if parts.len() != 4 || parts[0] != "kommit1" {
-            return Err(bad("malformed token"));
-        }
-        let hexok = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hexok(parts[1], 64) || !hexok(parts[2], 12) || !hexok(parts[3], 32) {
-            return Err(bad("malformed token fields"));
-        }
-        Ok(Self {
-            ca_hash: parts[1].to_ascii_lowercase(),
-            id: parts[2].to_ascii_lowercase(),
-            secret: parts[3].to_ascii_lowercase(),
-        })
-    }
-
-    /// Creates a token for the CA in `tls_dir`, stores its secret hash under `tokens_dir`
-    /// (0600) and returns it. `rand_bytes` supplies 22 random bytes (id and secret).
-    pub fn create(
-        ca_pem: &str,
-        tokens_dir: &Path,
-        rand_bytes: [u8; 22],
-        expires_ms: u64,
-    ) -> Result<Self, TlsError> {
-        let token = Self {
-            ca_hash: ca_hash(ca_pem)?,
-            id: hex::encode(&rand_bytes[..6]),
-            secret: hex::encode(&rand_bytes[6..]),
-        };
-        let stored = StoredToken {
-            secret_sha256: hex::encode(sha2::Sha256::digest(token.secret.as_bytes())),
-            expires_ms,
-        };
-        let json = serde_json::to_vec(&stored).map_err(|e| TlsError::Token(e.to_string()))?;
-        write_private(&tokens_dir.join(&token.id), &json)?;
-        Ok(token)
-    }
-
-    /// Whether this token's id is stored under `tokens_dir` (made on this node).
-    pub fn is_stored(&self, tokens_dir: &Path) -> bool {
-        // `id` is 12 hex digits (checked by `parse`), so it names a file inside the dir.
-        tokens_dir.join(&self.id).is_file()
-    }
-
-    /// Checks this token against the tokens stored under `tokens_dir` at time `now_ms`.
-    pub fn verify(&self, tokens_dir: &Path, now_ms: u64) -> Result<(), TlsError> {
-        let path = tokens_dir.join(&self.id);
-        let bytes = std::fs::read(&path)
-            .map_err(|_| TlsError::Token(format!("unknown token id {}", self.id)))?;
-        let stored: StoredToken = serde_json::from_slice(&bytes)
-            .map_err(|e| TlsError::Token(format!("corrupt token file {}: {e}", path.display())))?;
-        let got = sha2::Sha256::digest(self.secret.as_bytes());
-        let want = hex::decode(&stored.secret_sha256)
-            .map_err(|e| TlsError::Token(format!("corrupt token file {}: {e}", path.display())))?;
-        // Constant-time comparison of the two digests.
-        let diff = got
-            .iter()
-            .zip(want.iter())
-            .fold(want.len() ^ got.len(), |acc, (a, b)| {
-                acc | usize::from(a ^ b)
-            });
-        if diff != 0 {
-            return Err(TlsError::Token(format!(
-                "wrong secret for token id {}",
-                self.id
-            )));
-        }
-        if now_ms > stored.expires_ms {
-            return Err(TlsError::Token(format!("token id {} expired", self.id)));
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for JoinToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "kommit1.{}.{}.{}", self.ca_hash, self.id, self.secret)
     }
 }
 

@@ -185,14 +185,14 @@ impl GitSide {
                 triggers::webhook_router(hook.clone(), trigger.clone()),
             );
             let mut stop_hook = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            tasks.push(crate::door::serve(
+                listener,
+                router,
+                crate::door::Limits::WEBHOOK,
+                async move {
                     let _ = stop_hook.changed().await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!("webhook listener stopped: {e}");
-                }
-            }));
+                },
+            ));
         }
         let (fetcher, fetched) =
             triggers::spawn_fetcher(m.clone(), git.poll, trigger, stopped.clone());

@@ -43,6 +43,35 @@ struct Budget {
     always_allow_unhealthy: bool,
     /// How a pod counts as healthy for this budget.
     rule: Health,
+    /// The pods the budget expects (its pods' controllers' replicas; 1 for a pod without
+    /// one); for a Deployment's own budget, its replicas.
+    expected: u32,
+}
+
+/// A PodDisruptionBudget's status, as Kubernetes' disruption controller reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DisruptionStatus {
+    /// Its pods that are Running and Ready.
+    pub current_healthy: u32,
+    /// How many must stay so.
+    pub desired_healthy: u32,
+    /// How many pods it expects: its pods' controllers' replicas, 1 for a pod without one.
+    pub expected_pods: u32,
+    /// How many may be evicted now: `current_healthy - desired_healthy`, at least 0.
+    pub disruptions_allowed: u32,
+}
+
+/// The status of the PodDisruptionBudget `key` (`namespace/name`) from Git; None when the
+/// commit has none.
+pub fn disruption_status(state: &ClusterState, key: &str) -> Option<DisruptionStatus> {
+    let pdb = state.desired.pod_disruption_budgets.get(key)?;
+    let b = pdb_budget(state, key, pdb);
+    Some(DisruptionStatus {
+        current_healthy: b.healthy,
+        desired_healthy: b.desired,
+        expected_pods: b.expected,
+        disruptions_allowed: b.healthy.saturating_sub(b.desired),
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +138,7 @@ fn deployment_budget(state: &ClusterState, key: &str) -> Option<Budget> {
         // An unavailable pod adds nothing to the rollout's availability: it may go.
         always_allow_unhealthy: true,
         rule,
+        expected: replicas,
     })
 }
 
@@ -158,7 +188,7 @@ fn pdb_budget(state: &ClusterState, key: &str, pdb: &PodDisruptionBudget) -> Bud
     let rule = Health::Ready;
     let healthy = matched.iter().filter(|p| rule.of(p, state.now)).count();
     let healthy = u32::try_from(healthy).unwrap_or(u32::MAX);
-    let scaled = || {
+    let expected = {
         let mut scales: BTreeMap<String, u32> = BTreeMap::new();
         let mut loose = 0u32;
         for p in &matched {
@@ -173,11 +203,8 @@ fn pdb_budget(state: &ClusterState, key: &str, pdb: &PodDisruptionBudget) -> Bud
     };
     let desired = match (&pdb.spec.min_available, &pdb.spec.max_unavailable) {
         (Some(IntOrString::Int(n)), _) => u32::try_from((*n).max(0)).unwrap_or(u32::MAX),
-        (Some(min @ IntOrString::String(_)), _) => resolve(min, scaled(), true),
-        (None, Some(max)) => {
-            let expected = scaled();
-            expected.saturating_sub(resolve(max, expected, true))
-        }
+        (Some(min @ IntOrString::String(_)), _) => resolve(min, expected, true),
+        (None, Some(max)) => expected.saturating_sub(resolve(max, expected, true)),
         (None, None) => 0,
     };
     Budget {
@@ -187,6 +214,7 @@ fn pdb_budget(state: &ClusterState, key: &str, pdb: &PodDisruptionBudget) -> Bud
         always_allow_unhealthy: pdb.spec.unhealthy_pod_eviction_policy
             == Some(UnhealthyPodEvictionPolicy::AlwaysAllow),
         rule,
+        expected,
     }
 }
 

@@ -43,6 +43,8 @@ pub mod volumes;
 
 pub use common::restart_policy;
 pub(crate) use common::{deletion_order, new_pod};
+pub use drain::{disruption_status, DisruptionStatus};
+pub use pv::{volume_status, VolumeStatus};
 pub use status::record_status;
 
 use crate::pods::Pods;

@@ -150,3 +150,41 @@ pub(super) fn affinity_node<'a>(
             )
         })
 }
+
+/// A PersistentVolume's phase and claim, as `kubectl get pv` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeStatus {
+    /// `Available`, `Bound`, `Released` (its claim went, `Retain`) or `Failed` (its claim
+    /// went, `Delete`, which kommit does not do to a volume it did not make).
+    pub phase: &'static str,
+    /// The claim, `namespace/name`, bound now or before it was released.
+    pub claim: Option<String>,
+}
+
+/// The status of the PersistentVolume `name` from Git; None when the commit has none.
+pub fn volume_status(state: &ClusterState, name: &str) -> Option<VolumeStatus> {
+    state.desired.persistent_volumes.get(name)?;
+    if let Some((key, _)) = state
+        .claims
+        .iter()
+        .find(|(_, c)| c.pre_provisioned && c.volume.as_deref() == Some(name))
+    {
+        return Some(VolumeStatus {
+            phase: "Bound",
+            claim: Some(key.clone()),
+        });
+    }
+    Some(match state.released_volumes.get(name) {
+        Some(r) => VolumeStatus {
+            phase: match r.policy {
+                kommit_schemas::model::storage::ReclaimPolicy::Retain => "Released",
+                kommit_schemas::model::storage::ReclaimPolicy::Delete => "Failed",
+            },
+            claim: Some(r.claim.clone()),
+        },
+        None => VolumeStatus {
+            phase: "Available",
+            claim: None,
+        },
+    })
+}

@@ -102,28 +102,33 @@ impl Cluster {
     /// (`kommit token create`), one after the other; returns once every node is Ready in
     /// `n1`'s state. Prints how long that took.
     pub fn start(&mut self) -> Duration {
+        self.start_first(self.nodes.len())
+    }
+
+    /// [`Cluster::start`] for the first `k` nodes only; the others stay down.
+    pub fn start_first(&mut self, k: usize) -> Duration {
         let t = Instant::now();
         let url = self.url.clone();
         self.nodes[0].start(&url, FirstStart::Bootstrap);
-        let via = self.nodes[0].address();
-        for i in 1..self.nodes.len() {
+        for i in 2..=k {
             let (ok, token, err) = self.nodes[0].kommit(&["token", "create"]);
             assert!(ok, "kommit token create: {err}");
-            let token_file = self.dir.path().join(format!("token-n{}", i + 1));
-            std::fs::write(&token_file, token.trim()).expect("token file");
-            self.nodes[i].start(
-                &url,
-                FirstStart::Join {
-                    via: via.clone(),
-                    token_file,
-                },
-            );
+            self.join(i, 1, token.trim());
         }
-        let n = self.nodes.len();
         self.wait_state(Duration::from_secs(60), "every node Ready", |s| {
-            s.nodes.len() == n && s.nodes.values().all(|r| r.ready && r.pod_cidr.is_some())
+            s.nodes.len() == k && s.nodes.values().all(|r| r.ready && r.pod_cidr.is_some())
         });
         t.elapsed()
+    }
+
+    /// Starts node `i` joining through node `via` (1-based) with `token`.
+    pub fn join(&mut self, i: usize, via: usize, token: &str) {
+        let url = self.url.clone();
+        let token_file = self.dir.path().join(format!("token-n{i}"));
+        std::fs::write(&token_file, token).expect("token file");
+        let via = self.node(via).address();
+        self.node_mut(i)
+            .start(&url, FirstStart::Join { via, token_file });
     }
 
     /// Writes a file of the work clone.

@@ -6,9 +6,9 @@ use kommit_daemon::consensus::kv::KvApp;
 use kommit_daemon::consensus::liveness::{FenceHook, LivenessConfig};
 use kommit_daemon::consensus::membership::VoterPolicy;
 use kommit_daemon::consensus::node::{Node, NodeConfig, NodeError, Timing};
-use kommit_daemon::consensus::tls::{ClusterCa, JoinToken};
+use kommit_daemon::consensus::tls::ClusterCa;
 use kommit_daemon::consensus::App;
-use kommit_daemon::consensus::{now_ms, NodeId};
+use kommit_daemon::consensus::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +46,8 @@ pub struct Options {
     pub timing: Timing,
     /// Liveness timing.
     pub liveness: LivenessConfig,
+    /// Node certificate lifetime.
+    pub cert_lifetime: Duration,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
                 lease_ms: 1000,
                 down_after_ms: 1600,
             },
+            cert_lifetime: kommit_daemon::consensus::certs::DEFAULT_CERT_LIFETIME,
         }
     }
 }
@@ -94,6 +97,7 @@ impl<A: App> Cluster<A> {
         cfg.snapshot_every = opts.snapshot_every;
         cfg.timing = opts.timing;
         cfg.liveness = opts.liveness;
+        cfg.cert_lifetime = opts.cert_lifetime;
         cfg.facts.cpu_millis = 1000 * (i as u64 + 1);
         cfg.facts.memory_bytes = 1 << 30;
         cfg.facts.pods = 110;
@@ -128,16 +132,21 @@ impl<A: App> Cluster<A> {
         self.cfgs.insert(cfg.name.clone(), cfg);
     }
 
-    /// A fresh join token from node 0.
-    pub fn token(&self) -> String {
-        self.token_on(&name(0))
+    /// A fresh join token made through node 0.
+    pub async fn token(&self) -> String {
+        self.token_on(&name(0)).await
     }
 
-    /// A fresh join token stored on node `on` (which must hold the CA key to admit with it).
-    pub fn token_on(&self, on: &str) -> String {
-        let tokens = self.cfgs[on].tokens_dir();
-        let bytes: [u8; 22] = rand::random();
-        JoinToken::create(&self.ca_pem, &tokens, bytes, now_ms() + 600_000)
+    /// A fresh join token (10 minutes, any number of uses) made through node `on`: it goes
+    /// into the replicated state, so any voter admits with it.
+    pub async fn token_on(&self, on: &str) -> String {
+        self.token_with(on, Duration::from_secs(600), None).await
+    }
+
+    /// A join token valid for `ttl` and `uses` joins, made through node `on`.
+    pub async fn token_with(&self, on: &str, ttl: Duration, uses: Option<u32>) -> String {
+        kommit_daemon::consensus::token::create(&self.node(on).shared(), ttl, uses)
+            .await
             .expect("create token")
             .to_string()
     }
@@ -149,7 +158,7 @@ impl<A: App> Cluster<A> {
 
     /// Joins node `i` through node `via`, with a token made on `via`.
     pub async fn join_via(&mut self, i: usize, opts: Options, via: &str) -> Result<(), NodeError> {
-        let token = self.token_on(via);
+        let token = self.token_on(via).await;
         self.join_with_token(i, opts, via, &token).await
     }
 
