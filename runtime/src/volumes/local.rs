@@ -44,20 +44,7 @@ impl<T: Tmpfs> VolumeStore<T> {
 
     /// The local persistent volumes on disk, sorted.
     pub fn local_volumes(&self) -> Result<Vec<String>> {
-        let root = self.root().join(LOCAL_DIR);
-        let rd = match std::fs::read_dir(&root) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(verr(io_err(&root)(e))),
-        };
-        let mut v: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| validate_name("volume", n).is_ok())
-            .collect();
-        v.sort();
-        Ok(v)
+        super::named_dirs(&self.root().join(LOCAL_DIR), "volume")
     }
 
     /// Removes the local persistent volume `name` and its data. Idempotent.

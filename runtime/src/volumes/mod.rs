@@ -318,20 +318,26 @@ impl<T: Tmpfs> VolumeStore<T> {
 
     /// [`Volumes::pods_with_volumes`].
     pub fn pods_with_volumes(&self) -> Result<Vec<String>> {
-        let rd = match std::fs::read_dir(&self.root) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(verr(io_err(&self.root)(e))),
-        };
-        let mut pods: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| validate_name("pod", n).is_ok())
-            .collect();
-        pods.sort();
-        Ok(pods)
+        named_dirs(&self.root, "pod")
     }
+}
+
+/// The subdirectories of `root` whose names are valid `what` names, sorted; none when `root`
+/// does not exist.
+fn named_dirs(root: &Path, what: &str) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(verr(io_err(root)(e))),
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| validate_name(what, n).is_ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// [`Volumes::host_path`]: check or create what must be at `path`.
